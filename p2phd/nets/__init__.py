@@ -1,0 +1,1 @@
+"""pix2pixHD networks, losses and input encoding in MindSpore."""

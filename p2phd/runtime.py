@@ -1,0 +1,88 @@
+"""The one place that sets MindSpore up: device, graph mode, seeds, logs, CPU fix, msrun.
+
+Import this (or anything in p2phd) before MindSpore: the package's __init__ sets
+ONEDNN_MAX_CPU_ISA and GLOG_v, which MindSpore/oneDNN read only once.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import __version__  # noqa: F401  (importing the package applies the env defaults)
+
+# Environment variables msrun (and the manual MS_ROLE launch) set for every worker.
+_MSRUN_VARS = ("MS_WORKER_NUM", "MS_ROLE")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device_target: str
+    graph_mode: bool
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Only rank 0 writes shared artifacts (checkpoints, manifests, pages)."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def under_msrun() -> bool:
+    return os.environ.get("MS_ROLE") == "MS_WORKER" and int(os.environ.get("MS_WORKER_NUM", "1")) > 1
+
+
+def setup(device_target: str = "CPU", pynative: bool = False, seed: int = 0,
+          verbose: bool = False, data_parallel: bool = True) -> Runtime:
+    """Configure MindSpore for this process and return who we are.
+
+    Under msrun (MS_ROLE=MS_WORKER, MS_WORKER_NUM>1) communication is initialised and data
+    parallelism with averaged gradients is set; callers must still reduce their functional
+    gradients with nn.DistributedGradReducer (the context alone does not, mindspore-cpu.md §4).
+    """
+    if device_target == "CPU":
+        os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+    if verbose:
+        os.environ["GLOG_v"] = os.environ.get("GLOG_v", "2")
+    import mindspore as ms
+
+    ms.set_context(mode=ms.PYNATIVE_MODE if pynative else ms.GRAPH_MODE)
+    ms.set_device(device_target)
+    rank, world = 0, 1
+    if data_parallel and under_msrun():
+        from mindspore.communication import get_group_size, get_rank, init
+
+        init()
+        rank, world = get_rank(), get_group_size()
+        ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL,
+                                     gradients_mean=True, device_num=world)
+    seed_everything(seed)
+    return Runtime(device_target=device_target, graph_mode=not pynative, rank=rank, world_size=world)
+
+
+def seed_everything(seed: int) -> None:
+    import mindspore as ms
+
+    random.seed(seed)
+    np.random.seed(seed)
+    ms.set_seed(seed)
+
+
+def versions() -> dict[str, str]:
+    """Package versions recorded in every manifest and checkpoint."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"p2phd": __version__}
+    for pkg in ("mindspore", "numpy", "h5py", "pillow", "scikit-learn", "joblib"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
