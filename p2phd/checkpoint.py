@@ -1,0 +1,115 @@
+"""Save and load several Cells (networks and optimizers) in one MindSpore checkpoint.
+
+- ``save(path, {"netG": G, "optG": optG}, meta)``: parameters stored as ``<key>.<attribute path>``
+  (``netG.model.1.weight``), meta values as extra entries; written to a temporary file in the
+  same directory and renamed, so ``path`` is never half-written.
+- ``load(path, cells) -> LoadReport``: loads by name AND shape; never raises on a partial match.
+  ``loaded`` / ``missing`` (in the cells, not in the file) / ``mismatched`` (same name, other
+  shape) / ``unused`` (in the file, not in the cells; meta excluded) are lists of full names.
+- ``read_meta(path)``: the meta dict (ints, floats, bools, strings; other JSON values round-trip
+  through a JSON string).
+
+Optimizer Cells (``nn.Adam``...) are saved by their own state only: ``global_step``,
+``learning_rate``, ``beta1_power``, ``beta2_power``, ``moment1.*``, ``moment2.*``; the network
+weights they reference are not stored twice. Their state names come from Parameter.name, which is
+unique because the builders prefix it (p2phd.nets.prefix_parameter_names).
+
+Meta keys must not contain '.' (parameter names always do, which is how the two are told apart).
+"""
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import mindspore as ms
+import numpy as np
+from mindspore import Parameter, Tensor, nn
+
+_JSON_PREFIX = "json:"
+
+
+@dataclass
+class LoadReport:
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Every parameter of the cells was loaded."""
+        return not self.missing and not self.mismatched
+
+
+def named_parameters(key: str, cell: nn.Cell) -> list[tuple[str, Parameter]]:
+    """(``<key>.<name>``, Parameter) for what ``save`` stores of ``cell``."""
+    if isinstance(cell, nn.Optimizer):
+        weights = {id(p) for p in cell.parameters}
+        return [(f"{key}.{p.name}", p) for p in cell.get_parameters() if id(p) not in weights]
+    return [(f"{key}.{name}", p) for name, p in cell.parameters_and_names()]
+
+
+def _meta_value(value: Any) -> Any:
+    if isinstance(value, bool | int | float | str):
+        return value
+    return _JSON_PREFIX + json.dumps(value)
+
+
+def save(path: str | os.PathLike, cells: dict[str, nn.Cell], meta: dict | None = None) -> None:
+    path = os.fspath(path)
+    entries = []
+    for key, cell in cells.items():
+        for name, p in named_parameters(key, cell):
+            entries.append({"name": name, "data": Tensor(p.asnumpy())})
+    append = {}
+    for k, v in (meta or {}).items():
+        if "." in k:
+            raise ValueError(f"meta key {k!r} must not contain '.'")
+        append[k] = _meta_value(v)
+    directory = os.path.dirname(os.path.abspath(path))
+    # save_checkpoint appends '.ckpt' unless the name ends with it, hence the suffix.
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ckpt", dir=directory)
+    os.close(fd)
+    try:
+        ms.save_checkpoint(entries, tmp, append_dict=append or None)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _read(path: str) -> dict:
+    return ms.load_checkpoint(os.fspath(path))
+
+
+def load(path: str | os.PathLike, cells: dict[str, nn.Cell]) -> LoadReport:
+    stored = _read(path)
+    report = LoadReport()
+    used: set[str] = set()
+    for key, cell in cells.items():
+        for name, p in named_parameters(key, cell):
+            value = stored.get(name)
+            if value is None or isinstance(value, str):
+                report.missing.append(name)
+            elif tuple(value.shape) != tuple(p.shape):
+                report.mismatched.append(name)
+                used.add(name)
+            else:
+                p.set_data(Tensor(value.asnumpy(), dtype=p.dtype))
+                report.loaded.append(name)
+                used.add(name)
+    report.unused = [n for n in stored if "." in n and n not in used]
+    return report
+
+
+def _python(value: Any) -> Any:
+    if isinstance(value, str):
+        return json.loads(value[len(_JSON_PREFIX):]) if value.startswith(_JSON_PREFIX) else value
+    arr = np.asarray(value.asnumpy())
+    return arr.item() if arr.ndim == 0 else arr.tolist()
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    return {k: _python(v) for k, v in _read(path).items() if "." not in k}
