@@ -25,3 +25,148 @@ lint: $(STAMP) ## ruff check
 	$(VENV)/bin/ruff check p2phd tests bench
 
 .PHONY: help setup test lint
+
+# ---------------------------------------------------------------------------------------------
+# The seed's four training modes, feature pipeline, renders and the demo.
+# Every artifact is a real file, so Make rebuilds only what is missing; `make -n TARGET` shows
+# the plan. Interrupted targets resume when rerun (train, precompute and render resume by
+# themselves; prepare and cluster write atomically).
+# ---------------------------------------------------------------------------------------------
+BIN := bin
+DEMO_DATA := outputs/demo-data
+DATA ?= $(DEMO_DATA)#              Cityscapes tree (leftImg8bit/, gtFine/) or pix2pixHD folders
+DATASET ?= $(if $(filter $(DEMO_DATA),$(DATA)),demo,$(notdir $(abspath $(DATA))))#  manifest names
+RUN ?= label2city#                 run names: $(RUN)_512p, $(RUN)_1024p, ..._feat
+RUN_512p ?= $(RUN)_512p
+RUN_1024p ?= $(RUN)_1024p
+RUN_512p-feat ?= $(RUN)_512p_feat
+RUN_1024p-feat ?= $(RUN)_1024p_feat
+MODE ?= 1024p#                     run that render-* uses: 512p, 1024p, 512p-feat, 1024p-feat
+SIZE ?= 1024#                      512p load width (pixels); the 1024p modes use twice that
+NGF ?= 64#                         512p generator width; the 1024p local enhancer uses NGF/2
+JOBS ?= 0#                         prepare worker processes (0 = all cores)
+NPROC ?= 1#                        train on NPROC devices/processes under msrun
+MASTER_PORT ?= 8118
+DEVICE ?= CPU#                     MindSpore device target: CPU, Ascend or GPU
+VGG ?=#                            VGG19 checkpoint; default ./vgg19.ckpt if present, else no VGG loss
+EXTRA ?=#                          extra bin/train options (last, so they override)
+RENDER_EXTRA ?=#                   extra bin/render options (e.g. --style car=3 --variants 4)
+NITER_512 ?= 100
+DECAY_512 ?= 100
+NITER_1024 ?= 50
+DECAY_1024 ?= 50
+FIX_GLOBAL ?= 10
+N_CLUSTERS ?= 10
+
+SIZE2 := $(shell echo $$((2 * $(SIZE))))
+NGF_LOCAL := $(shell echo $$(($(NGF) / 2)))
+SIZE_512p := $(SIZE)
+SIZE_512p-feat := $(SIZE)
+SIZE_1024p := $(SIZE2)
+SIZE_1024p-feat := $(SIZE2)
+MODES := 512p 1024p 512p-feat 1024p-feat
+VGG_PATH := $(or $(VGG),$(wildcard vgg19.ckpt))
+VGG_OPT := $(if $(VGG_PATH),--vgg_pre_trained $(VGG_PATH),--no_vgg_loss)
+
+man = manifests/$(DATASET)-$(1)-$(2).h5#          split, load width
+run_dir = outputs/$(RUN_$(1))#                    mode
+run_done = $(call run_dir,$(1))/G.ckpt#           the inference snapshot train writes
+page = $(call run_dir,$(1))/render-$(2)/index.html# mode, split
+FEATURES := manifests/$(RUN_512p-feat)-features.h5
+CLUSTERS := manifests/$(RUN_512p-feat)-clusters.h5
+DATA_DEP := $(if $(filter $(DEMO_DATA),$(DATA)),$(DEMO_DATA)/demo-dataset.json)
+
+# bin/train, or msrun with NPROC workers (the venv's bin first on PATH: msrun starts `python`)
+train_cmd = $(if $(filter 1,$(NPROC)),$(BIN)/train,PATH="$(CURDIR)/$(VENV)/bin:$$PATH" msrun \
+	--worker_num=$(NPROC) --local_worker_num=$(NPROC) --master_addr=127.0.0.1 \
+	--master_port=$(MASTER_PORT) --log_dir=$(call run_dir,$(1))/msrun --join=True $(BIN)/train)
+COMMON := --device_target $(DEVICE) --checkpoints_dir outputs $(VGG_OPT)
+OPTS_512p := --netG global --ngf $(NGF) --num_D 2 --resize_or_crop scale_width \
+	--load_size $(SIZE) --niter $(NITER_512) --niter_decay $(DECAY_512)
+OPTS_1024p := --netG local --ngf $(NGF_LOCAL) --num_D 3 --resize_or_crop none \
+	--load_size $(SIZE2) --niter $(NITER_1024) --niter_decay $(DECAY_1024) \
+	--niter_fix_global $(FIX_GLOBAL)
+
+prepare: $(call man,train,$(SIZE)) $(call man,train,$(SIZE2)) $(call man,test,$(SIZE)) $(call man,test,$(SIZE2)) ## prepare DATA's train and test splits at both sizes (manifests/*.h5)
+train-512p: $(call run_done,512p) ## global generator, ngf 64, 2 D scales, scale_width 1024, 100+100 epochs
+train-1024p: $(call run_done,1024p) ## local enhancer from the 512p run, ngf 32, 3 D scales, 2048x1024, 50+50 epochs, global fixed 10
+train-512p-feat: $(call run_done,512p-feat) ## as 512p, with the instance-feature encoder trained jointly
+train-1024p-feat: $(call run_done,1024p-feat) ## as 1024p, from 512p-feat, reading its precomputed feature maps
+precompute: $(FEATURES) ## encoder features of the 512p-feat run over the training split, at 1024p size
+cluster: $(CLUSTERS) ## k-means centres per class of the precomputed features (render styles)
+render-test: $(call page,$(MODE),test) ## render DATA's test split (Cityscapes: val frames) with the MODE run
+render-val: $(call page,$(MODE),val) ## render DATA's val split with the MODE run
+render-train: $(call page,$(MODE),train) ## render DATA's training split with the MODE run
+
+$(DEMO_DATA)/demo-dataset.json: | $(STAMP)
+	$(PY) -m p2phd.demo_data $(DEMO_DATA) --n_train $(DEMO_TRAIN) --n_test $(DEMO_TEST) \
+		--width $(DEMO_WIDTH) --height $(DEMO_HEIGHT) >/dev/null
+
+define prepare_rule
+$(call man,$(1),$(2)): $(DATA_DEP) | $(STAMP)
+	$(BIN)/prepare --dataroot $(DATA) --phase $(1) --load_size $(2) --jobs $(JOBS) --out $$@
+endef
+$(foreach split,train test val,$(foreach size,$(SIZE) $(SIZE2),$(eval $(call prepare_rule,$(split),$(size)))))
+
+$(call run_done,512p): $(call man,train,$(SIZE)) | $(STAMP)
+	$(call train_cmd,512p) $< --name $(RUN_512p) $(COMMON) $(OPTS_512p) $(EXTRA)
+
+$(call run_done,512p-feat): $(call man,train,$(SIZE)) | $(STAMP)
+	$(call train_cmd,512p-feat) $< --name $(RUN_512p-feat) $(COMMON) $(OPTS_512p) --instance_feat $(EXTRA)
+
+$(call run_done,1024p): $(call man,train,$(SIZE2)) $(call run_done,512p)
+	$(call train_cmd,1024p) $< --name $(RUN_1024p) $(COMMON) $(OPTS_1024p) \
+		--load_pretrain $(call run_dir,512p) $(EXTRA)
+
+$(call run_done,1024p-feat): $(call man,train,$(SIZE2)) $(call run_done,512p-feat) $(FEATURES)
+	$(call train_cmd,1024p-feat) $< --name $(RUN_1024p-feat) $(COMMON) $(OPTS_1024p) \
+		--load_pretrain $(call run_dir,512p-feat) --instance_feat --load_features $(FEATURES) $(EXTRA)
+
+$(FEATURES): $(call run_done,512p-feat) $(call man,train,$(SIZE))
+	$(BIN)/precompute --run $(call run_dir,512p-feat) $(call man,train,$(SIZE)) \
+		--load_size $(SIZE2) --device_target $(DEVICE) --out $@
+
+$(CLUSTERS): $(FEATURES)
+	$(BIN)/cluster $< --n_clusters $(N_CLUSTERS) --out $@
+
+define render_rule
+$(call page,$(1),$(2)): $(call run_done,$(1)) $(call man,$(2),$(SIZE_$(1))) $(if $(findstring feat,$(1)),$(CLUSTERS))
+	$(BIN)/render --run $(call run_dir,$(1)) $(call man,$(2),$(SIZE_$(1))) \
+		--out $(call run_dir,$(1))/render-$(2) --device_target $(DEVICE) \
+		$(if $(findstring feat,$(1)),--clusters $(CLUSTERS)) $(RENDER_EXTRA)
+endef
+$(foreach mode,$(MODES),$(foreach split,train test val,$(eval $(call render_rule,$(mode),$(split)))))
+
+# ---- demo: every mode end to end at toy size on a generated (or the given) dataset ----------
+DEMO_TRAIN ?= 8
+DEMO_TEST ?= 4
+DEMO_WIDTH ?= 256
+DEMO_HEIGHT ?= 128
+DEMO_TAG := $(if $(filter $(DEMO_DATA),$(DATA)),demo,demo-$(notdir $(abspath $(DATA))))
+# A demo setting unless the same variable was given on make's command line.
+demo_var = $(1)=$(if $(filter command line,$(origin $(1))),$($(1)),$(2))
+DEMO_VARS = DATASET=$(DEMO_TAG) RUN_512p=$(DEMO_TAG)-512p RUN_1024p=$(DEMO_TAG)-1024p \
+	RUN_512p-feat=$(DEMO_TAG)-512p-feat RUN_1024p-feat=$(DEMO_TAG)-1024p-feat \
+	$(call demo_var,SIZE,128) $(call demo_var,NGF,16) $(call demo_var,NITER_512,4) \
+	$(call demo_var,DECAY_512,4) $(call demo_var,NITER_1024,2) $(call demo_var,DECAY_1024,2) \
+	$(call demo_var,FIX_GLOBAL,1) $(call demo_var,N_CLUSTERS,3) \
+	'$(call demo_var,EXTRA,--n_downsample_global 3 --n_blocks_global 3 --n_blocks_local 1 --ndf 16 --nef 8 --n_layers_D 2)'
+
+demo: | $(STAMP) ## every mode end to end on a generated toy Cityscapes (or DATA=...) in ~10 min; prints the render page
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory demo-renders $(DEMO_VARS) && \
+	echo "demo: done in $$(( $$(date +%s) - start )) s; render pages:" >&2 && \
+	for m in 512p 1024p 512p-feat; do echo "  $(CURDIR)/outputs/$(DEMO_TAG)-$$m/render-test/index.html" >&2; done && \
+	echo "$(CURDIR)/outputs/$(DEMO_TAG)-1024p-feat/render-test/index.html"
+
+demo-renders: $(foreach mode,$(MODES),$(call page,$(mode),test)) ## render the test split with all four modes (what demo runs, with its settings)
+
+bench: $(shell sed -nE 's/^(bench-[A-Za-z0-9_-]+):.*/\1/p' $(firstword $(MAKEFILE_LIST))) ## run every benchmark (bench-*)
+
+clean: ## remove the demo's data, manifests and runs, partial files and caches (keeps other runs)
+	rm -rf outputs/demo-* manifests/demo-* .pytest_cache .ruff_cache
+	find manifests outputs -name '*.tmp' -prune -exec rm -rf {} +
+	find p2phd tests bench -name __pycache__ -prune -exec rm -rf {} +
+
+.PHONY: prepare train-512p train-1024p train-512p-feat train-1024p-feat \
+	precompute cluster render-test render-val render-train bench demo demo-renders clean
