@@ -1,0 +1,101 @@
+"""The Makefile: `make help` lists every target once, and `make -n` shows each mode's plan without
+running it (the options of DESIGN.md's table, the dependencies between modes, msrun, VGG)."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = ["help", "setup", "test", "lint", "prepare", "train-512p", "train-1024p",
+           "train-512p-feat", "train-1024p-feat", "precompute", "cluster", "render-test",
+           "render-val", "render-train", "bench", "demo", "clean"]
+
+
+def make(*args: str, data: Path | None = None) -> str:
+    extra = [f"DATA={data}"] if data is not None else []
+    r = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), *args, *extra],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """An (empty) dataset folder of a unique name, so no manifest or run of that name exists."""
+    d = tmp_path / "mkdata"
+    d.mkdir()
+    return d
+
+
+def test_help_lists_every_target_once() -> None:
+    out = make("help")
+    assert out == make()  # help is the default goal
+    names = [line.split()[0] for line in out.splitlines() if line.strip()]
+    for t in TARGETS:
+        assert names.count(t) == 1, t
+    # every phony target of the Makefile has a help line
+    text = (ROOT / "Makefile").read_text()
+    phony = set(" ".join(re.findall(r"^\.PHONY:((?:.*\\\n)*.*)$", text, re.M)).replace("\\", " ").split())
+    assert phony - set(names) == set()
+    for line in out.splitlines():
+        if line.strip():
+            assert len(line.split(None, 1)) == 2, f"no description: {line!r}"
+
+
+def test_render_test_plan_prepares_trains_renders(data: Path) -> None:
+    before = sorted(p.name for p in (ROOT / "manifests").iterdir())
+    plan = make("-n", "render-test", "RUN=zz_mk", data=data).splitlines()
+    assert sorted(p.name for p in (ROOT / "manifests").iterdir()) == before  # -n wrote nothing
+    assert not (ROOT / "outputs" / "zz_mk_1024p").exists()
+    verbs = [re.sub(r"^.*?bin/(\w+).*$", r"\1", ln) for ln in plan if "bin/" in ln]
+    # the default MODE (1024p) needs the 512p run first, then the 1024p run, then the render
+    assert verbs.index("prepare") < verbs.index("train") < verbs.index("render")
+    trains = [ln for ln in plan if "bin/train" in ln]
+    assert len(trains) == 2
+    assert "--name zz_mk_512p" in trains[0] and "--netG global --ngf 64 --num_D 2" in trains[0]
+    assert "--resize_or_crop scale_width --load_size 1024 --niter 100 --niter_decay 100" in trains[0]
+    assert "--name zz_mk_1024p" in trains[1] and "--netG local --ngf 32 --num_D 3" in trains[1]
+    assert "--resize_or_crop none --load_size 2048 --niter 50 --niter_decay 50" in trains[1]
+    assert "--niter_fix_global 10" in trains[1]
+    full = "\n".join(plan)
+    assert "--load_pretrain outputs/zz_mk_512p" in full
+    assert f"--dataroot {data} --phase test --load_size 2048" in full
+    assert "bin/render --run outputs/zz_mk_1024p manifests/mkdata-test-2048.h5" in full
+
+
+def test_feature_mode_plan(data: Path) -> None:
+    full = make("-n", "render-test", "MODE=1024p-feat", "RUN=zz_mk", data=data)
+    for order in (["--name zz_mk_512p_feat", "bin/precompute", "--name zz_mk_1024p_feat", "bin/render"],
+                  ["bin/precompute", "bin/cluster", "bin/render"]):
+        pos = [full.index(s) for s in order]
+        assert pos == sorted(pos), full
+    assert "--load_pretrain outputs/zz_mk_512p_feat --instance_feat --load_features " \
+           "manifests/zz_mk_512p_feat-features.h5" in full
+    assert "--load_size 2048" in full[full.index("bin/precompute"):full.index("bin/cluster")]
+    assert "--clusters manifests/zz_mk_512p_feat-clusters.h5" in full
+    assert "--name zz_mk_512p " not in full  # labels-only runs are not needed
+
+
+def test_knobs_msrun_vgg_device_extra(data: Path, tmp_path: Path) -> None:
+    vgg = tmp_path / "vgg19.ckpt"
+    plan = make("-n", "train-512p", "RUN=zz_mk", "NPROC=4", f"VGG={vgg}", "DEVICE=Ascend",
+                "SIZE=256", "NGF=16", "EXTRA=--batch_size 2", data=data)
+    line = next(ln for ln in plan.splitlines() if "bin/train" in ln)
+    assert "msrun --worker_num=4 --local_worker_num=4" in line and "--join=True" in line
+    assert f"--vgg_pre_trained {vgg}" in line and "--no_vgg_loss" not in line
+    assert "--device_target Ascend" in line and "--ngf 16" in line and "--load_size 256" in line
+    assert line.rstrip().endswith("--batch_size 2")
+    plain = make("-n", "train-512p", "RUN=zz_mk", "VGG=", data=data)
+    line = next(ln for ln in plain.splitlines() if "bin/train" in ln)
+    assert line.startswith("bin/train") and ("--no_vgg_loss" in line or "--vgg_pre_trained" in line)
+
+
+def test_demo_plan_uses_demo_names_and_small_sizes() -> None:
+    plan = make("-n", "demo")
+    assert "demo-renders" in plan and "SIZE=128" in plan
+    sub = make("-n", "demo-renders", "DATASET=demo", "RUN_512p=demo-512p", "RUN_1024p=demo-1024p",
+               "RUN_512p-feat=demo-512p-feat", "RUN_1024p-feat=demo-1024p-feat", "SIZE=128")
+    for path in re.findall(r"(?:manifests|outputs)/[\w.-]+", sub):
+        assert path.split("/")[1].startswith("demo"), path
