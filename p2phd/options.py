@@ -32,6 +32,10 @@ def opt(default: Any, help: str, *, choices: tuple | None = None, metavar: str |
 def _with_flag_names(cls: type) -> type:
     """Give every field the flags ``--name`` and ``--name-with-dashes`` (seed + modern spelling)."""
     for f in dataclasses.fields(cls):
+        if f.type in (bool, "bool") and f.default is True:
+            # argparse-dataclass would make --name *store False*: an inverted flag.
+            raise TypeError(f"{cls.__name__}.{f.name}: boolean options must default to False; "
+                            f"use a negative name (no_{f.name}) as the seed does")
         if "args" not in f.metadata:
             names = [f"--{f.name}"]
             if "_" in f.name:
