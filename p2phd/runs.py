@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .cli import UsageError, write_json
+from .cli import UsageError, atomic_path, write_json
 from .options import DataOptions, ModelOptions
 
 RUN_SCHEMA = "p2phd.run/1"
@@ -91,3 +91,84 @@ def load_inference(run_dir: str | Path, max_instances: int = 0):
     for cell in cells.values():
         cell.set_train(False)
     return cells["netG"], cells.get("netE"), arch, checkpoint.read_meta(path)
+
+
+# -- full training state (written by train, rank 0 only) --------------------------------------
+#
+# state/<tag>/state.ckpt   nets + both optimisers (p2phd.checkpoint format: netG.*, netD.*,
+#                          netE.*, optG.moment1.netG.*, optG.global_step, optD.*, ...)
+# state/<tag>/progress.json  {"epoch", "epoch_step", "step", "images", "fixed_global", "lr"}:
+#                          the next step to run is step+1, in `epoch` after `epoch_step` batches
+# state/<tag>/pool.npz     the image pool's contents (only with --pool_size)
+# state/latest             the <tag> of the newest complete state (tags: step-<8 digits>)
+#
+# A state folder is written as state/.tmp-<tag> and renamed, then `latest` is replaced, so a
+# kill at any moment leaves the previous state usable. The newest `keep` states are kept.
+
+STATE_DIR = "state"
+LATEST = "latest"
+
+
+def state_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / STATE_DIR
+
+
+def latest_state(run_dir: str | Path) -> Path | None:
+    """Folder of the newest complete training state, or None."""
+    pointer = state_dir(run_dir) / LATEST
+    if not pointer.is_file():
+        return None
+    folder = state_dir(run_dir) / pointer.read_text().strip()
+    return folder if (folder / "progress.json").is_file() else None
+
+
+def read_progress(folder: str | Path) -> dict[str, Any]:
+    return json.loads((Path(folder) / "progress.json").read_text())
+
+
+def write_state(run_dir: str | Path, progress: dict[str, Any], save_ckpt, pool: dict | None,
+                keep: int) -> Path:
+    """Write one state atomically; `save_ckpt(path)` writes the checkpoint file."""
+    import os
+    import shutil
+
+    import numpy as np
+
+    root = state_dir(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    tag = f"step-{int(progress['step']):08d}"
+    tmp = root / f".tmp-{tag}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_ckpt(tmp / "state.ckpt")
+    if pool:
+        np.savez(tmp / "pool.npz", **pool)
+    write_json(tmp / "progress.json", progress)
+    final = root / tag
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    with atomic_path(root / LATEST) as t:
+        t.write_text(tag + "\n")
+    _prune(root, tag, keep)
+    return final
+
+
+def _prune(root: Path, latest: str, keep: int) -> None:
+    import shutil
+
+    tags = sorted(p.name for p in root.glob("step-*") if p.is_dir())
+    for tag in tags[: max(0, len(tags) - max(1, keep))]:
+        if tag != latest:
+            shutil.rmtree(root / tag, ignore_errors=True)
+    for junk in root.glob(".tmp-*"):
+        shutil.rmtree(junk, ignore_errors=True)
+
+
+def read_pool(folder: str | Path) -> dict | None:
+    import numpy as np
+
+    path = Path(folder) / "pool.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
