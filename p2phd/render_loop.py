@@ -1,0 +1,238 @@
+"""The inference loop of ``render``: read + preprocess ahead, run G in graph mode, write behind.
+
+Three stages overlap: a reader thread prepares the next samples (HDF5 read, the run's
+preprocessing, style feature maps, label/real pictures), the main thread runs the generator on
+batches of same-size inputs, and ``render_files.Writer`` threads convert, resize and encode the
+PNGs. So the generator, which is nearly all of the cost, never waits for the disk.
+"""
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from . import render_files as rf
+
+_BICUBIC = Image.Resampling.BICUBIC
+_NEAREST = Image.Resampling.NEAREST
+
+
+@dataclass
+class Prepared:
+    """One sample ready for G: inputs at G's size (one feature map per variant)."""
+
+    row: int
+    name: str
+    label: np.ndarray  # (H,W) int32 ids or (C,H,W) float32 RGB input
+    index: np.ndarray  # (H,W) int32 dense instance index (edge map)
+    pool: np.ndarray  # (H,W) int32 encoder pooling ids
+    photo: np.ndarray | None  # (3,H,W) float32, for --use_encoded_image
+    feats: list[np.ndarray | None]  # per variant (feat_num,H,W) float32, or [None]
+    styles: list[str]
+    label_picture: np.ndarray  # HxWx3 uint8 at the output size
+    real_picture: np.ndarray | None
+
+    @property
+    def g_size(self) -> tuple[int, int]:
+        return tuple(self.label.shape[-2:])  # type: ignore[return-value]
+
+
+def resize_picture(img: np.ndarray, size_hw: tuple[int, int], resample) -> np.ndarray:
+    if img.shape[:2] == tuple(size_hw):
+        return img
+    return np.asarray(Image.fromarray(img).resize((size_hw[1], size_hw[0]), resample))
+
+
+def to_picture(out_chw: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """G output -> uint8 HxW(x3) at the output size: clip(round((x+1)/2*255)), then BICUBIC."""
+    from .palette import to_uint8
+
+    img = to_uint8(out_chw)
+    if out_chw.shape[0] == 1:
+        img = np.ascontiguousarray(img[..., 0])  # grey stays one channel
+    return resize_picture(img, size_hw, _BICUBIC)
+
+
+class Preparer:
+    """Builds `Prepared` samples from the dataset with the run's own preprocessing."""
+
+    def __init__(self, p: Any) -> None:
+        from .data import Preprocessor
+
+        self.p = p
+        self._feat: np.ndarray | None = None
+        wants_feat = p.mode == "clusters"
+        self.pre = Preprocessor(p.arch, train=False, seed=p.o.seed,
+                                features=(lambda name: self._feat) if wants_feat else None)
+
+    def __call__(self, row: int) -> Prepared:
+        from .palette import colourise
+
+        p = self.p
+        s = p.ds.sample(row)
+        feats: list[np.ndarray | None] = [None]
+        styles_: list[str] = ["encoded"] if p.mode == "encoded" else [""]
+        item = None
+        if p.mode == "clusters":
+            from . import styles
+
+            inst = s.inst if p.arch.instance_feat else None
+            feats, styles_ = [], []
+            for k in range(p.variants):
+                chosen, index = styles.choose_styles(s.label, inst, p.clusters, p.o.seed, s.name,
+                                                     p.choices, k)
+                self._feat = styles.paint(chosen, index, p.clusters)
+                item = self.pre(s, row)
+                feats.append(item.feat)
+                styles_.append(styles.styles_json(chosen))
+        else:
+            item = self.pre(s, row)
+        size = p.out_size(row)
+        if s.label.ndim == 2:
+            label_pic = resize_picture(colourise(s.label, p.arch.label_nc), size, _NEAREST)
+        else:
+            label_pic = resize_picture(s.label, size, _BICUBIC)
+        real_pic = resize_picture(s.photo, size, _BICUBIC) if s.photo is not None else None
+        return Prepared(row, s.name, item.label, item.inst, item.pool, item.photo, feats, styles_,
+                        label_pic, real_pic)
+
+
+def prefetch(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
+    """Iterate ``items`` on a thread, ``depth`` ahead; errors are re-raised in the consumer."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for it in items:
+                if stop.is_set():
+                    return
+                q.put(("ok", it))
+            q.put(("ok", done))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(("err", exc))
+
+    t = threading.Thread(target=work, name="render-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            kind, it = q.get()
+            if kind == "err":
+                raise it
+            if it is done:
+                return
+            yield it
+    finally:
+        stop.set()
+        while t.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                q.get(timeout=0.1)
+            except queue.Empty:
+                pass
+
+
+def build_net(p: Any, G: Any, E: Any) -> Any:
+    """A Cell computing G's input from label/index (+ features or encoded photo), then G."""
+    from mindspore import nn
+
+    from .nets import uses_edge
+    from .nets.encoding import encode_condition, generator_input
+
+    label_nc, use_edge = p.arch.label_nc, uses_edge(p.arch)
+
+    class Plain(nn.Cell):
+        def __init__(self) -> None:
+            super().__init__()
+            self.G = G
+
+        def construct(self, label, index):
+            return self.G(encode_condition(label, index, label_nc, use_edge))
+
+    class WithFeatures(Plain):
+        def construct(self, label, index, feat):
+            return self.G(generator_input(encode_condition(label, index, label_nc, use_edge), feat))
+
+    class Encoded(Plain):
+        def __init__(self) -> None:
+            super().__init__()
+            self.E = E
+
+        def construct(self, label, index, photo, pool):
+            feat = self.E(photo, pool)
+            return self.G(generator_input(encode_condition(label, index, label_nc, use_edge), feat))
+
+    net = {"labels": Plain, "clusters": WithFeatures, "encoded": Encoded}[p.mode]()
+    net.set_train(False)
+    return net
+
+
+def _inputs(p: Any, jobs: list[tuple[Prepared, int]]) -> list[Any]:
+    from mindspore import Tensor
+
+    label = np.stack([j.label for j, _ in jobs])
+    args = [Tensor(label.astype(np.float32 if label.ndim == 4 else np.int32)),
+            Tensor(np.stack([j.index for j, _ in jobs]).astype(np.int32))]
+    if p.mode == "clusters":
+        args.append(Tensor(np.stack([j.feats[k] for j, k in jobs]).astype(np.float32)))
+    elif p.mode == "encoded":
+        args.append(Tensor(np.stack([j.photo for j, _ in jobs]).astype(np.float32)))
+        args.append(Tensor(np.stack([j.pool for j, _ in jobs]).astype(np.int32)))
+    return args
+
+
+def _write_synthesized(out_chw: np.ndarray, path, size: tuple[int, int]) -> None:
+    rf.save_png(to_picture(out_chw, size), path)
+
+
+def _write_pictures(prep: Prepared, files: dict[str, Any], out) -> None:
+    rf.save_png(prep.label_picture, out / files["label"])
+    if prep.real_picture is not None and files["real"]:
+        rf.save_png(prep.real_picture, out / files["real"])
+
+
+def _jobs(p: Any, prepared: Iterable[Prepared]) -> Iterator[list[tuple[Prepared, int]]]:
+    """Batches of (sample, variant) jobs that share G's input size, up to --batch_size."""
+    batch: list[tuple[Prepared, int]] = []
+    for prep in prepared:
+        for k in range(len(prep.feats)):
+            if batch and (len(batch) == p.o.batch_size or batch[0][0].g_size != prep.g_size):
+                yield batch
+                batch = []
+            batch.append((prep, k))
+    if batch:
+        yield batch
+
+
+def render_samples(p: Any, rows: list[int], style_cache: dict[int, list[str]]) -> int:
+    """Render the given rows into p.out; returns the number of images synthesized."""
+    from . import runs, runtime
+
+    runtime.setup(p.o.device_target, p.o.pynative, p.o.seed, p.o.verbose, data_parallel=False)
+    G, E, _, _ = runs.load_inference(p.run_dir, p.ds.max_instances)
+    st = p.checkpoint.stat()
+    if (st.st_size, st.st_mtime_ns) != p.checkpoint_stat:
+        raise RuntimeError(f"{p.checkpoint} changed since it was hashed (is training still "
+                           "writing it?); rerun")
+    net = build_net(p, G, E)
+    total = len(rows) * (len(p.files(rows[0])["synthesized"]) if rows else 0)
+    done = 0
+    with rf.Writer(p.o.write_threads) as writer, tqdm(total=total, unit="img", desc="render",
+                                                      dynamic_ncols=True) as bar:
+        for batch in _jobs(p, prefetch(map(Preparer(p), rows))):
+            out = net(*_inputs(p, batch)).asnumpy()
+            for i, (prep, k) in enumerate(batch):
+                files = p.files(prep.row)
+                if k == 0:
+                    style_cache[prep.row] = prep.styles
+                    writer.submit(_write_pictures, prep, files, p.out)
+                writer.submit(_write_synthesized, out[i], p.out / files["synthesized"][k],
+                              p.out_size(prep.row))
+            done += len(batch)
+            bar.update(len(batch))
+    return done
