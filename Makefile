@@ -132,7 +132,7 @@ $(CLUSTERS): $(FEATURES)
 define render_rule
 $(call page,$(1),$(2)): $(call run_done,$(1)) $(call man,$(2),$(SIZE_$(1))) $(if $(findstring feat,$(1)),$(CLUSTERS))
 	$(BIN)/render --run $(call run_dir,$(1)) $(call man,$(2),$(SIZE_$(1))) \
-		--out $(call run_dir,$(1))/render-$(2) --device_target $(DEVICE) \
+		--out $(call run_dir,$(1))/render-$(2) --overwrite --device_target $(DEVICE) \
 		$(if $(findstring feat,$(1)),--clusters $(CLUSTERS)) $(RENDER_EXTRA)
 endef
 $(foreach mode,$(MODES),$(foreach split,train test val,$(eval $(call render_rule,$(mode),$(split)))))
