@@ -6,8 +6,8 @@
 - ``load(path, cells) -> LoadReport``: loads by name AND shape; never raises on a partial match.
   ``loaded`` / ``missing`` (in the cells, not in the file) / ``mismatched`` (same name, other
   shape) / ``unused`` (in the file, not in the cells; meta excluded) are lists of full names.
-- ``read_meta(path)``: the meta dict (ints, floats, bools, strings; other JSON values round-trip
-  through a JSON string).
+- ``read_meta(path)``: the meta dict. Ints, bools and strings are stored as themselves; floats and
+  other JSON values (lists, dicts) as a ``json:``-prefixed string, so they round-trip exactly.
 
 Optimizer Cells (``nn.Adam``...) are saved by their own state only: ``global_step``,
 ``learning_rate``, ``beta1_power``, ``beta2_power``, ``moment1.*``, ``moment2.*``; the network
@@ -52,7 +52,8 @@ def named_parameters(key: str, cell: nn.Cell) -> list[tuple[str, Parameter]]:
 
 
 def _meta_value(value: Any) -> Any:
-    if isinstance(value, bool | int | float | str):
+    # floats go through JSON too: append_dict would store them as float32
+    if isinstance(value, bool | int | str):
         return value
     return _JSON_PREFIX + json.dumps(value)
 
