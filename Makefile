@@ -161,6 +161,10 @@ demo: | $(STAMP) ## every mode end to end on a generated toy Cityscapes (or DATA
 
 demo-renders: $(foreach mode,$(MODES),$(call page,$(mode),test)) ## render the test split with all four modes (what demo runs, with its settings)
 
+bench-prepare: | $(STAMP) ## prepare's images/s on the 8 sample frames at 1024, --jobs 1 vs 2 (target 1.8x)
+	$(PY) bench/bench_prepare.py
+.PHONY: bench-prepare
+
 bench: $(shell sed -nE 's/^(bench-[A-Za-z0-9_-]+):.*/\1/p' $(firstword $(MAKEFILE_LIST))) ## run every benchmark (bench-*)
 
 clean: ## remove the demo's data, manifests and runs, partial files and caches (keeps other runs)

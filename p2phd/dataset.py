@@ -46,9 +46,11 @@ class Encoded:
 def encode(arr: np.ndarray, level: int = GZIP_LEVEL) -> Encoded:
     """Compress an image exactly as HDF5's shuffle (for >1-byte types) + deflate filters would."""
     arr = np.ascontiguousarray(arr)
-    raw = arr.view(np.uint8).reshape(-1, arr.itemsize)
     shuffled = arr.itemsize > 1
-    data = raw.T.tobytes() if shuffled else raw.tobytes()
+    if shuffled:  # HDF5's shuffle filter: all first bytes, then all second bytes, ...
+        data = np.ascontiguousarray(arr.view(np.uint8).reshape(-1, arr.itemsize).T).data
+    else:
+        data = arr.data  # no copy
     return Encoded(tuple(arr.shape), arr.dtype.str, zlib.compress(data, level), shuffled, level)
 
 

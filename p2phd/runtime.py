@@ -6,6 +6,7 @@ ONEDNN_MAX_CPU_ISA and GLOG_v, which MindSpore/oneDNN read only once.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from dataclasses import dataclass
@@ -83,6 +84,12 @@ def seed_everything(seed: int) -> None:
 
 def versions() -> dict[str, str]:
     """Package versions recorded in every manifest and checkpoint."""
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, str]:
+    # importlib.metadata scans site-packages on every call (~15 ms each): look up once.
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"p2phd": __version__}
