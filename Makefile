@@ -165,6 +165,10 @@ bench-prepare: | $(STAMP) ## prepare's images/s on the 8 sample frames at 1024, 
 	$(PY) bench/bench_prepare.py
 .PHONY: bench-prepare
 
+bench-nets: $(STAMP) ## G inference and G+D+VGG training step, ngf 64 256x512 and ngf 32 128x256 (median ms, peak RSS)
+	$(PY) bench/bench_nets.py
+.PHONY: bench-nets
+
 bench: $(shell sed -nE 's/^(bench-[A-Za-z0-9_-]+):.*/\1/p' $(firstword $(MAKEFILE_LIST))) ## run every benchmark (bench-*)
 
 clean: ## remove the demo's data, manifests and runs, partial files and caches (keeps other runs)
