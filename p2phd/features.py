@@ -116,6 +116,23 @@ class FeatureWriter:
         f.attrs["num_samples"] = n
 
 
+def write_feature_manifest(path: str | os.PathLike, names: Sequence[str], maps: Sequence[np.ndarray],
+                           rows: Sequence[dict[str, np.ndarray]], *, feat_num: int, label_nc: int,
+                           label_feat: bool = False, options: dict[str, Any] | None = None,
+                           **attrs: Any) -> Path:
+    """Write a whole feature manifest at once (tests and small tools); ``rows[i]`` per sample."""
+    base = {"feat_num": int(feat_num), "label_nc": int(label_nc), "label_feat": bool(label_feat),
+            "encoder_checkpoint": "", "encoder_sha256": "", "dataset": "", "dataset_sha256": "",
+            "run": "", "run_name": "", "encoder_size": [0, 0]}
+    base.update(attrs)
+    with manifest.create(path, KIND, "precompute", options or {}) as f:
+        w = FeatureWriter(f, names, base)
+        for i, (fmap, r) in enumerate(zip(maps, rows, strict=True)):
+            w.add(i, fmap, r)
+        w.finish()
+    return Path(path)
+
+
 def _plain(v: Any) -> Any:
     if isinstance(v, bytes):
         return v.decode()

@@ -1,0 +1,246 @@
+"""bin/precompute on a tiny feature run trained by bin/train: instance-exact maps from the trained
+encoder, NEAREST upsampling without mixing, rows, provenance, resume, bad inputs."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, TINY_TRAIN, write_frame
+from PIL import Image
+
+from p2phd import checkpoint, manifest, precompute, runs
+from p2phd.cli import run_verb
+from p2phd.dataset import Dataset
+from p2phd.features import FeatureManifest, FeatureWriter
+
+TINY_RUN = ["--netG", "global", "--ngf", "4", "--nef", "4", "--ndf", "4", "--n_downsample_global", "2",
+            "--n_blocks_global", "1", "--n_downsample_E", "2", "--n_layers_D", "2", "--num_D", "1",
+            "--no_vgg_loss", "--load_size", "0", "--resize_or_crop", "none", "--niter", "1",
+            "--niter_decay", "0", "--lr", "0.01", "--seed", "0"]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny 3-frame train split (64x128) and a feature run trained on it for 3 steps."""
+    root = tmp_path_factory.mktemp("precompute")
+    for i, name in enumerate(TINY_TRAIN):
+        write_frame(root / "data", "train", name, seed=i)
+    for i, name in enumerate(TINY_TRAIN[:2]):
+        write_frame(root / "data", "test", name, seed=50 + i, photo=False)
+    (root / "data" / "test_img").rmdir()
+    for phase in ("train", "test"):
+        p = subprocess.run([str(REPO / "bin" / "prepare"), "--dataroot", str(root / "data"), "--phase", phase,
+                            "--load_size", "0", "--jobs", "1", "--out", str(root / f"{phase}.h5")],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+    p = subprocess.run([str(REPO / "bin" / "train"), str(root / "train.h5"), "--name", "feat",
+                        "--checkpoints_dir", str(root / "outputs"), "--instance_feat", *TINY_RUN],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert checkpoint.read_meta(root / "outputs" / "feat" / "G.ckpt")["step"] == 3
+    return root
+
+
+@pytest.fixture(scope="module")
+def features(work: Path) -> Path:
+    """The uninterrupted precompute at the manifest's size (via the executable)."""
+    out = work / "features.h5"
+    p = subprocess.run([str(REPO / "bin" / "precompute"), "--run", str(work / "outputs" / "feat"),
+                        str(work / "train.h5"), "--out", str(out)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout == f"{out}\n"
+    return out
+
+
+def run_precompute(*args: str) -> int:
+    return run_verb(precompute.main, list(args))
+
+
+def test_every_pixel_of_an_instance_holds_its_feature(work: Path, features: Path) -> None:
+    fm, ds = FeatureManifest(features), Dataset(work / "train.h5")
+    assert fm.names == ds.names and fm.feat_num == 3 and fm.size == (64, 128) and fm.label_nc == 35
+    rows = fm.rows()
+    for i, name in enumerate(ds.names):
+        s, fmap = ds.sample(i), fm.map(name)
+        assert fmap.shape == (3, 64, 128) and fmap.dtype == np.float32 and np.isfinite(fmap).all()
+        mine = rows["sample"] == i
+        assert sorted(rows["instance"][mine].tolist()) == np.unique(s.inst).tolist()
+        assert rows["area"][mine].sum() == pytest.approx(1.0)
+        for inst_id, label, feat, area in zip(rows["instance"][mine], rows["label"][mine],
+                                              rows["feature"][mine], rows["area"][mine], strict=True):
+            where = s.inst == inst_id
+            assert (fmap[:, where] == feat[:, None]).all()
+            assert label == (inst_id if inst_id < 1000 else inst_id // 1000)  # Cityscapes rule
+            assert area == pytest.approx(where.mean())
+        # different instances really differ (the encoder is not constant)
+        assert len({tuple(f) for f in rows["feature"][mine]}) == mine.sum()
+    ckpt = work / "outputs" / "feat" / "G.ckpt"
+    a = fm.attrs
+    assert a["encoder_checkpoint"] == str(ckpt.resolve())
+    assert a["encoder_sha256"] == manifest.sha256_file(ckpt)
+    assert a["dataset"] == str((work / "train.h5").resolve()) and a["dataset_sha256"] == ds.sha256()
+    assert {r["sha256"] for r in a["inputs"]} == {a["encoder_sha256"], a["dataset_sha256"]}
+    assert list(a["encoder_size"]) == [64, 128] and a["run_name"] == "feat"
+
+
+def test_maps_come_from_the_trained_encoder(work: Path, features: Path) -> None:
+    import mindspore as ms
+
+    from p2phd.nets import build_encoder
+
+    run = work / "outputs" / "feat"
+    arch = runs.arch_from_dict(runs.read_options(run)["options"])
+    ds = Dataset(work / "train.h5")
+    s = ds.sample(0)
+    index = np.unique(s.inst, return_inverse=True)[1].reshape(s.inst.shape).astype(np.int32)
+    photo = (s.photo.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1)[None]
+
+    def encode(load: bool) -> np.ndarray:
+        ms.set_seed(0)  # the seed train initialised with
+        enc = build_encoder(arch, ds.max_instances)
+        if load:
+            assert checkpoint.load(run / "G.ckpt", {"netE": enc}).complete
+        enc.set_train(False)
+        return enc(ms.Tensor(photo), ms.Tensor(index[None])).asnumpy()[0]
+
+    fmap = FeatureManifest(features).map(s.name)
+    np.testing.assert_allclose(fmap, encode(True), atol=1e-6)
+    fresh = encode(False)
+    assert np.abs(fmap - fresh).max() > 1e-3  # NVIDIA #156: precompute used a random encoder
+
+
+@pytest.mark.parametrize("size_args,size", [(["--size", "128x256"], (128, 256)),
+                                            (["--load_size", "200"], (100, 200))])
+def test_upsampled_maps_mix_no_instances(work: Path, features: Path, tmp_path: Path,
+                                         size_args: list[str], size: tuple[int, int]) -> None:
+    out = tmp_path / "up.h5"
+    assert run_precompute("--run", str(work / "outputs" / "feat"), str(work / "train.h5"),
+                          "--out", str(out), *size_args) == 0
+    up, base, ds = FeatureManifest(out), FeatureManifest(features), Dataset(work / "train.h5")
+    assert up.size == size
+    np.testing.assert_array_equal(up.rows()["feature"], base.rows()["feature"])  # E ran at the run's size
+    rows = up.rows()
+    for i, name in enumerate(ds.names):
+        fmap = up.map(name)
+        assert fmap.shape == (3, *size)
+        inst = np.asarray(Image.fromarray(ds.sample(i).inst).resize(size[::-1], Image.Resampling.NEAREST))
+        mine = rows["sample"] == i
+        table = dict(zip(rows["instance"][mine].tolist(), rows["feature"][mine], strict=True))
+        for inst_id in np.unique(inst):
+            assert (fmap[:, inst == inst_id] == table[int(inst_id)][:, None]).all()
+        # no pixel holds a blend: every value is one of this sample's instance features
+        values = {tuple(v) for v in fmap.reshape(3, -1).T}
+        assert values == {tuple(f) for f in rows["feature"][mine]}
+
+
+def test_resume_after_an_interrupted_run(work: Path, features: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "resumed.h5"
+    args = ["--run", str(work / "outputs" / "feat"), str(work / "train.h5"), "--out", str(out)]
+    real_add, calls = FeatureWriter.add, []
+
+    def dying_add(self, i, fmap, rows):
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # as a kill after the first sample
+        calls.append(i)
+        real_add(self, i, fmap, rows)
+
+    monkeypatch.setattr(FeatureWriter, "add", dying_add)
+    assert run_precompute(*args) == 130
+    assert not out.exists() and Path(f"{out}.tmp").exists()
+    monkeypatch.setattr(FeatureWriter, "add", real_add)
+    encoded = []
+    real_encode = precompute.encode_sample
+    monkeypatch.setattr(precompute, "encode_sample",
+                        lambda enc, s, arch: encoded.append(s.name) or real_encode(enc, s, arch))
+    capsys.readouterr()
+    assert run_precompute(*args) == 0
+    captured = capsys.readouterr()
+    assert captured.out == f"{out}\n" and "resuming, 1 of 3 samples already written" in captured.err
+    assert encoded == sorted(TINY_TRAIN)[1:]  # only the missing samples
+    assert not Path(f"{out}.tmp").exists()
+    got, want = FeatureManifest(out), FeatureManifest(features)
+    for name in want.names:
+        np.testing.assert_array_equal(got.map(name), want.map(name))
+    for col, values in want.rows().items():
+        np.testing.assert_array_equal(got.rows()[col], values)
+
+
+def _fake_run(work: Path, name: str, **changes) -> Path:
+    """A copy of the feature run with edited options (and optionally another checkpoint)."""
+    src, dst = work / "outputs" / "feat", work / "outputs" / name
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir(parents=True)
+    doc = runs.read_options(src)
+    doc["options"].update(changes)
+    (dst / "options.json").write_text(json.dumps(doc))
+    shutil.copy(src / "G.ckpt", dst / "G.ckpt")
+    return dst
+
+
+def test_bad_inputs_exit_2_and_write_nothing(work: Path, features: Path, tmp_path: Path) -> None:
+    from p2phd.nets import build_generator
+
+    no_feat = _fake_run(work, "nofeat", instance_feat=False)
+    loaded = _fake_run(work, "loaded", load_features=str(features))
+    no_enc = _fake_run(work, "noenc")
+    arch = runs.arch_from_dict(runs.read_options(no_enc)["options"])
+    checkpoint.save(no_enc / "G.ckpt", {"netG": build_generator(arch)}, {"step": 1})
+    no_ckpt = _fake_run(work, "nockpt")
+    (no_ckpt / "G.ckpt").unlink()
+    train, test = str(work / "train.h5"), str(work / "test.h5")
+    cases = [
+        ([str(no_feat), train], "not a feature run"),
+        ([str(loaded), train], "has no encoder"),
+        ([str(no_enc), train], "holds no encoder weights"),
+        ([str(no_ckpt), train], "no G.ckpt"),
+        ([str(work / "outputs" / "feat"), test], "no photos"),
+        ([str(work / "outputs" / "feat"), str(features)], "expected a dataset manifest"),
+        ([str(tmp_path), train], "not a p2phd run folder"),
+    ]
+    for (run, data), message in cases:
+        out = tmp_path / "bad.h5"
+        p = subprocess.run([str(REPO / "bin" / "precompute"), "--run", run, data, "--out", str(out)],
+                           capture_output=True, text=True)
+        assert p.returncode == 2 and p.stdout == "", (message, p.stderr)
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (message, p.stderr)
+        assert not out.exists() and not Path(f"{out}.tmp").exists()
+    assert run_precompute("--run", str(work / "outputs" / "feat"), train, "--size", "64") == 2
+    assert run_precompute("--run", str(work / "outputs" / "feat"), train, "--size", "8x8",
+                          "--load_size", "8") == 2
+
+
+def test_dry_run_and_stdin(work: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "dry.h5"
+    assert run_precompute("--run", str(work / "outputs" / "feat"), str(work / "train.h5"),
+                          "--out", str(out), "--dry-run") == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and "would write" in captured.err and not out.exists()
+    p = subprocess.run([str(REPO / "bin" / "precompute"), "--run", str(work / "outputs" / "feat"), "-",
+                        "--out", str(out)], input=f"{work / 'train.h5'}\n", capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout == f"{out}\n", p.stderr
+    assert precompute.default_out(str(work / "outputs" / "feat")).name == "feat-features.h5"
+
+
+def test_label_feat_pools_per_label_region(work: Path, tmp_path: Path) -> None:
+    from p2phd.nets import build_encoder, build_generator
+
+    run = _fake_run(work, "labelfeat", instance_feat=False, label_feat=True)
+    arch = runs.arch_from_dict(runs.read_options(run)["options"])
+    checkpoint.save(run / "G.ckpt", {"netG": build_generator(arch), "netE": build_encoder(arch, 35)})
+    out = tmp_path / "lf.h5"
+    assert run_precompute("--run", str(run), str(work / "train.h5"), "--out", str(out)) == 0
+    fm, ds = FeatureManifest(out), Dataset(work / "train.h5")
+    assert fm.label_feat
+    rows = fm.rows()
+    np.testing.assert_array_equal(rows["instance"], rows["label"])  # one row per label region
+    s = ds.sample(0)
+    fmap = fm.map(s.name)
+    for c in np.unique(s.label):
+        region = fmap[:, s.label == c]
+        assert (region == region[:, :1]).all()  # all cars share one feature: pooled per class
