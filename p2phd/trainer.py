@@ -158,10 +158,14 @@ class Trainer:
             self.E = build_encoder(o, encoder_segments(o, max_instances))
         self.vgg_loss = None
         if vgg is not None:
-            prefix_parameter_names(vgg, "vgg")
             self.vgg_loss = VGGLoss(vgg, o.lambda_feat)
         self.g_loss = GLoss(o, self.G, self.D, self.E, self.vgg_loss, bool(o.load_features))
         self.d_loss = DLoss(o, self.D)
+        # Wrapping the nets in the loss Cells renamed their Parameters after the attribute path
+        # (G.model.1.weight); restore the builders' unique names, which the optimiser moments
+        # (and so the saved training state) are named after.
+        for key, cell in self.cells().items():
+            prefix_parameter_names(cell, key)
         self.optD = self._adam(self.D.trainable_params())
         self.grad_d = ms.value_and_grad(self.d_loss, None, self.optD.parameters, has_aux=True)
         self.reduce_d = self._reducer(self.optD)

@@ -1,0 +1,76 @@
+"""Exact resume: N steps in one run == N/2 steps, kill -9, rerun the same command."""
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from train_util import TINY, TRAIN, sample_manifest, state_arrays, stats, train
+
+# 3 epochs of 8 samples = 24 steps; lr decays in epoch 3; E trains jointly; the image pool is on,
+# so its contents and RNG must survive the kill too.
+N = 24
+OPTS = [*TINY, "--no_vgg_loss", "--instance_feat", "--pool_size", "3", "--niter", "1",
+        "--niter_decay", "2", "--save_latest_freq", "4", "--print_freq", "2", "--display_freq", "8",
+        "--keep", "2"]
+
+
+def _latest_step(run: Path) -> int:
+    pointer = run / "state" / "latest"
+    if not pointer.exists():
+        return 0
+    try:
+        return json.loads((run / "state" / pointer.read_text().strip() / "progress.json").read_text())["step"]
+    except (OSError, ValueError):
+        return 0
+
+
+def _without_time(lines: list[dict]) -> list[dict]:
+    return [{k: v for k, v in ln.items() if k != "sec_per_step"} for ln in lines]
+
+
+def test_kill_and_resume_matches_one_run(tmp_path: Path) -> None:
+    m = sample_manifest(tmp_path)
+    a = train([m, "--name", "a", *OPTS], tmp_path)
+    assert a.returncode == 0, a.stderr[-2000:]
+    assert a.stdout.strip() == "outputs/a"
+
+    cmd = [str(TRAIN), str(m), "--name", "b", *OPTS]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run_b = tmp_path / "outputs" / "b"
+    deadline = time.time() + 300
+    while _latest_step(run_b) < N // 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    killed_at = _latest_step(run_b)
+    assert N // 2 <= killed_at < N
+
+    b = train([m, "--name", "b", *OPTS], tmp_path)
+    assert b.returncode == 0, b.stderr[-2000:]
+    assert "resuming outputs/b at epoch" in b.stderr
+
+    run_a = tmp_path / "outputs" / "a"
+    assert _without_time(stats(run_a)) == _without_time(stats(run_b))
+    assert len(stats(run_a)) == N // 2
+    sa = state_arrays(run_a / "state" / f"step-{N:08d}" / "state.ckpt")
+    sb = state_arrays(run_b / "state" / f"step-{N:08d}" / "state.ckpt")
+    assert sa.keys() == sb.keys()
+    assert any(k.startswith("optG.moment1.netE.") for k in sa)  # E and Adam moments are in the state
+    for k in sa:
+        np.testing.assert_allclose(sa[k], sb[k], rtol=0, atol=1e-6, err_msg=k)
+    # only the newest --keep states remain
+    assert sorted(p.name for p in (run_b / "state").glob("step-*")) == [f"step-{N - 4:08d}", f"step-{N:08d}"]
+
+    # rerunning a finished run does nothing; raising --niter_decay continues it
+    again = train([m, "--name", "b", *OPTS], tmp_path)
+    assert again.returncode == 0 and "already trained" in again.stderr
+    longer = list(OPTS)
+    longer[longer.index("--niter_decay") + 1] = "3"
+    more = train([m, "--name", "b", *longer], tmp_path)
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert stats(run_b)[-1]["step"] == N + 8 and stats(run_b)[-1]["epoch"] == 4
