@@ -25,14 +25,11 @@
 
 import dataclasses
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from . import manifest, runs
 from . import render_files as rf
@@ -348,9 +345,12 @@ def _run(p: Plan, argv: list[str] | None) -> int:
         from .render_loop import render_samples
 
         t0 = time.perf_counter()
-        n = render_samples(p, todo, style_cache)
-        dt = time.perf_counter() - t0
-        log(f"render: {n} images in {dt:.1f} s ({n / dt:.3f} images/s including compile)")
+        st = render_samples(p, todo, style_cache)
+        n, dt = st["images"], time.perf_counter() - t0
+        rest = n - st["first_images"]
+        steady = (f", then {(st['seconds'] - st['first_seconds']) / rest:.3f} s/image" if rest else "")
+        log(f"render: {n} images in {dt:.1f} s with start-up ({n / dt:.3f} images/s); first batch of "
+            f"{st['first_images']} in {st['first_seconds']:.1f} s (includes compile){steady}")
     finish(p, style_cache, argv)
     if p.shard and len(p.rows) < len(p.ds):
         log(f"render: shard {o.shard} done; after all shards run again without --shard "

@@ -8,6 +8,7 @@ PNGs. So the generator, which is nearly all of the cost, never waits for the dis
 
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -209,8 +210,8 @@ def _jobs(p: Any, prepared: Iterable[Prepared]) -> Iterator[list[tuple[Prepared,
         yield batch
 
 
-def render_samples(p: Any, rows: list[int], style_cache: dict[int, list[str]]) -> int:
-    """Render the given rows into p.out; returns the number of images synthesized."""
+def render_samples(p: Any, rows: list[int], style_cache: dict[int, list[str]]) -> dict[str, float]:
+    """Render the given rows into p.out; returns timings: images, seconds, first batch (compile)."""
     from . import runs, runtime
 
     runtime.setup(p.o.device_target, p.o.pynative, p.o.seed, p.o.verbose, data_parallel=False)
@@ -221,7 +222,7 @@ def render_samples(p: Any, rows: list[int], style_cache: dict[int, list[str]]) -
                            "writing it?); rerun")
     net = build_net(p, G, E)
     total = len(rows) * (len(p.files(rows[0])["synthesized"]) if rows else 0)
-    done = 0
+    done, first_s, first_n, t0 = 0, 0.0, 0, time.perf_counter()
     with rf.Writer(p.o.write_threads) as writer, tqdm(total=total, unit="img", desc="render",
                                                       dynamic_ncols=True) as bar:
         for batch in _jobs(p, prefetch(map(Preparer(p), rows))):
@@ -235,4 +236,7 @@ def render_samples(p: Any, rows: list[int], style_cache: dict[int, list[str]]) -
                               p.out_size(prep.row))
             done += len(batch)
             bar.update(len(batch))
-    return done
+            if not first_n:  # the first call compiles the graph: reported apart
+                first_s, first_n = time.perf_counter() - t0, len(batch)
+    return {"images": done, "seconds": time.perf_counter() - t0, "first_seconds": first_s,
+            "first_images": first_n}
