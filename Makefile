@@ -169,6 +169,10 @@ bench-nets: $(STAMP) ## G inference and G+D+VGG training step, ngf 64 256x512 an
 	$(PY) bench/bench_nets.py
 .PHONY: bench-nets
 
+bench-render: | $(STAMP) ## render's images/s on the 15 sample test maps, ngf 64: 512x1024 (4 maps), 256x512, 64x128; overlapped vs in-loop PNG writing (~10 min)
+	$(PY) bench/bench_render.py
+.PHONY: bench-render
+
 bench: $(shell sed -nE 's/^(bench-[A-Za-z0-9_-]+):.*/\1/p' $(firstword $(MAKEFILE_LIST))) ## run every benchmark (bench-*)
 
 clean: ## remove the demo's data, manifests and runs, partial files and caches (keeps other runs)
