@@ -195,6 +195,8 @@ BAD_INPUTS = {
                        [], "values 40 outside 0..34"),
     "rgb label": (lambda r: _png(r / LABEL0, np.zeros((TINY_H, TINY_W, 3), np.uint8)) or LABEL0,
                   [], "mode RGB"),
+    "rgb instance map": (lambda r: _png(r / INST0, np.zeros((TINY_H, TINY_W, 3), np.uint8)) or INST0,
+                         [], "instance map has mode RGB"),
     "grey photo": (lambda r: _png(r / PHOTO0, np.zeros((TINY_H, TINY_W), np.uint8)) or PHOTO0,
                    [], "mode L, expected RGB"),
     "duplicate name": (lambda r: _png(r / "train_label" / f"{TINY_TRAIN[0]}_x.png",
