@@ -70,7 +70,7 @@ VGG_OPT := $(if $(VGG_PATH),--vgg_pre_trained $(VGG_PATH),--no_vgg_loss)
 
 man = manifests/$(DATASET)-$(1)-$(2).h5#          split, load width
 run_dir = outputs/$(RUN_$(1))#                    mode
-run_done = $(call run_dir,$(1))/G.ckpt#           the inference snapshot train writes
+run_done = $(call run_dir,$(1))/trained.stamp#    touched when bin/train exits 0 (G.ckpt is also written mid-run)
 page = $(call run_dir,$(1))/render-$(2)/index.html# mode, split
 FEATURES := manifests/$(RUN_512p-feat)-features.h5
 CLUSTERS := manifests/$(RUN_512p-feat)-clusters.h5
@@ -110,17 +110,21 @@ $(foreach split,train test val,$(foreach size,$(SIZE) $(SIZE2),$(eval $(call pre
 
 $(call run_done,512p): $(call man,train,$(SIZE)) | $(STAMP)
 	$(call train_cmd,512p) $< --name $(RUN_512p) $(COMMON) $(OPTS_512p) $(EXTRA)
+	touch $@
 
 $(call run_done,512p-feat): $(call man,train,$(SIZE)) | $(STAMP)
 	$(call train_cmd,512p-feat) $< --name $(RUN_512p-feat) $(COMMON) $(OPTS_512p) --instance_feat $(EXTRA)
+	touch $@
 
 $(call run_done,1024p): $(call man,train,$(SIZE2)) $(call run_done,512p)
 	$(call train_cmd,1024p) $< --name $(RUN_1024p) $(COMMON) $(OPTS_1024p) \
 		--load_pretrain $(call run_dir,512p) $(EXTRA)
+	touch $@
 
 $(call run_done,1024p-feat): $(call man,train,$(SIZE2)) $(call run_done,512p-feat) $(FEATURES)
 	$(call train_cmd,1024p-feat) $< --name $(RUN_1024p-feat) $(COMMON) $(OPTS_1024p) \
 		--load_pretrain $(call run_dir,512p-feat) --instance_feat --load_features $(FEATURES) $(EXTRA)
+	touch $@
 
 $(FEATURES): $(call run_done,512p-feat) $(call man,train,$(SIZE))
 	$(BIN)/precompute --run $(call run_dir,512p-feat) $(call man,train,$(SIZE)) \
