@@ -327,6 +327,9 @@ def _run(p: Plan, argv: list[str] | None) -> int:
         log(f"would render {what} into {p.out} ({p.mode}, {p.variants} variant(s))")
         return 0
     if o.merge:
+        if overwrite:
+            raise UsageError(f"{p.out}: holds renders made with other settings; --merge cannot "
+                             "combine them (render again with --overwrite instead)")
         if rf.read_settings(p.out) is None:
             raise UsageError(f"{p.out}: nothing rendered there yet (no {rf.SETTINGS_FILE})")
         finish(p, {}, argv)

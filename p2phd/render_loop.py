@@ -227,6 +227,9 @@ def render_samples(p: Any, rows: list[int], style_cache: dict[int, list[str]]) -
                                                       dynamic_ncols=True) as bar:
         for batch in _jobs(p, prefetch(map(Preparer(p), rows))):
             out = net(*_inputs(p, batch)).asnumpy()
+            if not np.isfinite(out).all():  # a diverged checkpoint: refuse to write garbage
+                raise RuntimeError(f"the generator gave NaN/inf for {batch[0][0].name}; "
+                                   f"{p.checkpoint} is broken")
             for i, (prep, k) in enumerate(batch):
                 files = p.files(prep.row)
                 if k == 0:

@@ -13,7 +13,8 @@ Datasets (N rows, K variants):
   (H, W of the PNGs);
 - ``synthesized`` (N, K), ``label_image`` (N,), ``real_image`` (N,) utf-8 file names relative to
   the output folder ('' when the split has no photo);
-- ``seed`` (N, K) int64 (the seed styles were drawn from), ``variant`` (N, K) int32, ``style``
+- ``seed`` (N, K) int64 (the --seed styles were drawn from; -1 when nothing was drawn, i.e.
+  label-only and encoded renders), ``variant`` (N, K) int32, ``style``
   (N, K) utf-8 JSON: ``[[instance id, class, centre], ...]`` (centre -1 = class without clusters,
   zeros) for cluster renders, ``"encoded"`` when the real photo was encoded, ``""`` otherwise.
 """
