@@ -46,7 +46,7 @@ class Loop:
             raise cli.UsageError(f"{o.manifest}: {len(ds)} samples cannot fill one batch of "
                                  f"{o.batch_size} on each of {rt.world_size} devices")
         self.epoch, self.epoch_step, self.step = 1, 0, 0
-        self.seen: list[str] = []
+        self.seen: dict[int, list[str]] = {}  # epoch -> names this rank trained on
 
     # -- start / resume ------------------------------------------------------------------------
     def start(self, state: Path | None) -> None:
@@ -112,7 +112,7 @@ class Loop:
             self.step += 1
             self.epoch_step += 1
             steps_since += 1
-            self.seen.extend(batch["names"])
+            self.seen.setdefault(self.epoch, []).extend(batch["names"])
             images = self.step * o.batch_size
             if bar is not None:
                 bar.update(1)
@@ -177,9 +177,10 @@ class Loop:
 
     def _finish(self) -> None:
         if self.rt.world_size > 1:
-            names = sorted(set(self.seen))
-            cli.log(f"train: rank {self.rt.rank}/{self.rt.world_size} samples: {','.join(names)}")
-            cli.log(f"train: rank {self.rt.rank}/{self.rt.world_size} parameter digest "
+            who = f"rank {self.rt.rank}/{self.rt.world_size}"
+            for epoch, names in sorted(self.seen.items()):
+                cli.log(f"train: {who} epoch {epoch} samples: {','.join(names)}")
+            cli.log(f"train: {who} parameter digest "
                     f"{parameter_digest(self.trainer.cells())}")
 
 

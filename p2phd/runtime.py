@@ -37,7 +37,11 @@ class Runtime:
 
 
 def under_msrun() -> bool:
-    return os.environ.get("MS_ROLE") == "MS_WORKER" and int(os.environ.get("MS_WORKER_NUM", "1")) > 1
+    """True in msrun's workers AND in its scheduler process: msrun starts the same script with
+    MS_ROLE=MS_SCHED, and that process must call init() (which serves the cluster and never
+    returns); if it skipped init() it would train alone and the workers would wait forever."""
+    return (os.environ.get("MS_ROLE") in ("MS_WORKER", "MS_SCHED")
+            and int(os.environ.get("MS_WORKER_NUM", "1")) > 1)
 
 
 def setup(device_target: str = "CPU", pynative: bool = False, seed: int = 0,
