@@ -95,7 +95,7 @@ def join_style_args(argv: list[str]) -> list[str]:
     """
     out, specs, i = [], [], 0
     while i < len(argv):
-        if argv[i] in ("--style", "--style=") or argv[i].startswith("--style="):
+        if argv[i] == "--style" or argv[i].startswith("--style="):
             first = argv[i].partition("=")[2] if argv[i].startswith("--style=") else None
             if first is None:
                 i += 1

@@ -127,9 +127,8 @@ def check_settings(out: Path, settings: dict[str, Any], overwrite: bool) -> bool
     Raises UsageError when it does and --overwrite was not given; nothing is written here.
     """
     old = read_settings(out)
-    ours = [f for f in existing(out) if f.endswith(".png") or f.startswith("render")]
     if old is None:
-        clash = bool([f for f in ours if f.endswith(".png")])
+        clash = any(f.endswith(".png") for f in existing(out))
         reason = "PNGs but no render-settings.json"
     else:
         clash = settings_key(old) != settings_key(settings)

@@ -333,3 +333,35 @@ def test_style_words_do_not_swallow_the_manifest() -> None:
     argv = ["--run", "r", "--style", "car=3", "person=1", "m.h5", "--style", "bus=0"]
     assert render.join_style_args(argv) == ["--run", "r", "m.h5", "--style", "car=3,person=1,bus=0"]
     assert render.parse_shard("1/3") == (1, 3)
+
+
+def test_rgb_input_run_from_stdin_into_the_default_folder(tmp_path: Path) -> None:
+    """label_nc 0 (RGB inputs, no instances), the manifest path on stdin, <run>/render-<split>."""
+    from p2phd import checkpoint
+
+    rng = np.random.default_rng(1)
+    for folder in ("train_A", "train_B"):
+        (tmp_path / "ab" / folder).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)).save(
+                tmp_path / "ab" / folder / f"pair{i}.png")
+    man = _prepare(tmp_path / "ab", tmp_path / "ab.h5", "--label_nc", "0", "--no_instance",
+                   "--load_size", "0")
+    run = tmp_path / "rgb_run"
+    run.mkdir()
+    arch = runs.ArchOptions(ngf=4, load_size=128, label_nc=0, no_instance=True)
+    runs.write_options(run, dataclasses.asdict(arch), {"path": str(man), "sha256": ""})
+    from p2phd.nets import build_generator
+    checkpoint.save(run / "G.ckpt", {"netG": build_generator(arch)}, {"epoch": 1, "step": 1})
+    res = subprocess.run([sys.executable, str(BIN / "render"), "--run", str(run), "-"],
+                         input=f"{man}\n", capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = run / "render-train"
+    assert res.stdout == f"{out}\n"
+    ds = Dataset(man)
+    for i, name in enumerate(ds.names):
+        s = ds.sample(i)
+        np.testing.assert_array_equal(np.asarray(Image.open(out / f"{name}_label.png")), s.label)
+        np.testing.assert_array_equal(np.asarray(Image.open(out / f"{name}_real.png")), s.photo)
+        assert Image.open(out / f"{name}_synthesized.png").size == (128, 64)
+    assert (out / "index.html").read_text().count("<th>real</th>") == 1
