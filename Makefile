@@ -79,7 +79,7 @@ DATA_DEP := $(if $(filter $(DEMO_DATA),$(DATA)),$(DEMO_DATA)/demo-dataset.json)
 # bin/train, or msrun with NPROC workers (the venv's bin first on PATH: msrun starts `python`)
 train_cmd = $(if $(filter 1,$(NPROC)),$(BIN)/train,PATH="$(CURDIR)/$(VENV)/bin:$$PATH" msrun \
 	--worker_num=$(NPROC) --local_worker_num=$(NPROC) --master_addr=127.0.0.1 \
-	--master_port=$(MASTER_PORT) --log_dir=$(call run_dir,$(1))/msrun --join=True $(BIN)/train)
+	--master_port=$(MASTER_PORT) --log_dir=$(call run_dir,$(1))-msrun-logs --join=True $(BIN)/train)
 COMMON := --device_target $(DEVICE) --checkpoints_dir outputs $(VGG_OPT)
 OPTS_512p := --netG global --ngf $(NGF) --num_D 2 --resize_or_crop scale_width \
 	--load_size $(SIZE) --niter $(NITER_512) --niter_decay $(DECAY_512)
