@@ -8,8 +8,9 @@
 - Output (default ``<run>/render-<split>/``, i.e. ``outputs/<run-name>/render-<split>/``): one
   lossless PNG per sample named after it (``frankfurt_000000_000576_synthesized.png``), at the
   manifest's size or, with ``--original_size``, resized (BICUBIC) to the source size; the
-  colourised label and the real photo (when the split has photos); ``index.html`` and the render
-  manifest ``render.h5`` (see render_page.py). Prints the folder on stdout.
+  colourised label and the real photo (when the split has photos; both are the manifest's arrays,
+  resized to the output size); ``index.html`` and the render manifest ``render.h5`` (see
+  render_page.py). Prints the folder on stdout.
 - Pixels: ``uint8 = clip(round((x + 1) / 2 * 255), 0, 255)`` of G's float32 tanh output
   (``palette.to_uint8``; the MindSpore port casts without clipping, which wraps values around).
 - Resumable: samples whose files all exist are skipped (files are renamed into place when

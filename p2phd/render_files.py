@@ -9,14 +9,16 @@ Layout of ``<out>/`` (one folder per run and split):
   mix renders of another checkpoint or other options into one folder;
 - ``render.h5`` and ``index.html`` (complete renders), ``render-shard-<I>-of-<N>.h5`` (shards).
 
-Every PNG is written to a hidden temporary name carrying the writer's pid and renamed into place,
-so a file that exists is complete and a killed render leaves at most stale temporaries, which
-later runs delete once their process is gone. A sample is done when all of its files exist.
+Every PNG is written to a hidden temporary name carrying the writer's host and pid and renamed
+into place, so a file that exists is complete and a killed render leaves at most stale
+temporaries, which later runs on that host delete once their process is gone. A sample is done
+when all of its files exist.
 """
 
 import json
 import os
 import re
+import socket
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,7 +35,10 @@ SETTINGS_SCHEMA = "p2phd.render-settings/1"
 MANIFEST_FILE = "render.h5"
 PAGE_FILE = "index.html"
 PNG_LEVEL = 6  # PIL's default zlib level: lossless either way, level only trades size for time
-_TMP_RE = re.compile(r"^\.(?P<final>.+)\.(?P<pid>\d+)\.tmp$")
+# Temporaries are tagged with host and pid: shards on several machines may share one folder, and
+# only a writer on this host can be known to be dead.
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()) or "host"
+_TMP_RE = re.compile(r"^\.(?P<final>.+)\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.tmp$")
 
 
 def shard_manifest_name(index: int, count: int) -> str:
@@ -85,15 +90,19 @@ def remove_stale_temporaries(out: Path) -> int:
     removed = 0
     for entry in existing(out):
         m = _TMP_RE.match(entry)
-        if m and not _pid_alive(int(m["pid"])):
+        if m and m["host"] == _HOST and not _pid_alive(int(m["pid"])):
             (out / entry).unlink(missing_ok=True)
             removed += 1
     return removed
 
 
+def tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.tmp")
+
+
 def save_png(array: np.ndarray, path: Path) -> None:
-    """Lossless PNG written beside ``path`` under a pid-tagged hidden name, then renamed."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Lossless PNG written beside ``path`` under a host+pid-tagged hidden name, then renamed."""
+    tmp = tmp_name(path)
     try:
         Image.fromarray(array).save(tmp, format="PNG", compress_level=PNG_LEVEL)
         os.replace(tmp, path)
@@ -153,7 +162,7 @@ def write_settings(out: Path, settings: dict[str, Any]) -> None:
     # Shards may start together in one folder: a pid-tagged temporary keeps their writes apart
     # (the contents are identical anyway).
     path = out / SETTINGS_FILE
-    tmp = out / f".{SETTINGS_FILE}.{os.getpid()}.tmp"
+    tmp = tmp_name(path)
     write_json(tmp, settings)
     os.replace(tmp, path)
 

@@ -157,7 +157,7 @@ def dying(array, path):
     if path.name.endswith("_synthesized.png"):
         n[0] += 1
         if n[0] == 6:
-            path.with_name(f".{{path.name}}.{{os.getpid()}}.tmp").write_bytes(b"partial")
+            rf.tmp_name(path).write_bytes(b"partial")
             os.kill(os.getpid(), signal.SIGKILL)
     orig(array, path)
 rf.save_png = dying
