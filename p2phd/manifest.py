@@ -141,6 +141,8 @@ def read_attrs(f: h5py.File) -> dict[str, Any]:
     for key, value in f.attrs.items():
         if isinstance(value, bytes):
             value = value.decode()
+        elif hasattr(value, "item") and getattr(value, "shape", None) == ():
+            value = value.item()  # numpy scalar -> int/float/bool, so JSON shows real types
         if key in ("options", "versions", "inputs", "argv") and isinstance(value, str):
             value = json.loads(value)
         out[key] = value
