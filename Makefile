@@ -173,6 +173,10 @@ bench-nets: $(STAMP) ## G inference and G+D+VGG training step, ngf 64 256x512 an
 	$(PY) bench/bench_nets.py
 .PHONY: bench-nets
 
+bench-train: | $(STAMP) ## train s/step of the 4 modes, full widths at 1/16 of the pixels (128x256, 256x512), + projected Cityscapes epoch (~15 min)
+	$(PY) bench/bench_train.py
+.PHONY: bench-train
+
 bench-render: | $(STAMP) ## render's images/s on the 15 sample test maps, ngf 64: 512x1024 (4 maps), 256x512, 64x128; overlapped vs in-loop PNG writing (~10 min)
 	$(PY) bench/bench_render.py
 .PHONY: bench-render
