@@ -30,6 +30,8 @@ from PIL import Image
 
 from .cli import UsageError, write_json
 
+# The PNG names render writes; --overwrite removes only these (never other pictures in --out).
+_OURS = re.compile(r"^.+_(synthesized(_v\d+)?|label|real)\.png$")
 SETTINGS_FILE = "render-settings.json"
 SETTINGS_SCHEMA = "p2phd.render-settings/1"
 MANIFEST_FILE = "render.h5"
@@ -137,7 +139,7 @@ def check_settings(out: Path, settings: dict[str, Any], overwrite: bool) -> bool
     """
     old = read_settings(out)
     if old is None:
-        clash = any(f.endswith(".png") for f in existing(out))
+        clash = any(_OURS.match(f) for f in existing(out))
         reason = "PNGs but no render-settings.json"
     else:
         clash = settings_key(old) != settings_key(settings)
@@ -153,7 +155,7 @@ def check_settings(out: Path, settings: dict[str, Any], overwrite: bool) -> bool
 def discard_outputs(out: Path) -> None:
     """--overwrite: remove what render writes (PNGs, page, manifests, settings), nothing else."""
     for entry in existing(out):
-        if (entry.endswith(".png") or entry in (SETTINGS_FILE, PAGE_FILE)
+        if (_OURS.match(entry) or entry in (SETTINGS_FILE, PAGE_FILE)
                 or (entry.startswith("render") and entry.endswith(".h5"))):
             (out / entry).unlink(missing_ok=True)
 
