@@ -309,8 +309,10 @@ def test_feature_run_with_clusters_variants_and_encoded_photos(work: Path, train
     assert len(list(enc.glob("*_synthesized.png"))) == 8
     # Other settings into the same folder are refused; --overwrite replaces the renders.
     assert run_verb(render.main, args[:-6] + ["--out", str(enc)]) == 2
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(enc / "holiday.png")  # not render's
     assert run_verb(render.main, args[:-6] + ["--out", str(enc), "--overwrite"]) == 0
     assert read_manifest(enc / "render.h5")["attrs"]["mode"] == "clusters"
+    assert (enc / "holiday.png").exists()
 
 
 def test_original_size_and_a_run_trained_at_another_size(trained_run: Path, tiny_cityscapes: Path,
