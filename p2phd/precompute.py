@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 from PIL import Image
 
@@ -223,10 +224,26 @@ def root_attrs(o: PrecomputeOptions, arch: Any, ckpt: Path, ds: Dataset, ckpt_sh
     }
 
 
+def discard_damaged_tmp(out: Path) -> None:
+    """A kill during an HDF5 write can leave ``<out>.tmp`` unreadable; start afresh then."""
+    tmp = manifest.tmp_path(out)
+    if not tmp.exists():
+        return
+    try:
+        with h5py.File(tmp, "r") as f:
+            for ds in f.get("maps", {}).values():
+                ds.attrs.get("complete")
+            return
+    except Exception:  # noqa: BLE001 - any damage means: do not resume from it
+        log(f"precompute: {tmp} is damaged (killed mid-write?), starting afresh")
+        tmp.unlink()
+
+
 def write_features(o: PrecomputeOptions, arch: Any, ckpt: Path, ds: Dataset, out: Path,
                    argv: list[str] | None) -> None:
     from tqdm import tqdm
 
+    discard_damaged_tmp(out)
     ckpt_sha = manifest.sha256_file(ckpt)
     attrs = root_attrs(o, arch, ckpt, ds, ckpt_sha)
     inputs = [manifest.input_record(ckpt, ckpt_sha), manifest.input_record(ds.path, ds.sha256())]

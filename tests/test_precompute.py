@@ -1,9 +1,13 @@
 """bin/precompute on a tiny feature run trained by bin/train: instance-exact maps from the trained
 encoder, NEAREST upsampling without mixing, rows, provenance, resume, bad inputs."""
 
+import contextlib
 import json
+import re
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +15,7 @@ import pytest
 from conftest import REPO, TINY_TRAIN, write_frame
 from PIL import Image
 
-from p2phd import checkpoint, manifest, precompute, runs
+from p2phd import checkpoint, manifest, precompute, prepare, runs
 from p2phd.cli import run_verb
 from p2phd.dataset import Dataset
 from p2phd.features import FeatureManifest, FeatureWriter
@@ -170,6 +174,55 @@ def test_resume_after_an_interrupted_run(work: Path, features: Path, tmp_path: P
         np.testing.assert_array_equal(got.rows()[col], values)
 
 
+def _kill_midway(cmd: list[str], tmp: Path, threshold: int) -> None:
+    """Start cmd and SIGKILL it once its temporary manifest has grown past threshold bytes."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError):
+            if tmp.stat().st_size > threshold:
+                proc.send_signal(signal.SIGKILL)
+                break
+        time.sleep(0.01)
+    assert proc.wait() == -signal.SIGKILL and tmp.exists()
+
+
+def test_resume_after_sigkill(work: Path, tmp_path: Path) -> None:
+    """A real kill -9 in the middle of a longer run: the rerun continues and ends identical.
+
+    A kill that lands inside an HDF5 flush can leave the temporary file unreadable; precompute
+    then says so and starts afresh. That is rare, so we allow a few attempts to see a resume.
+    """
+    for i in range(30):
+        write_frame(tmp_path / "many", "train", f"city_{i:06d}_000019", seed=i)
+    data = tmp_path / "many.h5"
+    assert run_verb(prepare.main, ["--dataroot", str(tmp_path / "many"), "--load_size", "0",
+                                   "--jobs", "1", "--out", str(data)]) == 0
+    cmd = [str(REPO / "bin" / "precompute"), "--run", str(work / "outputs" / "feat"), str(data)]
+    ref, out = tmp_path / "ref.h5", tmp_path / "killed.h5"
+    assert run_precompute(*cmd[1:], "--out", str(ref)) == 0  # in-process: no start-up cost
+    want = FeatureManifest(ref)
+    resumed = []
+    for _attempt in range(3):
+        out.unlink(missing_ok=True)
+        _kill_midway([*cmd, "--out", str(out)], Path(f"{out}.tmp"), ref.stat().st_size // 3)
+        assert not out.exists()
+        p = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True)
+        assert p.returncode == 0 and p.stdout == f"{out}\n", p.stderr
+        got = FeatureManifest(out)
+        for name in want.names:
+            np.testing.assert_array_equal(got.map(name), want.map(name))
+        for col, values in want.rows().items():
+            np.testing.assert_array_equal(got.rows()[col], values)
+        got.close()
+        done = re.search(r"resuming, (\d+) of 30 samples already written", p.stderr)
+        if done:
+            resumed.append(int(done.group(1)))
+            break
+        assert "starting afresh" in p.stderr, p.stderr[-500:]
+    assert resumed and 0 < resumed[0] < 30
+
+
 def _fake_run(work: Path, name: str, **changes) -> Path:
     """A copy of the feature run with edited options (and optionally another checkpoint)."""
     src, dst = work / "outputs" / "feat", work / "outputs" / name
@@ -182,7 +235,8 @@ def _fake_run(work: Path, name: str, **changes) -> Path:
     return dst
 
 
-def test_bad_inputs_exit_2_and_write_nothing(work: Path, features: Path, tmp_path: Path) -> None:
+def test_bad_inputs_exit_2_and_write_nothing(work: Path, features: Path, tmp_path: Path,
+                                             capfd: pytest.CaptureFixture) -> None:
     from p2phd.nets import build_generator
 
     no_feat = _fake_run(work, "nofeat", instance_feat=False)
@@ -202,14 +256,18 @@ def test_bad_inputs_exit_2_and_write_nothing(work: Path, features: Path, tmp_pat
         ([str(work / "outputs" / "feat"), str(features)], "expected a dataset manifest"),
         ([str(tmp_path), train], "not a p2phd run folder"),
     ]
-    for (run, data), message in cases:
-        out = tmp_path / "bad.h5"
-        p = subprocess.run([str(REPO / "bin" / "precompute"), "--run", run, data, "--out", str(out)],
-                           capture_output=True, text=True)
-        assert p.returncode == 2 and p.stdout == "", (message, p.stderr)
-        lines = p.stderr.strip().splitlines()
-        assert len(lines) == 1 and message in lines[0], (message, p.stderr)
+    out = tmp_path / "bad.h5"
+    for (run, data), message in cases[:-1]:  # in-process (cheap) ...
+        capfd.readouterr()
+        assert run_precompute("--run", run, data, "--out", str(out)) == 2, message
+        err = capfd.readouterr()
+        assert err.out == "" and len(err.err.strip().splitlines()) == 1 and message in err.err, err.err
         assert not out.exists() and not Path(f"{out}.tmp").exists()
+    (run, data), message = cases[-1]  # ... and once through the executable
+    p = subprocess.run([str(REPO / "bin" / "precompute"), "--run", run, data, "--out", str(out)],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and p.stdout == "" and len(p.stderr.strip().splitlines()) == 1
+    assert message in p.stderr and not out.exists() and not Path(f"{out}.tmp").exists()
     assert run_precompute("--run", str(work / "outputs" / "feat"), train, "--size", "64") == 2
     assert run_precompute("--run", str(work / "outputs" / "feat"), train, "--size", "8x8",
                           "--load_size", "8") == 2
