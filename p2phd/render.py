@@ -13,6 +13,8 @@
   render_page.py). Prints the folder on stdout.
 - Pixels: ``uint8 = clip(round((x + 1) / 2 * 255), 0, 255)`` of G's float32 tanh output
   (``palette.to_uint8``; the MindSpore port casts without clipping, which wraps values around).
+  They are bit-identical across reruns, resumes and shards for one --batch_size (every generator
+  call gets exactly that many samples); another batch size moves a few pixels by 1/255.
 - Resumable: samples whose files all exist are skipped (files are renamed into place when
   complete). ``render-settings.json`` records the checkpoint/dataset/cluster hashes and the
   options that decide the pixels; a folder holding other renders is refused (or --overwrite).
@@ -199,7 +201,7 @@ def make_settings(p: Plan) -> dict[str, Any]:
         "schema": rf.SETTINGS_SCHEMA, "mode": p.mode,
         "checkpoint_sha256": p.checkpoint_sha, "dataset_sha256": p.ds.sha256(),
         "arch": dataclasses.asdict(p.arch), "variants": p.variants,
-        "original_size": p.o.original_size,
+        "original_size": p.o.original_size, "batch_size": p.o.batch_size,
     }
     if p.mode == "clusters":
         s.update(clusters_sha256=p.clusters.sha256(), seed=p.o.seed,

@@ -128,8 +128,12 @@ def read_settings(out: Path) -> dict[str, Any] | None:
 
 
 def settings_key(settings: dict[str, Any]) -> dict[str, Any]:
-    """The part of the settings that decides the pixels (paths may move, hashes may not)."""
-    return {k: v for k, v in settings.items() if k != "paths"}
+    """The part of the settings that decides the pixels (paths may move, hashes may not).
+
+    --batch_size is recorded but not compared: another batch size changes at most a few pixels
+    by 1/255 (float rounding), which should not force re-rendering a whole split.
+    """
+    return {k: v for k, v in settings.items() if k not in ("paths", "batch_size")}
 
 
 def check_settings(out: Path, settings: dict[str, Any], overwrite: bool) -> bool:
@@ -144,7 +148,7 @@ def check_settings(out: Path, settings: dict[str, Any], overwrite: bool) -> bool
     else:
         clash = settings_key(old) != settings_key(settings)
         diff = sorted(k for k in set(old) | set(settings)
-                      if k != "paths" and old.get(k) != settings.get(k))
+                      if k not in ("paths", "batch_size") and old.get(k) != settings.get(k))
         reason = f"renders made with other {', '.join(diff) or 'settings'}"
     if clash and not overwrite:
         raise UsageError(f"{out}: holds {reason}; pass --overwrite to replace them or --out "
