@@ -139,11 +139,9 @@ def _resize(arr: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:
     return resize(arr, size, resample)
 
 
-def _classes(ids: np.ndarray, seg: np.ndarray, label: np.ndarray, label_nc: int) -> np.ndarray:
-    if label_nc > 0:
-        return segment_classes(seg, label)[1]
-    # RGB input: no label map, so NVIDIA's rule on Cityscapes-style ids (class*1000+k).
-    return np.where(ids < 1000, ids, ids // 1000).astype(np.int32)
+def _classes(seg: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Majority label per object (RGB input: NVIDIA's id rule), as render's styles assign them."""
+    return segment_classes(seg, label)[1]
 
 
 # ---------------------------------------------------------------------------- one sample
@@ -168,7 +166,7 @@ def encode_sample(enc, sample: Sample, arch: Any) -> dict[str, np.ndarray]:
     counts = np.bincount(index.reshape(-1), minlength=len(ids))
     first = np.unique(index.reshape(-1), return_index=True)[1]  # first pixel of each object
     feature = out.reshape(out.shape[0], -1)[:, first].T  # all its pixels hold the same mean
-    return {"instance": ids.astype(np.int32), "label": _classes(ids, seg, label, arch.label_nc),
+    return {"instance": ids.astype(np.int32), "label": _classes(seg, label),
             "feature": feature.astype(np.float32), "area": (counts / index.size).astype(np.float32),
             "raw": out}
 

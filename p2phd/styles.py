@@ -159,9 +159,14 @@ def derived_seed(seed: int, sample_name: str, instance: int, variant: int = 0) -
 def segment_classes(segments: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per segment (instance) of an id map: (ids, majority label, dense index HxW).
 
-    Ties go to the smallest label. ``label`` must hold small non-negative ints (uint8 label ids).
+    Ties go to the smallest label. ``label`` holds small non-negative ints (uint8 label ids); an
+    RGB input (label_nc 0, HxWx3) has no classes, so NVIDIA's rule on Cityscapes-style ids
+    (``id if id < 1000 else id // 1000``) is used instead.
     """
     ids, inverse = np.unique(np.asarray(segments), return_inverse=True)
+    if np.ndim(label) != np.ndim(segments):
+        index = inverse.reshape(np.shape(segments)).astype(np.int32)
+        return ids, np.where(ids < 1000, ids, ids // 1000).astype(np.int32), index
     inverse = inverse.reshape(-1)
     lab = np.asarray(label).reshape(-1).astype(np.int64)
     n_lab = int(lab.max()) + 1 if lab.size else 1

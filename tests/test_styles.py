@@ -144,3 +144,7 @@ def test_segment_classes_majority() -> None:
     ids, classes, index = segment_classes(seg, lab)
     assert ids.tolist() == [5, 9] and classes.tolist() == [1, 3]
     assert index.tolist() == [[0, 0, 0, 1], [0, 1, 1, 1]]
+    # RGB input (label_nc 0) has no classes: NVIDIA's rule on Cityscapes-style ids
+    rgb = np.zeros((2, 4, 3), np.uint8)
+    ids, classes, _ = segment_classes(np.array([[7, 26001, 26001, 24000]] * 2, np.int32), rgb)
+    assert ids.tolist() == [7, 24000, 26001] and classes.tolist() == [7, 24, 26]
