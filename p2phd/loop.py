@@ -86,7 +86,6 @@ class Loop:
                 or bool(o.max_steps and self.step >= o.max_steps))
 
     def run(self) -> None:
-        o = self.o
         if self.done():
             cli.log(f"train: {self.run_dir} already trained to epoch {self.epoch - 1}, step {self.step} "
                     "(raise --niter/--niter_decay/--max_steps to train longer)")
@@ -112,7 +111,8 @@ class Loop:
             self.step += 1
             self.epoch_step += 1
             steps_since += 1
-            self.seen.setdefault(self.epoch, []).extend(batch["names"])
+            if self.rt.world_size > 1 and len(self.ds) <= 64:  # logged at the end (small data only)
+                self.seen.setdefault(self.epoch, []).extend(batch["names"])
             images = self.step * o.batch_size
             if bar is not None:
                 bar.update(1)

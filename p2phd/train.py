@@ -17,7 +17,14 @@ from typing import Any
 
 from . import cli, data, runs, schedule
 from .cli import UsageError
-from .options import DataOptions, ModelOptions, RuntimeOptions, flat_options, opt, validate_data_model
+from .options import (
+    DataOptions,
+    ModelOptions,
+    RuntimeOptions,
+    flat_options,
+    opt,
+    validate_data_model,
+)
 
 # Options that may differ when a run is resumed (they do not change what was trained so far).
 RESUMABLE = {"niter", "niter_decay", "max_steps", "display_freq", "print_freq", "save_latest_freq",

@@ -4,9 +4,7 @@ bad inputs (exit 2, nothing written) and --dry-run parameter counts (the referen
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-
 from train_util import TINY, sample_manifest, stats, train, write_vgg
 
 
@@ -64,8 +62,9 @@ def test_vgg_loss_and_label_feat(work: Path, manifest: Path) -> None:
     assert p.returncode == 0, p.stderr[-2000:]
     run = work / "outputs" / "vgg"
     assert all(ln["G_VGG"] > 0 for ln in stats(run))
-    from p2phd.checkpoint import read_meta
     from train_util import state_arrays
+
+    from p2phd.checkpoint import read_meta
 
     snap = state_arrays(run / "G.ckpt")
     assert any(k.startswith("netE.") for k in snap) and read_meta(run / "G.ckpt")["step"] == 2
@@ -91,27 +90,33 @@ def test_load_features_mode(work: Path, manifest: Path) -> None:
     assert snap and not any(k.startswith("netE.") for k in snap)
 
 
-def _bad(work: Path, args: list, expect: str, name: str = "bad") -> None:
-    p = train([*args, "--name", name], work)
-    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and expect in lines[0], p.stderr
-    assert p.stdout == ""
+def _bad(work: Path, args: list, expect: str, capsys, name: str = "bad") -> None:
+    """In-process (one MindSpore import for all cases): exit 2, one line, nothing written."""
+    from p2phd import cli
+    from p2phd import train as train_verb
+
+    capsys.readouterr()
+    argv = [str(a) for a in args] + ["--name", name, "--checkpoints_dir", str(work / "outputs")]
+    assert cli.run_verb(train_verb.main, argv) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and expect in lines[0], err
+    assert out == ""
     assert not (work / "outputs" / name).exists()
 
 
-def test_bad_inputs_exit_2_and_write_nothing(work: Path, manifest: Path) -> None:
-    from p2phd import checkpoint, manifest as mf
-    from p2phd import runtime
+def test_bad_inputs_exit_2_and_write_nothing(work: Path, manifest: Path, capsys) -> None:
+    from p2phd import checkpoint, runtime
+    from p2phd import manifest as mf
     from p2phd.nets import build_generator
     from p2phd.options import DataOptions, ModelOptions
 
     other = work / "clusters.h5"
     with mf.create(other, "clusters", "cluster", {}) as f:
         f.attrs["feat_num"] = 3
-    _bad(work, [other, *TINY, "--no_vgg_loss"], "clusters")
-    _bad(work, [manifest, *TINY, "--no_vgg_loss", "--label_nc", "20"], "label_nc 35")
-    _bad(work, [manifest, *TINY, "--vgg_pre_trained", work / "missing" / "vgg19.ckpt"], "--no_vgg_loss")
+    _bad(work, [other, *TINY, "--no_vgg_loss"], "clusters", capsys)
+    _bad(work, [manifest, *TINY, "--no_vgg_loss", "--label_nc", "20"], "label_nc 35", capsys)
+    _bad(work, [manifest, *TINY, "--vgg_pre_trained", work / "missing" / "vgg19.ckpt"], "--no_vgg_loss", capsys)
     # a generator of another width: the trunk's shapes do not match
     runtime.setup("CPU", False, 0)
 
@@ -122,11 +127,11 @@ def test_bad_inputs_exit_2_and_write_nothing(work: Path, manifest: Path) -> None
     arch.ngf, arch.n_downsample_global, arch.n_blocks_global = 4, 2, 1
     wrong = work / "wrong_G.ckpt"
     checkpoint.save(wrong, {"netG": build_generator(arch)}, {"step": 0})
-    _bad(work, [manifest, *TINY, "--no_vgg_loss", "--load_pretrain", wrong], "incompatible architecture")
+    _bad(work, [manifest, *TINY, "--no_vgg_loss", "--load_pretrain", wrong], "incompatible architecture", capsys)
     unrelated = work / "unrelated.ckpt"
     checkpoint.save(unrelated, {"netX": build_generator(arch)}, {"step": 0})
-    _bad(work, [manifest, *TINY, "--no_vgg_loss", "--load_pretrain", unrelated], "no generator trunk")
-    _bad(work, [manifest, *TINY, "--no_vgg_loss", "--load_pretrain", work / "nope"], "no such run")
+    _bad(work, [manifest, *TINY, "--no_vgg_loss", "--load_pretrain", unrelated], "no generator trunk", capsys)
+    _bad(work, [manifest, *TINY, "--no_vgg_loss", "--load_pretrain", work / "nope"], "no such run", capsys)
 
 
 @pytest.mark.parametrize("mode,args,expected", [
@@ -134,10 +139,17 @@ def test_bad_inputs_exit_2_and_write_nothing(work: Path, manifest: Path) -> None
     ("512p_feat", ["--instance_feat"], {"G": 182_556_163, "D": 5_603_202, "E": 788_803}),
     ("1024p", ["--netG", "local", "--ngf", "32", "--num_D", "3"], {"G": 182_857_059, "D": 8_404_803}),
 ])
-def test_dry_run_parameter_counts(work: Path, manifest: Path, mode: str, args: list, expected: dict) -> None:
-    p = train([manifest, "--name", f"dry{mode}", "--no_vgg_loss", "--dry_run", *args], work)
-    assert p.returncode == 0, p.stderr[-2000:]
+def test_dry_run_parameter_counts(work: Path, manifest: Path, mode: str, args: list, expected: dict,
+                                  capsys) -> None:
+    from p2phd import cli
+    from p2phd import train as train_verb
+
+    argv = [str(manifest), "--name", f"dry{mode}", "--checkpoints_dir", str(work / "outputs"),
+            "--no_vgg_loss", "--dry_run", *args]
+    capsys.readouterr()
+    assert cli.run_verb(train_verb.main, argv) == 0
+    out, err = capsys.readouterr()
     for net, count in expected.items():
-        assert f"{net}: {count:,} parameters" in p.stderr
-    assert "would_write" in p.stderr and p.stdout == ""
+        assert f"{net}: {count:,} parameters" in err
+    assert "would_write" in err and out == ""
     assert not (work / "outputs" / f"dry{mode}").exists()

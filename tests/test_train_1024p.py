@@ -5,9 +5,9 @@ Adam, and the learning rate follows NVIDIA's schedule at every epoch boundary.""
 from pathlib import Path
 
 import numpy as np
+from train_util import TINY, sample_manifest, state_arrays, stats, train
 
 from p2phd import schedule
-from train_util import TINY, sample_manifest, state_arrays, stats, train
 
 BASE = [*TINY, "--no_vgg_loss", "--print_freq", "8", "--save_latest_freq", "8", "--keep", "10"]
 

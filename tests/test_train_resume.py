@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from train_util import TINY, TRAIN, sample_manifest, state_arrays, stats, train
 
 # 3 epochs of 8 samples = 24 steps; lr decays in epoch 3; E trains jointly; the image pool is on,

@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (p2phd must be imported before MindSpore: it sets the oneDNN/GLOG env)
 """Helpers shared by the tests of bin/train (tests/test_train*.py): tiny options, manifests of the
 real Cityscapes sample, a random VGG19 checkpoint in the model zoo layout, subprocess runs."""
 
