@@ -7,6 +7,10 @@ the run's G.ckpt (checked), run over every sample at the size the run trained at
 flip), and each object's mean feature is painted onto the sample's own instance map at the map
 size, so every pixel of an object holds exactly that object's feature (see ``paint_map``).
 Resumable: rerunning the same command after a kill continues with the samples not yet written.
+
+Typical use (NVIDIA's train_1024p_feat script): precompute with the 512p feature run over the
+manifest the 1024p feature run will train on (prepared at 2048 wide): E runs at the 512p run's
+1024x512 and the maps come out at 2048x1024 on that manifest's own instance maps.
 """
 
 import dataclasses
@@ -35,7 +39,8 @@ _BICUBIC = Image.Resampling.BICUBIC
 class PrecomputeOptions:
     manifest: str = dataclasses.field(default="", metadata={
         "args": ["manifest"], "nargs": "?", "type": str, "metavar": "MANIFEST",
-        "help": "dataset manifest to encode (with photos); '-' reads its path from stdin"})
+        "help": "dataset manifest to encode (with photos): best the one the later (1024p) run "
+                "trains on, so the maps follow its own instance maps; '-' reads the path from stdin"})
     run: str = opt("", "run folder of a feature run (trained with --instance_feat or "
                        "--label_feat) whose encoder makes the features (required)", metavar="RUN")
     out: str = opt("", "output feature manifest; '' = manifests/<run name>-features.h5 under the "
