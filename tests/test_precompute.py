@@ -302,3 +302,25 @@ def test_label_feat_pools_per_label_region(work: Path, tmp_path: Path) -> None:
     for c in np.unique(s.label):
         region = fmap[:, s.label == c]
         assert (region == region[:, :1]).all()  # all cars share one feature: pooled per class
+
+
+def test_a_stale_tmp_from_other_inputs_is_not_resumed(tmp_path: Path) -> None:
+    """Resuming keeps only samples made by the same encoder from the same dataset."""
+    attrs = {"feat_num": 3, "label_nc": 35, "label_feat": False, "encoder_sha256": "a" * 64,
+             "dataset_sha256": "d" * 64}
+    rows = {"instance": np.array([7], np.int32), "label": np.array([7], np.int32),
+            "feature": np.zeros((1, 3), np.float32), "area": np.ones(1, np.float32)}
+    path = tmp_path / "f.h5"
+    with pytest.raises(KeyboardInterrupt), manifest.create(path, "features", "precompute", {}, resume=True) as f:
+        FeatureWriter(f, ["a", "b"], attrs).add(0, np.zeros((3, 2, 2), np.float32), rows)
+        raise KeyboardInterrupt
+    with manifest.create(path, "features", "precompute", {}, resume=True) as f:
+        assert FeatureWriter(f, ["a", "b"], attrs).done(0)  # same inputs: kept
+        w = FeatureWriter(f, ["a", "b"], {**attrs, "encoder_sha256": "b" * 64})
+        assert not w.done(0)  # another checkpoint: cleared
+        for i in range(2):
+            w.add(i, np.ones((3, 2, 2), np.float32), rows)
+        w.finish()
+    fm = FeatureManifest(path)
+    assert fm.attrs["encoder_sha256"] == "b" * 64 and (fm.map("a") == 1).all()
+    assert fm.rows()["sample"].tolist() == [0, 1] and fm.size == (2, 2)
