@@ -142,26 +142,27 @@ endef
 $(foreach mode,$(MODES),$(foreach split,train test val,$(eval $(call render_rule,$(mode),$(split)))))
 
 # ---- demo: every mode end to end at toy size on a generated (or the given) dataset ----------
-DEMO_TRAIN ?= 8
+DEMO_TRAIN ?= 12
 DEMO_TEST ?= 4
 DEMO_WIDTH ?= 256
 DEMO_HEIGHT ?= 128
 DEMO_TAG := $(if $(filter $(DEMO_DATA),$(DATA)),demo,demo-$(notdir $(abspath $(DATA))))
+DEMO_TIMER := outputs/$(DEMO_TAG)-started
 # A demo setting unless the same variable was given on make's command line.
 demo_var = $(1)=$(if $(filter command line,$(origin $(1))),$($(1)),$(2))
 DEMO_VARS = DATASET=$(DEMO_TAG) RUN_512p=$(DEMO_TAG)-512p RUN_1024p=$(DEMO_TAG)-1024p \
 	RUN_512p-feat=$(DEMO_TAG)-512p-feat RUN_1024p-feat=$(DEMO_TAG)-1024p-feat \
-	$(call demo_var,SIZE,128) $(call demo_var,NGF,16) $(call demo_var,NITER_512,4) \
-	$(call demo_var,DECAY_512,4) $(call demo_var,NITER_1024,2) $(call demo_var,DECAY_1024,2) \
+	$(call demo_var,SIZE,128) $(call demo_var,NGF,16) $(call demo_var,NITER_512,12) \
+	$(call demo_var,DECAY_512,12) $(call demo_var,NITER_1024,2) $(call demo_var,DECAY_1024,2) \
 	$(call demo_var,FIX_GLOBAL,1) $(call demo_var,N_CLUSTERS,3) \
 	'$(call demo_var,EXTRA,--n_downsample_global 3 --n_blocks_global 3 --n_blocks_local 1 --ndf 16 --nef 8 --n_layers_D 2)'
 
 demo: | $(STAMP) ## every mode end to end on a generated toy Cityscapes (or DATA=...) in ~10 min; prints the render page
-	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory demo-renders $(DEMO_VARS) && \
-	echo "demo: done in $$(( $$(date +%s) - start )) s; render pages:" >&2 && \
-	for m in 512p 1024p 512p-feat; do echo "  $(CURDIR)/outputs/$(DEMO_TAG)-$$m/render-test/index.html" >&2; done && \
-	echo "$(CURDIR)/outputs/$(DEMO_TAG)-1024p-feat/render-test/index.html"
+	@mkdir -p outputs && date +%s > $(DEMO_TIMER)
+	$(MAKE) --no-print-directory demo-renders $(DEMO_VARS)
+	@echo "demo: done in $$(( $$(date +%s) - $$(cat $(DEMO_TIMER)) )) s; render pages:" >&2; rm -f $(DEMO_TIMER)
+	@for m in 512p 1024p 512p-feat; do echo "  $(CURDIR)/outputs/$(DEMO_TAG)-$$m/render-test/index.html" >&2; done
+	@echo "$(CURDIR)/outputs/$(DEMO_TAG)-1024p-feat/render-test/index.html"
 
 demo-renders: $(foreach mode,$(MODES),$(call page,$(mode),test)) ## render the test split with all four modes (what demo runs, with its settings)
 

@@ -99,3 +99,11 @@ def test_demo_plan_uses_demo_names_and_small_sizes() -> None:
                "RUN_512p-feat=demo-512p-feat", "RUN_1024p-feat=demo-1024p-feat", "SIZE=128")
     for path in re.findall(r"(?:manifests|outputs)/[\w.-]+", sub):
         assert path.split("/")[1].startswith("demo"), path
+
+
+def test_demo_on_given_data_names_everything_after_it(data: Path) -> None:
+    plan = make("-n", "demo", data=data)
+    assert "p2phd.demo_data" not in plan  # no toy data generated when DATA is given
+    assert f"bin/prepare --dataroot {data} --phase train --load_size 128" in plan
+    assert "--name demo-mkdata-512p " in plan and "--name demo-mkdata-1024p-feat " in plan
+    assert plan.rstrip().endswith("outputs/demo-mkdata-1024p-feat/render-test/index.html\"")
