@@ -4,7 +4,9 @@
 
 Each (config, variant, kind) is measured in a fresh subprocess so its peak RSS (ru_maxrss) is its
 own. Reports the median of ``--runs`` timed runs after one warm-up (which includes the graph
-compile). The CPU is shared: numbers carry +-20-30 % noise (../shared/research/mindspore-cpu.md);
+compile), the median process CPU time of those runs (all threads; less sensitive to other
+processes than wall time, ~2x wall when both cores are ours) and the 1-minute load average. The CPU
+is shared: numbers carry +-20-30 % noise, far more under load (../shared/research/mindspore-cpu.md);
 compare only numbers measured close together.
 
 Configs: large = ngf 64 at 256x512, small = ngf 32 at 128x256 (GlobalGenerator, 36 label+edge
@@ -27,9 +29,13 @@ VARIANTS = {
     "nn_groupnorm": "nn.GroupNorm(C, C, affine=False) instead of ops.group_norm",
     "manual_norm": "instance norm written as (x - mean) * rsqrt(E[x^2] - mean^2 + eps)",
     "reflectionpad2d": "nn.ReflectionPad2d instead of nn.Pad(REFLECT)",
-    "threads1": "ms.set_context(runtime_num_threads=1)",
+    "threads1": "CPU kernel threads 1 (device_context.cpu.op_tuning.threads_num; default 25)",
+    "threads2": "CPU kernel threads 2 (= cores)",
+    "jit_o2": "ms.set_context(jit_config={'jit_level': 'O2'}) (graph kernel fusion level)",
+    "mem_o1": "ms.runtime.set_memory(optimize_level='O1') (memory reuse)",
     "jit_step": "each of the G and D steps wrapped in ms.jit (PyNative context)",
     "pynative": "PyNative, no jit",
+    "novgg": "base without the VGG loss (what the issue's PyTorch/MindSpore reference times measured)",
 }
 
 
@@ -54,8 +60,12 @@ def _apply_variant(variant: str) -> None:
     elif variant == "reflectionpad2d":
         for mod in (layers, generator, encoder):
             mod.reflection_pad = nn.ReflectionPad2d
-    elif variant == "threads1":
-        ms.set_context(runtime_num_threads=1)
+    elif variant in ("threads1", "threads2"):
+        ms.device_context.cpu.op_tuning.threads_num(int(variant[-1]))
+    elif variant == "jit_o2":
+        ms.set_context(jit_config={"jit_level": "O2"})
+    elif variant == "mem_o1":
+        ms.runtime.set_memory(optimize_level="O1")
 
 
 def _inputs(ngf: int, h: int, w: int):
@@ -83,14 +93,14 @@ def _build(ngf: int):
     return o, nets.build_generator(o), nets.build_discriminator(o)
 
 
-def _train_step(o, g, d):
+def _train_step(o, g, d, use_vgg: bool = True):
     import mindspore as ms
     from mindspore import nn, ops
 
     from p2phd.nets import encoding, losses
     from p2phd.nets.vgg import VGG19Features
 
-    vgg = losses.VGGLoss(VGG19Features())
+    vgg = losses.VGGLoss(VGG19Features()) if use_vgg else None
     opt_g = nn.Adam(g.trainable_params(), learning_rate=2e-4, beta1=0.5, beta2=0.999)
     opt_d = nn.Adam(d.trainable_params(), learning_rate=2e-4, beta1=0.5, beta2=0.999)
 
@@ -99,8 +109,10 @@ def _train_step(o, g, d):
         fake = g(cond)
         pred_fake = d(encoding.discriminator_input(cond, fake))
         pred_real = d(encoding.discriminator_input(cond, real))
-        loss = (losses.gan_loss(pred_fake, True) + vgg(fake, real)
+        loss = (losses.gan_loss(pred_fake, True)
                 + losses.feature_matching_loss(pred_fake, pred_real, o.n_layers_D, o.num_D))
+        if vgg is not None:
+            loss = loss + vgg(fake, real)
         return loss, fake
 
     def d_forward(label, index, real, fake):
@@ -146,7 +158,7 @@ def child(config: str, variant: str, kind: str, runs: int) -> dict:
         def step():
             return net(cond).asnumpy()
     else:
-        g_step, d_step = _train_step(o, g, d)
+        g_step, d_step = _train_step(o, g, d, use_vgg=variant != "novgg")
         if variant == "jit_step":
             g_step, d_step = ms.jit(g_step), ms.jit(d_step)
 
@@ -157,14 +169,16 @@ def child(config: str, variant: str, kind: str, runs: int) -> dict:
     t0 = time.perf_counter()
     step()
     first = time.perf_counter() - t0
-    times = []
+    times, cpu = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     return {"config": config, "variant": variant, "kind": kind, "first_s": round(first, 2),
             "median_ms": round(statistics.median(times) * 1000), "runs_ms": [round(t * 1000) for t in times],
+            "cpu_ms": round(statistics.median(cpu) * 1000),
             "peak_rss_gb": round(rss_gb, 2)}
 
 
@@ -179,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(*args.child, args.runs)))
         return 0
-    print(f"{'config':7} {'variant':16} {'kind':6} {'median ms':>10} {'first s':>8} {'peak RSS GB':>11}  runs ms",
+    print(f"{'config':7} {'variant':16} {'kind':6} {'median ms':>10} {'cpu ms':>8} {'first s':>8} "
+          f"{'peak RSS GB':>11}  runs ms  (load {os.getloadavg()[0]:.1f})",
           flush=True)
     for config in args.configs.split(","):
         for variant in args.variants.split(","):
@@ -191,8 +206,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{config:7} {variant:16} {kind:6} FAILED: {tail}", flush=True)
                     continue
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
-                print(f"{config:7} {variant:16} {kind:6} {r['median_ms']:>10} {r['first_s']:>8} "
-                      f"{r['peak_rss_gb']:>11}  {r['runs_ms']}", flush=True)
+                print(f"{config:7} {variant:16} {kind:6} {r['median_ms']:>10} {r['cpu_ms']:>8} "
+                      f"{r['first_s']:>8} {r['peak_rss_gb']:>11}  {r['runs_ms']}  "
+                      f"(load {os.getloadavg()[0]:.1f})", flush=True)
     return 0
 
 

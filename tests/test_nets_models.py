@@ -149,10 +149,13 @@ def _assert_grads(grads, params):
     dict(instance_feat=True),
     dict(netG="local", ngf=4, n_downsample_global=3, num_D=3, no_lsgan=True),
     dict(label_nc=0, no_instance=True),
-], ids=["global+E", "local+bce", "rgb"])
+    dict(norm="batch", n_blocks_global=1),
+], ids=["global+E", "local+bce", "rgb", "batchnorm"])
 def test_training_step_forward_backward_graph_mode(kw):
     o = small(**kw)
     g, d = nets.build_generator(o), nets.build_discriminator(o)
+    g.set_train(True)  # BatchNorm uses batch statistics only in training mode
+    d.set_train(True)
     e = nets.build_encoder(o, 4) if o.use_features() else None
     vgg = losses.VGGLoss(VGG19Features())
     lsgan, edge = not o.no_lsgan, not o.no_instance
