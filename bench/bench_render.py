@@ -6,7 +6,9 @@ the case's size, with a generator of random weights (ngf 64 by default, the 512p
 - 512x1024 (the 512p size): ``--shard 0/4`` (4 of the 15 maps) to keep the run bounded;
 - 256x512: the whole split, comparable with NVIDIA's PyTorch generator, measured on this CPU at
   about 1.8 s per 256x512 image (../shared/research/mindspore-cpu.md §3); target: not slower;
-- 64x128: the whole split, where writing is a larger share of the time;
+- 256x512+orig: the same with ``--original_size``: every output is resized (BICUBIC) to the
+  sources' 1024x2048 and encoded at that size, where writing costs most;
+- 64x128: the whole split at a small size;
 
 each with PNG writing overlapped on two threads (the default) and in the inference loop
 (``--write_threads 0``). Reported: the wall time of the process, render's own count of images
@@ -58,9 +60,10 @@ _DONE = re.compile(r"render: (\d+) images in ([\d.]+) s .*first batch of (\d+) i
                    r"(?: .*then ([\d.]+) s/image)?")
 
 
-def render(run: Path, manifest: Path, out: Path, threads: int, shard: str) -> dict:
+def render(run: Path, manifest: Path, out: Path, threads: int, shard: str, orig: bool) -> dict:
     cmd = [str(ROOT / "bin" / "render"), "--run", str(run), str(manifest), "--out", str(out),
            "--write_threads", str(threads)] + (["--shard", shard] if shard else [])
+    cmd += ["--original_size"] if orig else []
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -79,13 +82,18 @@ class Case:
     height: int
     width: int
     shard: str
+    orig: bool  # --original_size: BICUBIC back to 1024x2048, where writing costs most
+
+    @property
+    def label(self) -> str:
+        return f"{self.height}x{self.width}" + ("+orig" if self.orig else "")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--ngf", type=int, default=64)
-    ap.add_argument("--sizes", default="512x1024:0/4,256x512,64x128",
-                    help="HxW[:I/N shard] cases, comma-separated")
+    ap.add_argument("--sizes", default="512x1024:0/4,256x512,256x512+orig,64x128",
+                    help="HxW[+orig][:I/N shard] cases, comma-separated (+orig: --original_size)")
     ap.add_argument("--threads", default="2,0", help="--write_threads values to compare")
     a = ap.parse_args()
     if not (SAMPLE / "test_label").is_dir():
@@ -93,29 +101,33 @@ def main() -> int:
     cases = []
     for spec in a.sizes.split(","):
         hw, _, shard = spec.partition(":")
+        hw, orig = hw.removesuffix("+orig"), hw.endswith("+orig")
         h, w = (int(v) for v in hw.split("x"))
-        cases.append(Case(h, w, shard))
+        cases.append(Case(h, w, shard, orig))
     print(f"bench-render: ngf {a.ngf}, random weights, load average {os.getloadavg()[0]:.2f} "
           f"(2 shared cores: +-20-30 % noise)", flush=True)
     print("columns: wall = whole bin/render process; first = first image incl. graph compile; "
           "s/img = steady state after it; img/s = images / wall", flush=True)
-    print(f"{'size':>9} {'imgs':>4} {'threads':>7} {'wall s':>7} {'first s':>7} "
+    print(f"{'size':>14} {'imgs':>4} {'threads':>7} {'wall s':>7} {'first s':>7} "
           f"{'s/img':>6} {'img/s':>6}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp:
         tmp = Path(tmp)
         for c in cases:
-            run = make_run(tmp / f"run{c.width}", a.ngf, c.width)
-            man = prepare(tmp / f"test-{c.width}.h5", c.width)
+            run = tmp / f"run{c.width}"
+            if not (run / "G.ckpt").exists():
+                make_run(run, a.ngf, c.width)
+            man = tmp / f"test-{c.width}.h5"
+            if not man.exists():
+                prepare(man, c.width)
             for threads in (int(t) for t in a.threads.split(",")):
-                r = render(run, man, tmp / f"out-{c.width}-{threads}", threads, c.shard)
-                print(f"{c.height:>4}x{c.width:<4} {r['images']:>4} {threads:>7} {r['wall_s']:>7.1f} "
+                r = render(run, man, tmp / f"out-{c.label}-{threads}", threads, c.shard, c.orig)
+                print(f"{c.label:>14} {r['images']:>4} {threads:>7} {r['wall_s']:>7.1f} "
                       f"{r['first_s']:>7.1f} {r['steady_s_per_image']:>6.3f} "
                       f"{r['images_per_s']:>6.3f}", flush=True)
-                if (c.height, c.width) == (256, 512) and threads == int(a.threads.split(",")[0]):
+                if c.label == "256x512" and threads == int(a.threads.split(",")[0]):
                     ratio = NVIDIA_S_PER_IMAGE_256x512 / r["steady_s_per_image"]
                     print(f"          256x512 steady state vs NVIDIA PyTorch "
                           f"({NVIDIA_S_PER_IMAGE_256x512} s/img): {ratio:.2f}x", flush=True)
-            (run / "G.ckpt").unlink()  # up to 700 MB each
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 
