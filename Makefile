@@ -178,7 +178,7 @@ bench-train: | $(STAMP) ## train s/step of the 4 modes, full widths at 1/16 of t
 	$(PY) bench/bench_train.py
 .PHONY: bench-train
 
-bench-render: | $(STAMP) ## render's images/s on the 15 sample test maps, ngf 64: 512x1024 (4 maps), 256x512, 64x128; overlapped vs in-loop PNG writing (~10 min)
+bench-render: | $(STAMP) ## render's images/s on the 15 sample test maps, ngf 64: 512x1024 (4 maps), 256x512 (also --original_size), 64x128; overlapped vs in-loop PNG writing (~8 min)
 	$(PY) bench/bench_render.py
 .PHONY: bench-render
 
