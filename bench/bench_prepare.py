@@ -56,6 +56,20 @@ def cold_run(dataroot: str, jobs: int, out: Path, load_size: int) -> float:
     return time.perf_counter() - t0
 
 
+BURN = "sum(range(3 * 10**7))"
+
+
+def machine_parallelism() -> float:
+    """Control: throughput of 2 concurrent CPU-bound processes relative to 1 (2.0 = 2 free cores)."""
+    def wall(k: int) -> float:
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(k)]
+        for p in procs:
+            p.wait()
+        return time.perf_counter() - t0
+    return 2 * wall(1) / wall(2)
+
+
 def replicate(src: Path, dest: Path, copies: int) -> Path:
     """A pix2pixHD tree with each training frame ``copies`` times (symlinks, renamed)."""
     for sub in ("train_label", "train_inst", "train_img"):
@@ -77,7 +91,7 @@ def main() -> int:
     n = len(list((Path(a.dataroot) / "train_label").glob("*.png"))) * a.copies
     if n == 0:
         raise SystemExit(f"no training frames under {a.dataroot}")
-    load0 = os.getloadavg()[0]
+    load0, par0 = os.getloadavg()[0], machine_parallelism()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.h5"
         if a.copies > 1:
@@ -92,6 +106,8 @@ def main() -> int:
         size_mb = out.stat().st_size / 1e6
     print(f"prepare: {n} frames at load size {a.load_size}, {a.repeats} runs each "
           f"(manifest {size_mb:.1f} MB); load average before {load0:.2f}, after {os.getloadavg()[0]:.2f}")
+    print(f"control: 2 CPU-bound processes ran {par0:.2f}x as fast as 1 before, "
+          f"{machine_parallelism():.2f}x after (2.00 = two free cores; the ceiling for any speed-up)")
     print(f"{'mode':<6}{'jobs':>5}{'best s':>8}{'img/s':>7}{'median s':>10}{'img/s':>7}   all runs (s)")
     for (mode, jobs), ts in sorted(times.items()):
         best, med = min(ts), statistics.median(ts)
