@@ -73,22 +73,45 @@ def bench_mode(name: str, steps: int) -> dict:
             "epoch_h_full_size": sec * scale * CITYSCAPES_TRAIN / 3600}
 
 
+def run_isolated(name: str, steps: int) -> dict | None:
+    """One mode per process: memory of the previous mode is returned, and a crash (e.g. the OOM
+    killer on a crowded machine) costs only that mode's line."""
+    import json
+    import subprocess
+
+    p = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(steps)],
+                       capture_output=True, text=True)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    if p.returncode != 0 or not lines:
+        print(f"{name:<11} failed (exit {p.returncode}): {p.stderr.strip().splitlines()[-1:] }", flush=True)
+        return None
+    return json.loads(lines[-1])
+
+
 def main() -> int:
+    import json
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=3, help="timed steps per mode after 2 warm-up steps")
     ap.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES))
+    ap.add_argument("--one", choices=list(MODES), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    runtime.setup("CPU", False, 0)
+    if args.one:
+        runtime.setup("CPU", False, 0)
+        r = bench_mode(args.one, args.steps)
+        r["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        print(json.dumps(r), flush=True)
+        return 0
     print(f"{'mode':<11} {'size':>8} {'s/step':>7} {'min':>6} {'max':>6} {'1st(s)':>7} "
-          f"{'epoch h @size':>13} {'epoch h full':>12}", flush=True)
+          f"{'epoch h @size':>13} {'epoch h full':>12} {'RSS GB':>6}", flush=True)
     for name in args.modes:
-        r = bench_mode(name, args.steps)
-        print(f"{r['mode']:<11} {r['size']:>8} {r['sec_per_step']:7.2f} {r['min']:6.2f} {r['max']:6.2f} "
-              f"{r['first_step_s']:7.1f} {r['epoch_h_at_bench_size']:13.2f} {r['epoch_h_full_size']:12.1f}",
-              flush=True)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    print(f"peak RSS {rss:.1f} GB; full-size epoch = s/step x pixel ratio (16) x {CITYSCAPES_TRAIN} "
-          "images (linear-in-pixels estimate); shared CPU: +-20-30 % noise", flush=True)
+        r = run_isolated(name, args.steps)
+        if r is not None:
+            print(f"{r['mode']:<11} {r['size']:>8} {r['sec_per_step']:7.2f} {r['min']:6.2f} {r['max']:6.2f} "
+                  f"{r['first_step_s']:7.1f} {r['epoch_h_at_bench_size']:13.2f} "
+                  f"{r['epoch_h_full_size']:12.1f} {r['peak_rss_gb']:6.1f}", flush=True)
+    print(f"full-size epoch = s/step x pixel ratio (16) x {CITYSCAPES_TRAIN} images (linear-in-pixels "
+          "estimate); shared CPU: +-20-30 % noise", flush=True)
     return 0
 
 
