@@ -3,6 +3,17 @@
 `train` writes `options.json` before its first step and `G.ckpt` (generator, plus the encoder in
 feature modes) as it goes; `render` and `precompute` rebuild the networks from the options alone,
 so users never repeat --netG/--ngf/--label_nc at render time (a classic pix2pixHD mistake).
+
+Full layout (train writes everything, rank 0 only):
+
+    options.json            {"schema": "p2phd.run/1", "options", "dataset": {path, sha256}, ...}
+    G.ckpt                  netG.* (+ netE.* when E trains), meta epoch, step
+    G_epoch<EEE>.ckpt       the same every --save_epoch_freq epochs
+    state/latest            name of the newest full state, e.g. "step-00001000"
+    state/step-<8 digits>/  state.ckpt (netG/netD/netE + optG/optD Adam state), progress.json,
+                            pool.npz (with --pool_size); the newest --keep are kept
+    stats.jsonl             one JSON line per --print_freq images
+    web/index.html          label | synthesized | real per epoch (web/images/*.jpg)
 """
 
 import dataclasses
