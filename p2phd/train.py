@@ -29,7 +29,7 @@ from .options import (
 # Options that may differ when a run is resumed (they do not change what was trained so far).
 RESUMABLE = {"niter", "niter_decay", "max_steps", "display_freq", "print_freq", "save_latest_freq",
              "save_epoch_freq", "keep", "verbose", "dry_run", "device_target", "pynative", "manifest",
-             "load_pretrain"}
+             "load_pretrain", "checkpoints_dir", "vgg_pre_trained"}
 
 
 @flat_options
