@@ -165,6 +165,9 @@ class Trainer:
         # (and so the saved training state) are named after.
         for key, cell in self.cells().items():
             prefix_parameter_names(cell, key)
+        # Cells start in inference mode; --norm batch must normalise with batch statistics.
+        self.g_loss.set_train(True)
+        self.d_loss.set_train(True)
         self.optD = self._adam(self.D.trainable_params())
         self.grad_d = ms.value_and_grad(self.d_loss, None, self.optD.parameters, has_aux=True)
         self.reduce_d = self._reducer(self.optD)
