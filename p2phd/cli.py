@@ -7,7 +7,6 @@ where), 1 on anything else.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
