@@ -153,8 +153,8 @@ DEMO_TIMER := outputs/$(DEMO_TAG)-started
 demo_var = $(1)=$(if $(filter command line,$(origin $(1))),$($(1)),$(2))
 DEMO_VARS = DATASET=$(DEMO_TAG) RUN_512p=$(DEMO_TAG)-512p RUN_1024p=$(DEMO_TAG)-1024p \
 	RUN_512p-feat=$(DEMO_TAG)-512p-feat RUN_1024p-feat=$(DEMO_TAG)-1024p-feat \
-	$(call demo_var,SIZE,128) $(call demo_var,NGF,16) $(call demo_var,NITER_512,20) \
-	$(call demo_var,DECAY_512,20) $(call demo_var,NITER_1024,2) $(call demo_var,DECAY_1024,2) \
+	$(call demo_var,SIZE,128) $(call demo_var,NGF,16) $(call demo_var,NITER_512,30) \
+	$(call demo_var,DECAY_512,30) $(call demo_var,NITER_1024,2) $(call demo_var,DECAY_1024,2) \
 	$(call demo_var,FIX_GLOBAL,1) $(call demo_var,N_CLUSTERS,3) \
 	'$(call demo_var,EXTRA,--n_downsample_global 3 --n_blocks_global 3 --n_blocks_local 1 --ndf 16 --nef 8 --n_layers_D 2)'
 
