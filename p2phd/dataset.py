@@ -188,33 +188,26 @@ _REQUIRED = ("dataset", "split", "label_nc", "input_nc", "has_instance", "has_ph
              "load_size", "num_samples", "max_instances")
 
 
-class Dataset:
+class Dataset(manifest.ManifestReader):
     """Read-only view of a dataset manifest. Safe to use after fork (reopens in the child)."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self._f: h5py.File | None = manifest.open_manifest(self.path, KIND)
-        self._pid = os.getpid()
-        self._sha: str | None = None
-        try:
-            self.attrs = manifest.read_attrs(self._f)
-            missing = [k for k in _REQUIRED if k not in self.attrs] + [
-                k for k in ("names", "size", "orig_size") if k not in self._f]
-            if missing:
-                raise UsageError(f"{self.path}: incomplete dataset manifest (missing {', '.join(missing)})")
-            for k in ("label_nc", "input_nc", "load_size", "num_samples", "max_instances"):
-                self.attrs[k] = int(self.attrs[k])
-            for k in ("has_instance", "has_photo"):
-                self.attrs[k] = bool(self.attrs[k])
-            self.names: list[str] = list(self._f["names"].asstr()[()])
-            self.sizes: np.ndarray = self._f["size"][()]
-            self.orig_sizes: np.ndarray = self._f["orig_size"][()]
-            if len(self.names) != self.attrs["num_samples"]:
-                raise UsageError(f"{self.path}: {len(self.names)} names but num_samples "
-                                 f"{self.attrs['num_samples']}")
-        except BaseException:
-            self.close()
-            raise
+    kind = KIND
+
+    def _load(self, f: h5py.File) -> None:
+        missing = [k for k in _REQUIRED if k not in self.attrs] + [
+            k for k in ("names", "size", "orig_size") if k not in f]
+        if missing:
+            raise UsageError(f"{self.path}: incomplete dataset manifest (missing {', '.join(missing)})")
+        for k in ("label_nc", "input_nc", "load_size", "num_samples", "max_instances"):
+            self.attrs[k] = int(self.attrs[k])
+        for k in ("has_instance", "has_photo"):
+            self.attrs[k] = bool(self.attrs[k])
+        self.names: list[str] = list(f["names"].asstr()[()])
+        self.sizes: np.ndarray = f["size"][()]
+        self.orig_sizes: np.ndarray = f["orig_size"][()]
+        if len(self.names) != self.attrs["num_samples"]:
+            raise UsageError(f"{self.path}: {len(self.names)} names but num_samples "
+                             f"{self.attrs['num_samples']}")
 
     # Root attributes as properties (the names the options use).
     label_nc = property(lambda self: self.attrs["label_nc"])
@@ -225,13 +218,6 @@ class Dataset:
     load_size = property(lambda self: self.attrs["load_size"])
     max_instances = property(lambda self: self.attrs["max_instances"])
     dataset = property(lambda self: self.attrs["dataset"])
-
-    def _file(self) -> h5py.File:
-        # h5py handles must not cross fork(): a worker process opens its own.
-        if self._f is None or self._pid != os.getpid():
-            self._f = h5py.File(self.path, "r")
-            self._pid = os.getpid()
-        return self._f
 
     def __len__(self) -> int:
         return len(self.names)
@@ -258,22 +244,6 @@ class Dataset:
         """Source files of sample i ('' when absent)."""
         f = self._file()
         return {k: f[k].asstr()[i] for k in ("label_path", "inst_path", "photo_path")}
-
-    def sha256(self) -> str:
-        if self._sha is None:
-            self._sha = manifest.sha256_file(self.path)
-        return self._sha
-
-    def close(self) -> None:
-        if self._f is not None and self._pid == os.getpid():
-            self._f.close()
-        self._f = None
-
-    def __enter__(self) -> Dataset:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (f"Dataset({str(self.path)!r}, split={self.split!r}, n={len(self)}, "

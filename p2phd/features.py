@@ -141,27 +141,19 @@ def _plain(v: Any) -> Any:
     return v
 
 
-class FeatureManifest:
+class FeatureManifest(manifest.ManifestReader):
     """Read-only view of a feature manifest. Safe to use after fork (reopens in the child)."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self._f: h5py.File | None = manifest.open_manifest(self.path, KIND)
-        self._pid = os.getpid()
-        self._sha: str | None = None
-        try:
-            f = self._f
-            missing = [k for k in ("names", "maps", "rows", "map_size") if k not in f]
-            missing += [k for k in ("feat_num", "size", "label_nc") if k not in f.attrs]
-            if missing:
-                raise UsageError(f"{self.path}: incomplete feature manifest (missing {', '.join(missing)})")
-            self.attrs = manifest.read_attrs(f)
-            self.names: list[str] = list(f["names"].asstr()[()])
-            self.map_sizes: np.ndarray = f["map_size"][()]
-            self._index = {n: i for i, n in enumerate(self.names)}
-        except BaseException:
-            self.close()
-            raise
+    kind = KIND
+
+    def _load(self, f: h5py.File) -> None:
+        missing = [k for k in ("names", "maps", "rows", "map_size") if k not in f]
+        missing += [k for k in ("feat_num", "size", "label_nc") if k not in f.attrs]
+        if missing:
+            raise UsageError(f"{self.path}: incomplete feature manifest (missing {', '.join(missing)})")
+        self.names: list[str] = list(f["names"].asstr()[()])
+        self.map_sizes: np.ndarray = f["map_size"][()]
+        self._index = {n: i for i, n in enumerate(self.names)}
 
     feat_num = property(lambda self: int(self.attrs["feat_num"]))
     label_nc = property(lambda self: int(self.attrs["label_nc"]))
@@ -172,12 +164,6 @@ class FeatureManifest:
         """(H, W) shared by all maps, or (0, 0) when sizes differ (see ``map_sizes``)."""
         h, w = (int(v) for v in self.attrs["size"])
         return h, w
-
-    def _file(self) -> h5py.File:
-        if self._f is None or self._pid != os.getpid():
-            self._f = h5py.File(self.path, "r")
-            self._pid = os.getpid()
-        return self._f
 
     def __len__(self) -> int:
         return len(self.names)
@@ -199,22 +185,6 @@ class FeatureManifest:
         """The per-object table: sample, instance, label, feature (R, feat_num), area."""
         g = self._file()["rows"]
         return {c: g[c][()] for c in ROW_COLUMNS}
-
-    def sha256(self) -> str:
-        if self._sha is None:
-            self._sha = manifest.sha256_file(self.path)
-        return self._sha
-
-    def close(self) -> None:
-        if self._f is not None and self._pid == os.getpid():
-            self._f.close()
-        self._f = None
-
-    def __enter__(self) -> FeatureManifest:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"FeatureManifest({str(self.path)!r}, n={len(self)}, feat_num={self.feat_num}, size={self.size})"

@@ -149,6 +149,53 @@ def read_attrs(f: h5py.File) -> dict[str, Any]:
     return out
 
 
+class ManifestReader:
+    """Read-only view of one kind of manifest: checked once on open, hash cached.
+
+    Safe across fork(): h5py handles must not cross it, so a child process reopens the file.
+    Subclasses set ``kind`` and read their tables in ``_load`` (raise UsageError if incomplete).
+    """
+
+    kind = ""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._f: h5py.File | None = open_manifest(self.path, self.kind)
+        self._pid = os.getpid()
+        self._sha: str | None = None
+        try:
+            self.attrs = read_attrs(self._f)
+            self._load(self._f)
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self, f: h5py.File) -> None:
+        """Check and read what the subclass keeps in memory."""
+
+    def _file(self) -> h5py.File:
+        if self._f is None or self._pid != os.getpid():
+            self._f = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._f
+
+    def sha256(self) -> str:
+        if self._sha is None:
+            self._sha = sha256_file(self.path)
+        return self._sha
+
+    def close(self) -> None:
+        if self._f is not None and self._pid == os.getpid():
+            self._f.close()
+        self._f = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     for p in args:
