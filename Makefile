@@ -24,6 +24,7 @@ test: $(STAMP) ## run the test suite
 
 lint: $(STAMP) ## ruff check
 	$(VENV)/bin/ruff check p2phd tests bench
+	$(VENV)/bin/ruff format --check p2phd tests bench
 
 .PHONY: help setup test lint
 

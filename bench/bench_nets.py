@@ -48,6 +48,7 @@ def _apply_variant(variant: str) -> None:
     if variant == "nn_groupnorm":
         layers.InstanceNorm = lambda c: nn.GroupNorm(c, c, eps=1e-5, affine=False)
     elif variant == "manual_norm":
+
         class ManualNorm(nn.Cell):
             def __init__(self, c):
                 super().__init__()
@@ -56,6 +57,7 @@ def _apply_variant(variant: str) -> None:
                 mean = x.mean(axis=(2, 3), keep_dims=True)
                 var = (x * x).mean(axis=(2, 3), keep_dims=True) - mean * mean
                 return (x - mean) * ops.rsqrt(var + 1e-5)
+
         layers.InstanceNorm = ManualNorm
     elif variant == "reflectionpad2d":
         for mod in (layers, generator, encoder):
@@ -109,8 +111,9 @@ def _train_step(o, g, d, use_vgg: bool = True):
         fake = g(cond)
         pred_fake = d(encoding.discriminator_input(cond, fake))
         pred_real = d(encoding.discriminator_input(cond, real))
-        loss = (losses.gan_loss(pred_fake, True)
-                + losses.feature_matching_loss(pred_fake, pred_real, o.n_layers_D, o.num_D))
+        loss = losses.gan_loss(pred_fake, True) + losses.feature_matching_loss(
+            pred_fake, pred_real, o.n_layers_D, o.num_D
+        )
         if vgg is not None:
             loss = loss + vgg(fake, real)
         return loss, fake
@@ -166,6 +169,7 @@ def child(config: str, variant: str, kind: str, runs: int) -> dict:
             loss_g, fake = g_step(label, index, real)
             loss_d = d_step(label, index, real, fake)
             return float(loss_g.asnumpy()), float(loss_d.asnumpy())
+
     t0 = time.perf_counter()
     step()
     first = time.perf_counter() - t0
@@ -176,10 +180,16 @@ def child(config: str, variant: str, kind: str, runs: int) -> dict:
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    return {"config": config, "variant": variant, "kind": kind, "first_s": round(first, 2),
-            "median_ms": round(statistics.median(times) * 1000), "runs_ms": [round(t * 1000) for t in times],
-            "cpu_ms": round(statistics.median(cpu) * 1000),
-            "peak_rss_gb": round(rss_gb, 2)}
+    return {
+        "config": config,
+        "variant": variant,
+        "kind": kind,
+        "first_s": round(first, 2),
+        "median_ms": round(statistics.median(times) * 1000),
+        "runs_ms": [round(t * 1000) for t in times],
+        "cpu_ms": round(statistics.median(cpu) * 1000),
+        "peak_rss_gb": round(rss_gb, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,27 +198,43 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="base", help="comma list of: " + ", ".join(VARIANTS))
     ap.add_argument("--kinds", default="infer,train")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--child", nargs=3, metavar=("CONFIG", "VARIANT", "KIND"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--child", nargs=3, metavar=("CONFIG", "VARIANT", "KIND"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(*args.child, args.runs)))
         return 0
-    print(f"{'config':7} {'variant':16} {'kind':6} {'median ms':>10} {'cpu ms':>8} {'first s':>8} "
-          f"{'peak RSS GB':>11}  runs ms  (load {os.getloadavg()[0]:.1f})",
-          flush=True)
+    print(
+        f"{'config':7} {'variant':16} {'kind':6} {'median ms':>10} {'cpu ms':>8} {'first s':>8} "
+        f"{'peak RSS GB':>11}  runs ms  (load {os.getloadavg()[0]:.1f})",
+        flush=True,
+    )
     for config in args.configs.split(","):
         for variant in args.variants.split(","):
             for kind in args.kinds.split(","):
-                cmd = [sys.executable, __file__, "--runs", str(args.runs), "--child", config, variant, kind]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--runs",
+                    str(args.runs),
+                    "--child",
+                    config,
+                    variant,
+                    kind,
+                ]
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
                 if proc.returncode != 0:
                     tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
                     print(f"{config:7} {variant:16} {kind:6} FAILED: {tail}", flush=True)
                     continue
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
-                print(f"{config:7} {variant:16} {kind:6} {r['median_ms']:>10} {r['cpu_ms']:>8} "
-                      f"{r['first_s']:>8} {r['peak_rss_gb']:>11}  {r['runs_ms']}  "
-                      f"(load {os.getloadavg()[0]:.1f})", flush=True)
+                print(
+                    f"{config:7} {variant:16} {kind:6} {r['median_ms']:>10} {r['cpu_ms']:>8} "
+                    f"{r['first_s']:>8} {r['peak_rss_gb']:>11}  {r['runs_ms']}  "
+                    f"(load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
     return 0
 
 

@@ -32,8 +32,18 @@ from p2phd.cli import run_verb  # noqa: E402
 
 
 def _args(dataroot: str, jobs: int, out: Path, load_size: int) -> list[str]:
-    return ["--dataroot", dataroot, "--phase", "train", "--load_size", str(load_size),
-            "--jobs", str(jobs), "--out", str(out)]
+    return [
+        "--dataroot",
+        dataroot,
+        "--phase",
+        "train",
+        "--load_size",
+        str(load_size),
+        "--jobs",
+        str(jobs),
+        "--out",
+        str(out),
+    ]
 
 
 CPU: dict[int, list[float]] = {}  # CPU seconds of this (parent) process per warm run, by jobs
@@ -51,8 +61,11 @@ def warm_run(dataroot: str, jobs: int, out: Path, load_size: int) -> float:
 
 def cold_run(dataroot: str, jobs: int, out: Path, load_size: int) -> float:
     t0 = time.perf_counter()
-    subprocess.run([str(ROOT / "bin" / "prepare"), *_args(dataroot, jobs, out, load_size)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [str(ROOT / "bin" / "prepare"), *_args(dataroot, jobs, out, load_size)],
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - t0
 
 
@@ -61,12 +74,14 @@ BURN = "sum(range(3 * 10**7))"
 
 def machine_parallelism() -> float:
     """Control: throughput of 2 concurrent CPU-bound processes relative to 1 (2.0 = 2 free cores)."""
+
     def wall(k: int) -> float:
         t0 = time.perf_counter()
         procs = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(k)]
         for p in procs:
             p.wait()
         return time.perf_counter() - t0
+
     return 2 * wall(1) / wall(2)
 
 
@@ -82,11 +97,17 @@ def replicate(src: Path, dest: Path, copies: int) -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dataroot", default=str(ROOT.parent / "shared" / "data" / "cityscapes-sample"))
+    ap.add_argument(
+        "--dataroot", default=str(ROOT.parent / "shared" / "data" / "cityscapes-sample")
+    )
     ap.add_argument("--load_size", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--copies", type=int, default=1,
-                    help="use each frame this many times (shows how start-up cost amortises)")
+    ap.add_argument(
+        "--copies",
+        type=int,
+        default=1,
+        help="use each frame this many times (shows how start-up cost amortises)",
+    )
     a = ap.parse_args()
     n = len(list((Path(a.dataroot) / "train_label").glob("*.png"))) * a.copies
     if n == 0:
@@ -101,31 +122,47 @@ def main() -> int:
         times: dict[tuple[str, int], list[float]] = {}
         for _ in range(a.repeats):  # alternate so that load from other users hits both alike
             for jobs in (1, 2):
-                times.setdefault(("warm", jobs), []).append(warm_run(a.dataroot, jobs, out, a.load_size))
-                times.setdefault(("cold", jobs), []).append(cold_run(a.dataroot, jobs, out, a.load_size))
+                times.setdefault(("warm", jobs), []).append(
+                    warm_run(a.dataroot, jobs, out, a.load_size)
+                )
+                times.setdefault(("cold", jobs), []).append(
+                    cold_run(a.dataroot, jobs, out, a.load_size)
+                )
         size_mb = out.stat().st_size / 1e6
-    print(f"prepare: {n} frames at load size {a.load_size}, {a.repeats} runs each "
-          f"(manifest {size_mb:.1f} MB); load average before {load0:.2f}, after {os.getloadavg()[0]:.2f}")
-    print(f"control: 2 CPU-bound processes ran {par0:.2f}x as fast as 1 before, "
-          f"{machine_parallelism():.2f}x after (2.00 = two free cores; the ceiling for any speed-up)")
-    print(f"{'mode':<6}{'jobs':>5}{'best s':>8}{'img/s':>7}{'median s':>10}{'img/s':>7}   all runs (s)")
+    print(
+        f"prepare: {n} frames at load size {a.load_size}, {a.repeats} runs each "
+        f"(manifest {size_mb:.1f} MB); load average before {load0:.2f}, after {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"control: 2 CPU-bound processes ran {par0:.2f}x as fast as 1 before, "
+        f"{machine_parallelism():.2f}x after (2.00 = two free cores; the ceiling for any speed-up)"
+    )
+    print(
+        f"{'mode':<6}{'jobs':>5}{'best s':>8}{'img/s':>7}{'median s':>10}{'img/s':>7}   all runs (s)"
+    )
     for (mode, jobs), ts in sorted(times.items()):
         best, med = min(ts), statistics.median(ts)
-        print(f"{mode:<6}{jobs:>5}{best:>8.2f}{n / best:>7.1f}{med:>10.2f}{n / med:>7.1f}   "
-              + " ".join(f"{t:.2f}" for t in ts))
+        print(
+            f"{mode:<6}{jobs:>5}{best:>8.2f}{n / best:>7.1f}{med:>10.2f}{n / med:>7.1f}   "
+            + " ".join(f"{t:.2f}" for t in ts)
+        )
     for mode in ("warm", "cold"):
         best = min(times[mode, 1]) / min(times[mode, 2])
         med = statistics.median(times[mode, 1]) / statistics.median(times[mode, 2])
         verdict = "meets" if best >= 1.8 else "misses"
-        print(f"{mode}: 2 jobs = {best:.2f}x 1 job on the best runs, {med:.2f}x on the medians "
-              f"({verdict} the 1.8x target)")
+        print(
+            f"{mode}: 2 jobs = {best:.2f}x 1 job on the best runs, {med:.2f}x on the medians "
+            f"({verdict} the 1.8x target)"
+        )
     # CPU time hardly depends on other users' load: with one job it is all the work; with two it
     # is what the parent does besides waiting (setup, header checks, writing). On two idle cores
     # the two-job run takes about parent + work / 2.
     work, parent = statistics.median(CPU[1]), statistics.median(CPU[2])
-    print(f"cpu: work {work:.2f} s for {n} frames; parent with 2 jobs {parent:.2f} s "
-          f"({100 * parent / work:.0f}% serial) -> projected {work / (parent + work / 2):.2f}x "
-          "on 2 idle cores")
+    print(
+        f"cpu: work {work:.2f} s for {n} frames; parent with 2 jobs {parent:.2f} s "
+        f"({100 * parent / work:.0f}% serial) -> projected {work / (parent + work / 2):.2f}x "
+        "on 2 idle cores"
+    )
     return 0
 
 

@@ -51,18 +51,41 @@ checkpoint.save({str(folder / "G.ckpt")!r}, {{"netG": build_generator(a)}}, {{"e
 
 
 def prepare(out: Path, width: int) -> Path:
-    subprocess.run([str(ROOT / "bin" / "prepare"), "--dataroot", str(SAMPLE), "--phase", "test",
-                    "--load_size", str(width), "--out", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(ROOT / "bin" / "prepare"),
+            "--dataroot",
+            str(SAMPLE),
+            "--phase",
+            "test",
+            "--load_size",
+            str(width),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
-_DONE = re.compile(r"render: (\d+) images in ([\d.]+) s .*first batch of (\d+) in ([\d.]+) s"
-                   r"(?: .*then ([\d.]+) s/image)?")
+_DONE = re.compile(
+    r"render: (\d+) images in ([\d.]+) s .*first batch of (\d+) in ([\d.]+) s"
+    r"(?: .*then ([\d.]+) s/image)?"
+)
 
 
 def render(run: Path, manifest: Path, out: Path, threads: int, shard: str, orig: bool) -> dict:
-    cmd = [str(ROOT / "bin" / "render"), "--run", str(run), str(manifest), "--out", str(out),
-           "--write_threads", str(threads)] + (["--shard", shard] if shard else [])
+    cmd = [
+        str(ROOT / "bin" / "render"),
+        "--run",
+        str(run),
+        str(manifest),
+        "--out",
+        str(out),
+        "--write_threads",
+        str(threads),
+    ] + (["--shard", shard] if shard else [])
     cmd += ["--original_size"] if orig else []
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True)
@@ -73,8 +96,13 @@ def render(run: Path, manifest: Path, out: Path, threads: int, shard: str, orig:
     if not m:
         raise SystemExit(f"no timing line in render's log: {res.stderr[-500:]}")
     steady = float(m[5]) if m[5] else float("nan")
-    return {"images": int(m[1]), "wall_s": wall, "first_s": float(m[4]),
-            "steady_s_per_image": steady, "images_per_s": int(m[1]) / wall}
+    return {
+        "images": int(m[1]),
+        "wall_s": wall,
+        "first_s": float(m[4]),
+        "steady_s_per_image": steady,
+        "images_per_s": int(m[1]) / wall,
+    }
 
 
 @dataclasses.dataclass
@@ -92,8 +120,11 @@ class Case:
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--ngf", type=int, default=64)
-    ap.add_argument("--sizes", default="512x1024:0/4,256x512,256x512+orig,64x128",
-                    help="HxW[+orig][:I/N shard] cases, comma-separated (+orig: --original_size)")
+    ap.add_argument(
+        "--sizes",
+        default="512x1024:0/4,256x512,256x512+orig,64x128",
+        help="HxW[+orig][:I/N shard] cases, comma-separated (+orig: --original_size)",
+    )
     ap.add_argument("--threads", default="2,0", help="--write_threads values to compare")
     a = ap.parse_args()
     if not (SAMPLE / "test_label").is_dir():
@@ -104,12 +135,21 @@ def main() -> int:
         hw, orig = hw.removesuffix("+orig"), hw.endswith("+orig")
         h, w = (int(v) for v in hw.split("x"))
         cases.append(Case(h, w, shard, orig))
-    print(f"bench-render: ngf {a.ngf}, random weights, load average {os.getloadavg()[0]:.2f} "
-          f"(2 shared cores: +-20-30 % noise)", flush=True)
-    print("columns: wall = whole bin/render process; first = first image incl. graph compile; "
-          "s/img = steady state after it; img/s = images / wall", flush=True)
-    print(f"{'size':>14} {'imgs':>4} {'threads':>7} {'wall s':>7} {'first s':>7} "
-          f"{'s/img':>6} {'img/s':>6}", flush=True)
+    print(
+        f"bench-render: ngf {a.ngf}, random weights, load average {os.getloadavg()[0]:.2f} "
+        f"(2 shared cores: +-20-30 % noise)",
+        flush=True,
+    )
+    print(
+        "columns: wall = whole bin/render process; first = first image incl. graph compile; "
+        "s/img = steady state after it; img/s = images / wall",
+        flush=True,
+    )
+    print(
+        f"{'size':>14} {'imgs':>4} {'threads':>7} {'wall s':>7} {'first s':>7} "
+        f"{'s/img':>6} {'img/s':>6}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp:
         tmp = Path(tmp)
         for c in cases:
@@ -121,13 +161,19 @@ def main() -> int:
                 prepare(man, c.width)
             for threads in (int(t) for t in a.threads.split(",")):
                 r = render(run, man, tmp / f"out-{c.label}-{threads}", threads, c.shard, c.orig)
-                print(f"{c.label:>14} {r['images']:>4} {threads:>7} {r['wall_s']:>7.1f} "
-                      f"{r['first_s']:>7.1f} {r['steady_s_per_image']:>6.3f} "
-                      f"{r['images_per_s']:>6.3f}", flush=True)
+                print(
+                    f"{c.label:>14} {r['images']:>4} {threads:>7} {r['wall_s']:>7.1f} "
+                    f"{r['first_s']:>7.1f} {r['steady_s_per_image']:>6.3f} "
+                    f"{r['images_per_s']:>6.3f}",
+                    flush=True,
+                )
                 if c.label == "256x512" and threads == int(a.threads.split(",")[0]):
                     ratio = NVIDIA_S_PER_IMAGE_256x512 / r["steady_s_per_image"]
-                    print(f"          256x512 steady state vs NVIDIA PyTorch "
-                          f"({NVIDIA_S_PER_IMAGE_256x512} s/img): {ratio:.2f}x", flush=True)
+                    print(
+                        f"          256x512 steady state vs NVIDIA PyTorch "
+                        f"({NVIDIA_S_PER_IMAGE_256x512} s/img): {ratio:.2f}x",
+                        flush=True,
+                    )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -31,18 +31,39 @@ MODES = {
     "512p": ({}, (128, 256), (512, 1024)),
     "512p-feat": ({"instance_feat": True}, (128, 256), (512, 1024)),
     "1024p": ({"netG": "local", "ngf": 32, "num_D": 3}, (256, 512), (1024, 2048)),
-    "1024p-feat": ({"netG": "local", "ngf": 32, "num_D": 3, "instance_feat": True,
-                    "load_features": "precomputed.h5"}, (256, 512), (1024, 2048)),
+    "1024p-feat": (
+        {
+            "netG": "local",
+            "ngf": 32,
+            "num_D": 3,
+            "instance_feat": True,
+            "load_features": "precomputed.h5",
+        },
+        (256, 512),
+        (1024, 2048),
+    ),
 }
 
 
 def batch(o, h: int, w: int, rng: np.random.Generator) -> dict:
     """A Cityscapes-like synthetic sample: blocky labels, ~40 instances, a random photo."""
-    label = np.repeat(np.repeat(rng.integers(0, 34, (1, h // 16, w // 16)), 16, 1), 16, 2).astype(np.int32)
-    inst = np.repeat(np.repeat(rng.integers(0, 40, (1, h // 32, w // 32)), 32, 1), 32, 2).astype(np.int32)
-    return {"names": ["bench"], "indices": [0], "label": label, "inst": inst, "pool": inst,
-            "photo": rng.uniform(-1, 1, (1, 3, h, w)).astype(np.float32),
-            "feat": rng.uniform(-1, 1, (1, o.feat_num, h, w)).astype(np.float32) if o.load_features else None}
+    label = np.repeat(np.repeat(rng.integers(0, 34, (1, h // 16, w // 16)), 16, 1), 16, 2).astype(
+        np.int32
+    )
+    inst = np.repeat(np.repeat(rng.integers(0, 40, (1, h // 32, w // 32)), 32, 1), 32, 2).astype(
+        np.int32
+    )
+    return {
+        "names": ["bench"],
+        "indices": [0],
+        "label": label,
+        "inst": inst,
+        "pool": inst,
+        "photo": rng.uniform(-1, 1, (1, 3, h, w)).astype(np.float32),
+        "feat": rng.uniform(-1, 1, (1, o.feat_num, h, w)).astype(np.float32)
+        if o.load_features
+        else None,
+    }
 
 
 def bench_mode(name: str, steps: int) -> dict:
@@ -67,10 +88,17 @@ def bench_mode(name: str, steps: int) -> dict:
         times.append(time.perf_counter() - t0)
     sec = statistics.median(times)
     scale = (full[0] * full[1]) / (h * w)
-    return {"mode": name, "size": f"{h}x{w}", "params": describe(o), "first_step_s": first,
-            "sec_per_step": sec, "min": min(times), "max": max(times),
-            "epoch_h_at_bench_size": sec * CITYSCAPES_TRAIN / 3600,
-            "epoch_h_full_size": sec * scale * CITYSCAPES_TRAIN / 3600}
+    return {
+        "mode": name,
+        "size": f"{h}x{w}",
+        "params": describe(o),
+        "first_step_s": first,
+        "sec_per_step": sec,
+        "min": min(times),
+        "max": max(times),
+        "epoch_h_at_bench_size": sec * CITYSCAPES_TRAIN / 3600,
+        "epoch_h_full_size": sec * scale * CITYSCAPES_TRAIN / 3600,
+    }
 
 
 def run_isolated(name: str, steps: int) -> dict | None:
@@ -79,11 +107,17 @@ def run_isolated(name: str, steps: int) -> dict | None:
     import json
     import subprocess
 
-    p = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(steps)],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, __file__, "--one", name, "--steps", str(steps)],
+        capture_output=True,
+        text=True,
+    )
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     if p.returncode != 0 or not lines:
-        print(f"{name:<11} failed (exit {p.returncode}): {p.stderr.strip().splitlines()[-1:] }", flush=True)
+        print(
+            f"{name:<11} failed (exit {p.returncode}): {p.stderr.strip().splitlines()[-1:]}",
+            flush=True,
+        )
         return None
     return json.loads(lines[-1])
 
@@ -92,7 +126,9 @@ def main() -> int:
     import json
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=3, help="timed steps per mode after 2 warm-up steps")
+    ap.add_argument(
+        "--steps", type=int, default=3, help="timed steps per mode after 2 warm-up steps"
+    )
     ap.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES))
     ap.add_argument("--one", choices=list(MODES), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -102,16 +138,25 @@ def main() -> int:
         r["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         print(json.dumps(r), flush=True)
         return 0
-    print(f"{'mode':<11} {'size':>8} {'s/step':>7} {'min':>6} {'max':>6} {'1st(s)':>7} "
-          f"{'epoch h @size':>13} {'epoch h full':>12} {'RSS GB':>6}", flush=True)
+    print(
+        f"{'mode':<11} {'size':>8} {'s/step':>7} {'min':>6} {'max':>6} {'1st(s)':>7} "
+        f"{'epoch h @size':>13} {'epoch h full':>12} {'RSS GB':>6}",
+        flush=True,
+    )
     for name in args.modes:
         r = run_isolated(name, args.steps)
         if r is not None:
-            print(f"{r['mode']:<11} {r['size']:>8} {r['sec_per_step']:7.2f} {r['min']:6.2f} {r['max']:6.2f} "
-                  f"{r['first_step_s']:7.1f} {r['epoch_h_at_bench_size']:13.2f} "
-                  f"{r['epoch_h_full_size']:12.1f} {r['peak_rss_gb']:6.1f}", flush=True)
-    print(f"full-size epoch = s/step x pixel ratio (16) x {CITYSCAPES_TRAIN} images (linear-in-pixels "
-          "estimate); shared CPU: +-20-30 % noise", flush=True)
+            print(
+                f"{r['mode']:<11} {r['size']:>8} {r['sec_per_step']:7.2f} {r['min']:6.2f} {r['max']:6.2f} "
+                f"{r['first_step_s']:7.1f} {r['epoch_h_at_bench_size']:13.2f} "
+                f"{r['epoch_h_full_size']:12.1f} {r['peak_rss_gb']:6.1f}",
+                flush=True,
+            )
+    print(
+        f"full-size epoch = s/step x pixel ratio (16) x {CITYSCAPES_TRAIN} images (linear-in-pixels "
+        "estimate); shared CPU: +-20-30 % noise",
+        flush=True,
+    )
     return 0
 
 

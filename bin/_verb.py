@@ -4,6 +4,7 @@
 Works from any directory, as an executable and as ``python bin/<verb>`` (which is how msrun
 starts its workers).
 """
+
 import os
 import sys
 
@@ -11,7 +12,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 VENV_PY = os.path.join(ROOT, ".venv", "bin", "python")
 VERB = os.path.basename(sys.argv[0])
 
-if os.path.exists(VENV_PY) and os.path.realpath(sys.prefix) != os.path.realpath(os.path.join(ROOT, ".venv")):
+if os.path.exists(VENV_PY) and os.path.realpath(sys.prefix) != os.path.realpath(
+    os.path.join(ROOT, ".venv")
+):
     os.execv(VENV_PY, [VENV_PY, sys.argv[0], *sys.argv[1:]])
 
 sys.path.insert(0, ROOT)

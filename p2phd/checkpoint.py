@@ -107,7 +107,7 @@ def load(path: str | os.PathLike, cells: dict[str, nn.Cell]) -> LoadReport:
 
 def _python(value: Any) -> Any:
     if isinstance(value, str):
-        return json.loads(value[len(_JSON_PREFIX):]) if value.startswith(_JSON_PREFIX) else value
+        return json.loads(value[len(_JSON_PREFIX) :]) if value.startswith(_JSON_PREFIX) else value
     arr = np.asarray(value.asnumpy())
     return arr.item() if arr.ndim == 0 else arr.tolist()
 

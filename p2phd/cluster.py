@@ -38,16 +38,28 @@ DEFAULT_MIN_AREA = 1 / 64
 
 @flat_options
 class ClusterOptions:
-    features: str = dataclasses.field(default="", metadata={
-        "args": ["features"], "nargs": "?", "type": str, "metavar": "FEATURES",
-        "help": "feature manifest written by bin/precompute; '-' reads its path from stdin"})
+    features: str = dataclasses.field(
+        default="",
+        metadata={
+            "args": ["features"],
+            "nargs": "?",
+            "type": str,
+            "metavar": "FEATURES",
+            "help": "feature manifest written by bin/precompute; '-' reads its path from stdin",
+        },
+    )
     n_clusters: int = opt(10, "clusters per class (at most; k = min(rows, n_clusters))")
-    min_area: float = opt(DEFAULT_MIN_AREA, "cluster only objects covering more than this fraction "
-                                            "of the image (NVIDIA: 1/64)")
+    min_area: float = opt(
+        DEFAULT_MIN_AREA,
+        "cluster only objects covering more than this fraction of the image (NVIDIA: 1/64)",
+    )
     seed: int = opt(0, "k-means random_state")
     n_init: int = opt(10, "k-means restarts (scikit-learn n_init), best inertia kept")
-    out: str = opt("", "output cluster manifest; '' = manifests/<run name>-clusters.h5 under the "
-                       "project root", metavar="FILE")
+    out: str = opt(
+        "",
+        "output cluster manifest; '' = manifests/<run name>-clusters.h5 under the project root",
+        metavar="FILE",
+    )
     verbose: bool = opt(False, "print tracebacks on failure")
     dry_run: bool = opt(False, "print the resolved options and what would be written, then exit")
 
@@ -62,7 +74,9 @@ class ClusterOptions:
             raise UsageError(f"--n_init must be at least 1, got {self.n_init}")
 
 
-def kmeans(x: np.ndarray, n_clusters: int, seed: int, n_init: int) -> tuple[np.ndarray, np.ndarray, float]:
+def kmeans(
+    x: np.ndarray, n_clusters: int, seed: int, n_init: int
+) -> tuple[np.ndarray, np.ndarray, float]:
     """(centers (k, F) float32, counts (k,) int64, inertia) with k = min(len(x), n_clusters)."""
     from sklearn.cluster import KMeans
 
@@ -76,7 +90,9 @@ def kmeans(x: np.ndarray, n_clusters: int, seed: int, n_init: int) -> tuple[np.n
     return km.cluster_centers_.astype(np.float32), counts, float(km.inertia_)
 
 
-def cluster_rows(rows: dict[str, np.ndarray], label_nc: int, o: ClusterOptions) -> dict[int, dict[str, Any]]:
+def cluster_rows(
+    rows: dict[str, np.ndarray], label_nc: int, o: ClusterOptions
+) -> dict[int, dict[str, Any]]:
     """{class: {"centers", "counts", "rows", "inertia"}} for every class with qualifying rows."""
     out: dict[int, dict[str, Any]] = {}
     keep = rows["area"] > o.min_area
@@ -87,8 +103,13 @@ def cluster_rows(rows: dict[str, np.ndarray], label_nc: int, o: ClusterOptions) 
     return out
 
 
-def write_clusters(path: Path, fm: FeatureManifest, result: dict[int, dict[str, Any]],
-                   o: ClusterOptions, argv: list[str] | None) -> None:
+def write_clusters(
+    path: Path,
+    fm: FeatureManifest,
+    result: dict[int, dict[str, Any]],
+    o: ClusterOptions,
+    argv: list[str] | None,
+) -> None:
     label_nc = fm.label_nc
     universe = range(label_nc) if label_nc > 0 else np.unique(fm.rows()["label"]).tolist()
     without = [int(c) for c in universe if c not in result]
@@ -97,21 +118,34 @@ def write_clusters(path: Path, fm: FeatureManifest, result: dict[int, dict[str, 
     for k in ("verbose", "dry_run"):
         opts.pop(k)
     with manifest.create(path, KIND, "cluster", opts, [src], argv=argv) as f:
-        f.attrs.update({
-            "feat_num": fm.feat_num, "label_nc": label_nc, "n_clusters": o.n_clusters,
-            "min_area": o.min_area, "seed": o.seed, "n_init": o.n_init,
-            "features": json.dumps(src), "run": str(fm.attrs.get("run", "")),
-            "run_name": str(fm.attrs.get("run_name", "")), "label_feat": fm.label_feat,
-            "classes_with_clusters": np.array(sorted(result), np.int64),
-            "classes_without_clusters": np.array(without, np.int64),
-        })
+        f.attrs.update(
+            {
+                "feat_num": fm.feat_num,
+                "label_nc": label_nc,
+                "n_clusters": o.n_clusters,
+                "min_area": o.min_area,
+                "seed": o.seed,
+                "n_init": o.n_init,
+                "features": json.dumps(src),
+                "run": str(fm.attrs.get("run", "")),
+                "run_name": str(fm.attrs.get("run_name", "")),
+                "label_feat": fm.label_feat,
+                "classes_with_clusters": np.array(sorted(result), np.int64),
+                "classes_without_clusters": np.array(without, np.int64),
+            }
+        )
         groups = f.create_group("classes")
         for c, r in sorted(result.items()):
             g = groups.create_group(str(c))
             g.create_dataset("centers", data=r["centers"])
             g.create_dataset("counts", data=r["counts"])
-            g.attrs.update({"rows": r["rows"], "inertia": r["inertia"],
-                            "name": class_name(c) if label_nc == 35 else str(c)})
+            g.attrs.update(
+                {
+                    "rows": r["rows"],
+                    "inertia": r["inertia"],
+                    "name": class_name(c) if label_nc == 35 else str(c),
+                }
+            )
 
 
 def default_out(fm: FeatureManifest) -> Path:
@@ -126,17 +160,23 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(o.out).expanduser() if o.out else default_out(fm)
         rows = fm.rows()
         n_keep = int((rows["area"] > o.min_area).sum())
-        log(f"cluster: {len(rows['area'])} objects in {len(fm)} samples, {n_keep} above min_area "
-            f"{o.min_area:.6g}")
+        log(
+            f"cluster: {len(rows['area'])} objects in {len(fm)} samples, {n_keep} above min_area "
+            f"{o.min_area:.6g}"
+        )
         if o.dry_run:
             log(json.dumps(options_dict(o), indent=2, sort_keys=True))
             log(f"would write {out}")
             return 0
         result = cluster_rows(rows, fm.label_nc, o)
         write_clusters(out, fm, result, o, argv if argv is None else ["cluster", *argv])
-        log(f"cluster: {len(result)} classes with clusters: "
-            + ", ".join(f"{class_name(c) if fm.label_nc == 35 else c}={len(r['centers'])}"
-                        for c, r in sorted(result.items())))
+        log(
+            f"cluster: {len(result)} classes with clusters: "
+            + ", ".join(
+                f"{class_name(c) if fm.label_nc == 35 else c}={len(r['centers'])}"
+                for c, r in sorted(result.items())
+            )
+        )
     emit(out)
     return 0
 

@@ -74,7 +74,9 @@ def target_size(o: Any, h: int, w: int) -> tuple[int, int]:
     return h, w  # crop
 
 
-def draw_params(o: Any, h: int, w: int, rng: np.random.Generator, train: bool) -> tuple[tuple[int, int] | None, bool]:
+def draw_params(
+    o: Any, h: int, w: int, rng: np.random.Generator, train: bool
+) -> tuple[tuple[int, int] | None, bool]:
     """Crop corner (y, x) or None, and flip; NVIDIA draws x, y in [0, max(0, size - fine)]."""
     crop = None
     if train and "crop" in o.resize_or_crop and (h > o.fine_size or w > o.fine_size):
@@ -85,7 +87,9 @@ def draw_params(o: Any, h: int, w: int, rng: np.random.Generator, train: bool) -
     return crop, flip
 
 
-def _spatial(arr: np.ndarray, size: tuple[int, int], resample, crop, fine: int, flip: bool) -> np.ndarray:
+def _spatial(
+    arr: np.ndarray, size: tuple[int, int], resample, crop, fine: int, flip: bool
+) -> np.ndarray:
     arr = _resize(arr, size, resample)
     if crop is not None:
         y, x = crop
@@ -103,8 +107,13 @@ def _to_unit(arr_hwc_u8: np.ndarray) -> np.ndarray:
 class Preprocessor:
     """Turns a manifest sample into an `Item` following the run's options."""
 
-    def __init__(self, o: Any, train: bool, seed: int = 0,
-                 features: Callable[[str], np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        o: Any,
+        train: bool,
+        seed: int = 0,
+        features: Callable[[str], np.ndarray] | None = None,
+    ) -> None:
         self.o, self.train, self.seed, self.features = o, train, seed, features
 
     def __call__(self, sample: Sample, index: int, epoch: int = 0) -> Item:
@@ -133,7 +142,9 @@ class Preprocessor:
         if self.features is not None:
             fmap = self.features(sample.name)  # (C,H,W) float32
             feat = geo(fmap.transpose(1, 2, 0), _NEAREST).transpose(2, 0, 1).astype(np.float32)
-        return Item(sample.name, index, label, inst.astype(np.int32), pool.astype(np.int32), photo, feat)
+        return Item(
+            sample.name, index, label, inst.astype(np.int32), pool.astype(np.int32), photo, feat
+        )
 
 
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
@@ -156,15 +167,19 @@ def steps_per_epoch(n: int, batch_size: int, world: int = 1) -> int:
 
 def collate(items: Sequence[Item]) -> dict[str, Any]:
     """Stack items into numpy batch arrays (all items must share a size)."""
-    out: dict[str, Any] = {"names": [it.name for it in items], "indices": [it.index for it in items]}
+    out: dict[str, Any] = {
+        "names": [it.name for it in items],
+        "indices": [it.index for it in items],
+    }
     for key in ("label", "inst", "pool", "photo", "feat"):
         values = [getattr(it, key) for it in items]
         out[key] = None if values[0] is None else np.stack(values)
     return out
 
 
-def iterate(ds: Dataset, pre: Preprocessor, batches: Sequence[np.ndarray], epoch: int = 0,
-            start: int = 0) -> Iterator[dict[str, Any]]:
+def iterate(
+    ds: Dataset, pre: Preprocessor, batches: Sequence[np.ndarray], epoch: int = 0, start: int = 0
+) -> Iterator[dict[str, Any]]:
     """Yield collated batches from `start` on (for resume mid-epoch)."""
     for idx in batches[start:]:
         yield collate([pre(ds.sample(int(i)), int(i), epoch) for i in idx])

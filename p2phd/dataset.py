@@ -89,18 +89,33 @@ class DatasetWriter:
     Rows must be added in strictly increasing name order (names are sorted and unique).
     """
 
-    def __init__(self, f: h5py.File, *, dataset: str, split: str, label_nc: int,
-                 has_instance: bool, has_photo: bool, load_size: int,
-                 level: int = GZIP_LEVEL) -> None:
+    def __init__(
+        self,
+        f: h5py.File,
+        *,
+        dataset: str,
+        split: str,
+        label_nc: int,
+        has_instance: bool,
+        has_photo: bool,
+        load_size: int,
+        level: int = GZIP_LEVEL,
+    ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.f, self.level = f, level
         self.label_nc, self.has_instance, self.has_photo = label_nc, has_instance, has_photo
-        f.attrs.update({
-            "dataset": dataset, "split": split, "label_nc": int(label_nc),
-            "input_nc": 1 if label_nc > 0 else 3, "has_instance": bool(has_instance),
-            "has_photo": bool(has_photo), "load_size": int(load_size),
-        })
+        f.attrs.update(
+            {
+                "dataset": dataset,
+                "split": split,
+                "label_nc": int(label_nc),
+                "input_nc": 1 if label_nc > 0 else 3,
+                "has_instance": bool(has_instance),
+                "has_photo": bool(has_photo),
+                "load_size": int(load_size),
+            }
+        )
         self._rows: list[Record] = []
         self._sizes: list[tuple[int, int]] = []
         self._max_instances = 0
@@ -113,7 +128,9 @@ class DatasetWriter:
 
     def _check(self, r: Record) -> tuple[int, int]:
         if self._rows and r.name <= self._rows[-1].name:
-            raise ValueError(f"names must be added sorted and unique: {r.name!r} after {self._rows[-1].name!r}")
+            raise ValueError(
+                f"names must be added sorted and unique: {r.name!r} after {self._rows[-1].name!r}"
+            )
         want_label = (2,) if self.label_nc > 0 else (3,)
         if len(_shape_of(r.label)) != want_label[0]:
             raise ValueError(f"{r.name}: label has shape {_shape_of(r.label)}")
@@ -121,9 +138,13 @@ class DatasetWriter:
         for group in ("inst", "photo"):
             arr = getattr(r, group)
             if (arr is not None) != self._wants(group):
-                raise ValueError(f"{r.name}: {group} {'missing' if arr is None else 'not expected'}")
+                raise ValueError(
+                    f"{r.name}: {group} {'missing' if arr is None else 'not expected'}"
+                )
             if arr is not None and _shape_of(arr)[:2] != hw:
-                raise ValueError(f"{r.name}: {group} size {_shape_of(arr)[:2]} differs from label {hw}")
+                raise ValueError(
+                    f"{r.name}: {group} size {_shape_of(arr)[:2]} differs from label {hw}"
+                )
         return hw  # type: ignore[return-value]
 
     def add(self, r: Record) -> int:
@@ -141,8 +162,18 @@ class DatasetWriter:
                 n = len(np.unique(r.inst)) if isinstance(r.inst, np.ndarray) else 0
             self._max_instances = max(self._max_instances, int(n))
         # Keep only provenance in memory, not the pixels.
-        self._rows.append(Record(r.name, np.empty(0), None, None, r.label_path, r.inst_path,
-                                 r.photo_path, tuple(r.orig_size)))
+        self._rows.append(
+            Record(
+                r.name,
+                np.empty(0),
+                None,
+                None,
+                r.label_path,
+                r.inst_path,
+                r.photo_path,
+                tuple(r.orig_size),
+            )
+        )
         self._sizes.append(hw)
         return i
 
@@ -153,9 +184,15 @@ class DatasetWriter:
             arr = encode(arr, self.level)
         if np.dtype(arr.dtype) != dtype:
             raise ValueError(f"{key}: dtype {arr.dtype}, expected {dtype}")
-        ds = self.f.create_dataset(key, shape=arr.shape, dtype=dtype, chunks=arr.shape,
-                                   compression="gzip", compression_opts=arr.level,
-                                   shuffle=arr.shuffled)
+        ds = self.f.create_dataset(
+            key,
+            shape=arr.shape,
+            dtype=dtype,
+            chunks=arr.shape,
+            compression="gzip",
+            compression_opts=arr.level,
+            shuffle=arr.shuffled,
+        )
         ds.id.write_direct_chunk((0,) * len(arr.shape), arr.payload)
 
     def finish(self) -> None:
@@ -164,28 +201,57 @@ class DatasetWriter:
         f.create_dataset("names", data=[r.name for r in rows], dtype=_STR)
         for col in ("label_path", "inst_path", "photo_path"):
             f.create_dataset(col, data=[getattr(r, col) for r in rows], dtype=_STR)
-        f.create_dataset("orig_size", data=np.array([r.orig_size for r in rows], np.int32).reshape(-1, 2))
+        f.create_dataset(
+            "orig_size", data=np.array([r.orig_size for r in rows], np.int32).reshape(-1, 2)
+        )
         f.create_dataset("size", data=np.array(self._sizes, np.int32).reshape(-1, 2))
         f.attrs["num_samples"] = len(rows)
         f.attrs["max_instances"] = self._max_instances if self.has_instance else 0
 
 
-def write_dataset(path: str | os.PathLike, records: Iterable[Record], *, dataset: str, split: str,
-                  label_nc: int, has_instance: bool, has_photo: bool, load_size: int,
-                  options: dict[str, Any] | None = None, inputs: Sequence[dict[str, str]] = (),
-                  argv: Sequence[str] | None = None, verb: str = "prepare") -> Path:
+def write_dataset(
+    path: str | os.PathLike,
+    records: Iterable[Record],
+    *,
+    dataset: str,
+    split: str,
+    label_nc: int,
+    has_instance: bool,
+    has_photo: bool,
+    load_size: int,
+    options: dict[str, Any] | None = None,
+    inputs: Sequence[dict[str, str]] = (),
+    argv: Sequence[str] | None = None,
+    verb: str = "prepare",
+) -> Path:
     """Write a whole dataset manifest atomically (handy for tests and small tools)."""
     with manifest.create(path, KIND, verb, options or {}, inputs, argv=argv) as f:
-        w = DatasetWriter(f, dataset=dataset, split=split, label_nc=label_nc,
-                          has_instance=has_instance, has_photo=has_photo, load_size=load_size)
+        w = DatasetWriter(
+            f,
+            dataset=dataset,
+            split=split,
+            label_nc=label_nc,
+            has_instance=has_instance,
+            has_photo=has_photo,
+            load_size=load_size,
+        )
         for r in records:
             w.add(r)
         w.finish()
     return Path(path)
 
 
-_REQUIRED = ("dataset", "split", "label_nc", "input_nc", "has_instance", "has_photo",
-             "load_size", "num_samples", "max_instances")
+_REQUIRED = (
+    "dataset",
+    "split",
+    "label_nc",
+    "input_nc",
+    "has_instance",
+    "has_photo",
+    "load_size",
+    "num_samples",
+    "max_instances",
+)
 
 
 class Dataset(manifest.ManifestReader):
@@ -195,9 +261,12 @@ class Dataset(manifest.ManifestReader):
 
     def _load(self, f: h5py.File) -> None:
         missing = [k for k in _REQUIRED if k not in self.attrs] + [
-            k for k in ("names", "size", "orig_size") if k not in f]
+            k for k in ("names", "size", "orig_size") if k not in f
+        ]
         if missing:
-            raise UsageError(f"{self.path}: incomplete dataset manifest (missing {', '.join(missing)})")
+            raise UsageError(
+                f"{self.path}: incomplete dataset manifest (missing {', '.join(missing)})"
+            )
         for k in ("label_nc", "input_nc", "load_size", "num_samples", "max_instances"):
             self.attrs[k] = int(self.attrs[k])
         for k in ("has_instance", "has_photo"):
@@ -206,8 +275,9 @@ class Dataset(manifest.ManifestReader):
         self.sizes: np.ndarray = f["size"][()]
         self.orig_sizes: np.ndarray = f["orig_size"][()]
         if len(self.names) != self.attrs["num_samples"]:
-            raise UsageError(f"{self.path}: {len(self.names)} names but num_samples "
-                             f"{self.attrs['num_samples']}")
+            raise UsageError(
+                f"{self.path}: {len(self.names)} names but num_samples {self.attrs['num_samples']}"
+            )
 
     # Root attributes as properties (the names the options use).
     label_nc = property(lambda self: self.attrs["label_nc"])
@@ -246,9 +316,20 @@ class Dataset(manifest.ManifestReader):
         return {k: f[k].asstr()[i] for k in ("label_path", "inst_path", "photo_path")}
 
     def __repr__(self) -> str:
-        return (f"Dataset({str(self.path)!r}, split={self.split!r}, n={len(self)}, "
-                f"label_nc={self.label_nc}, load_size={self.load_size})")
+        return (
+            f"Dataset({str(self.path)!r}, split={self.split!r}, n={len(self)}, "
+            f"label_nc={self.label_nc}, load_size={self.load_size})"
+        )
 
 
-__all__ = ["Dataset", "DatasetWriter", "Encoded", "Record", "Sample", "encode", "write_dataset",
-           "KIND", "SPLITS"]
+__all__ = [
+    "Dataset",
+    "DatasetWriter",
+    "Encoded",
+    "Record",
+    "Sample",
+    "encode",
+    "write_dataset",
+    "KIND",
+    "SPLITS",
+]

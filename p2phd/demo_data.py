@@ -144,7 +144,11 @@ class Scene:
     def _car(self, yb: float, depth: float, cls: int = CAR, aspect: float = 2.0) -> None:
         ch = depth * 0.55
         cw = ch * aspect
-        x0 = self.centre + self.rng.uniform(-1, 1) * max(0.0, self.road_halfwidth(yb) - cw / 2) - cw / 2
+        x0 = (
+            self.centre
+            + self.rng.uniform(-1, 1) * max(0.0, self.road_halfwidth(yb) - cw / 2)
+            - cw / 2
+        )
         body = self.box(yb - ch * 0.6, yb, x0, x0 + cw)
         cabin = self.box(yb - ch, yb - ch * 0.55, x0 + cw * 0.2, x0 + cw * 0.8)
         self.paint(body | cabin, cls, thing=True)
@@ -171,12 +175,31 @@ class Scene:
 
 # Base colours (RGB) of the photo, one per class; textures are added on top.
 BASE = {
-    0: (0, 0, 0), EGO: (25, 25, 30), GROUND: (110, 90, 80), ROAD: (88, 86, 92),
-    SIDEWALK: (172, 150, 152), BUILDING: (150, 72, 52), FENCE: (140, 130, 110), POLE: (70, 70, 74),
-    SIGN: (225, 195, 35), VEGETATION: (62, 112, 40), TERRAIN: (150, 160, 90),
+    0: (0, 0, 0),
+    EGO: (25, 25, 30),
+    GROUND: (110, 90, 80),
+    ROAD: (88, 86, 92),
+    SIDEWALK: (172, 150, 152),
+    BUILDING: (150, 72, 52),
+    FENCE: (140, 130, 110),
+    POLE: (70, 70, 74),
+    SIGN: (225, 195, 35),
+    VEGETATION: (62, 112, 40),
+    TERRAIN: (150, 160, 90),
 }
-PALETTE = np.array([(200, 30, 30), (30, 60, 190), (230, 230, 230), (40, 40, 40), (20, 150, 60),
-                    (240, 170, 20), (120, 120, 130), (130, 30, 150)], np.float32)
+PALETTE = np.array(
+    [
+        (200, 30, 30),
+        (30, 60, 190),
+        (230, 230, 230),
+        (40, 40, 40),
+        (20, 150, 60),
+        (240, 170, 20),
+        (120, 120, 130),
+        (130, 30, 150),
+    ],
+    np.float32,
+)
 
 
 def photo(scene: Scene, rng: np.random.Generator) -> np.ndarray:
@@ -230,8 +253,9 @@ def photo(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img + 3.0 * fine[..., None], 0, 255).astype(np.uint8)
 
 
-def write_sample(out: Path, split: str, city: str, seq: int, rng: np.random.Generator,
-                 h: int, w: int) -> str:
+def write_sample(
+    out: Path, split: str, city: str, seq: int, rng: np.random.Generator, h: int, w: int
+) -> str:
     scene = Scene(rng, h, w).build()
     rgb = photo(scene, rng)
     stem = f"{city}_{seq:06d}_000019"
@@ -246,8 +270,14 @@ def write_sample(out: Path, split: str, city: str, seq: int, rng: np.random.Gene
     return stem
 
 
-def generate(out_dir: str | os.PathLike, n_train: int = 8, n_test: int = 4, width: int = 256,
-             height: int = 128, seed: int = 0) -> Path:
+def generate(
+    out_dir: str | os.PathLike,
+    n_train: int = 8,
+    n_test: int = 4,
+    width: int = 256,
+    height: int = 128,
+    seed: int = 0,
+) -> Path:
     """Write the dataset to `out_dir` (replacing an earlier demo dataset there); return its path."""
     out = Path(out_dir)
     if out.exists() and not (out / MARKER).is_file() and any(out.iterdir()):
@@ -272,7 +302,9 @@ def generate(out_dir: str | os.PathLike, n_train: int = 8, n_test: int = 4, widt
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m p2phd.demo_data", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m p2phd.demo_data", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("out_dir", help="folder to write (a raw Cityscapes tree)")
     ap.add_argument("--n_train", type=int, default=8, help="training frames (default: 8)")
     ap.add_argument("--n_test", type=int, default=4, help="val frames, the test set (default: 4)")

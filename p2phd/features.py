@@ -82,11 +82,15 @@ class FeatureWriter:
         g = self.pending.create_group(key)
         g.create_dataset("instance", data=np.asarray(rows["instance"], np.int32))
         g.create_dataset("label", data=np.asarray(rows["label"], np.int32))
-        g.create_dataset("feature", data=np.asarray(rows["feature"], np.float32).reshape(len(rows["instance"]), -1))
+        g.create_dataset(
+            "feature",
+            data=np.asarray(rows["feature"], np.float32).reshape(len(rows["instance"]), -1),
+        )
         g.create_dataset("area", data=np.asarray(rows["area"], np.float32))
         fmap = np.ascontiguousarray(fmap, np.float32)
-        ds = self.maps.create_dataset(key, data=fmap, chunks=fmap.shape, compression="gzip",
-                                      compression_opts=4, shuffle=True)
+        ds = self.maps.create_dataset(
+            key, data=fmap, chunks=fmap.shape, compression="gzip", compression_opts=4, shuffle=True
+        )
         ds.attrs["complete"] = True  # last: marks the sample as whole
         self.f.flush()
 
@@ -108,7 +112,12 @@ class FeatureWriter:
         rows = f.create_group("rows")
         for c in ROW_COLUMNS:
             parts = cols[c] or [np.zeros((0, feat_num) if c == "feature" else 0)]
-            rows.create_dataset(c, data=np.concatenate(parts).astype(np.float32 if c in ("feature", "area") else np.int32))
+            rows.create_dataset(
+                c,
+                data=np.concatenate(parts).astype(
+                    np.float32 if c in ("feature", "area") else np.int32
+                ),
+            )
         del f["pending"]
         f.create_dataset("names", data=self.names, dtype=_STR)
         f.create_dataset("map_size", data=sizes)
@@ -116,14 +125,31 @@ class FeatureWriter:
         f.attrs["num_samples"] = n
 
 
-def write_feature_manifest(path: str | os.PathLike, names: Sequence[str], maps: Sequence[np.ndarray],
-                           rows: Sequence[dict[str, np.ndarray]], *, feat_num: int, label_nc: int,
-                           label_feat: bool = False, options: dict[str, Any] | None = None,
-                           **attrs: Any) -> Path:
+def write_feature_manifest(
+    path: str | os.PathLike,
+    names: Sequence[str],
+    maps: Sequence[np.ndarray],
+    rows: Sequence[dict[str, np.ndarray]],
+    *,
+    feat_num: int,
+    label_nc: int,
+    label_feat: bool = False,
+    options: dict[str, Any] | None = None,
+    **attrs: Any,
+) -> Path:
     """Write a whole feature manifest at once (tests and small tools); ``rows[i]`` per sample."""
-    base = {"feat_num": int(feat_num), "label_nc": int(label_nc), "label_feat": bool(label_feat),
-            "encoder_checkpoint": "", "encoder_sha256": "", "dataset": "", "dataset_sha256": "",
-            "run": "", "run_name": "", "encoder_size": [0, 0]}
+    base = {
+        "feat_num": int(feat_num),
+        "label_nc": int(label_nc),
+        "label_feat": bool(label_feat),
+        "encoder_checkpoint": "",
+        "encoder_sha256": "",
+        "dataset": "",
+        "dataset_sha256": "",
+        "run": "",
+        "run_name": "",
+        "encoder_size": [0, 0],
+    }
     base.update(attrs)
     with manifest.create(path, KIND, "precompute", options or {}) as f:
         w = FeatureWriter(f, names, base)
@@ -150,7 +176,9 @@ class FeatureManifest(manifest.ManifestReader):
         missing = [k for k in ("names", "maps", "rows", "map_size") if k not in f]
         missing += [k for k in ("feat_num", "size", "label_nc") if k not in f.attrs]
         if missing:
-            raise UsageError(f"{self.path}: incomplete feature manifest (missing {', '.join(missing)})")
+            raise UsageError(
+                f"{self.path}: incomplete feature manifest (missing {', '.join(missing)})"
+            )
         self.names: list[str] = list(f["names"].asstr()[()])
         self.map_sizes: np.ndarray = f["map_size"][()]
         self._index = {n: i for i, n in enumerate(self.names)}

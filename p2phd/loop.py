@@ -39,12 +39,15 @@ class Loop:
             vgg = load_vgg19(vgg_file)
         self.trainer = Trainer(o, ds.max_instances, rt.world_size, vgg)
         self.run_dir = o.run_dir()
-        self.pre = data.Preprocessor(o, train=True, seed=o.seed,
-                                     features=feats.map if feats is not None else None)
+        self.pre = data.Preprocessor(
+            o, train=True, seed=o.seed, features=feats.map if feats is not None else None
+        )
         self.spe = data.steps_per_epoch(len(ds), o.batch_size, rt.world_size)
         if self.spe < 1:
-            raise cli.UsageError(f"{o.manifest}: {len(ds)} samples cannot fill one batch of "
-                                 f"{o.batch_size} on each of {rt.world_size} devices")
+            raise cli.UsageError(
+                f"{o.manifest}: {len(ds)} samples cannot fill one batch of "
+                f"{o.batch_size} on each of {rt.world_size} devices"
+            )
         self.epoch, self.epoch_step, self.step = 1, 0, 0
         self.seen: dict[int, list[str]] = {}  # epoch -> names this rank trained on
 
@@ -75,20 +78,27 @@ class Loop:
         path = self.run_dir / STATS_FILE
         if not path.exists():
             return
-        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        keep = [
+            ln
+            for ln in path.read_text().splitlines()
+            if ln.strip() and json.loads(ln)["step"] <= step
+        ]
         with cli.atomic_path(path) as tmp:
             tmp.write_text("".join(ln + "\n" for ln in keep))
 
     # -- the loop ------------------------------------------------------------------------------
     def done(self) -> bool:
         o = self.o
-        return (self.epoch > schedule.total_epochs(o.niter, o.niter_decay)
-                or bool(o.max_steps and self.step >= o.max_steps))
+        return self.epoch > schedule.total_epochs(o.niter, o.niter_decay) or bool(
+            o.max_steps and self.step >= o.max_steps
+        )
 
     def run(self) -> None:
         if self.done():
-            cli.log(f"train: {self.run_dir} already trained to epoch {self.epoch - 1}, step {self.step} "
-                    "(raise --niter/--niter_decay/--max_steps to train longer)")
+            cli.log(
+                f"train: {self.run_dir} already trained to epoch {self.epoch - 1}, step {self.step} "
+                "(raise --niter/--niter_decay/--max_steps to train longer)"
+            )
             self._finish()
             return
         while not self.done():
@@ -98,7 +108,9 @@ class Loop:
     def _epoch(self) -> None:
         o, t, rt = self.o, self.trainer, self.rt
         if t.set_phase(schedule.global_fixed(self.epoch, o.niter_fix_global)) and self.step:
-            cli.log(f"train: epoch {self.epoch}: now training the whole generator (fresh optimiser)")
+            cli.log(
+                f"train: epoch {self.epoch}: now training the whole generator (fresh optimiser)"
+            )
         lr = schedule.lr_at(self.epoch, o.lr, o.niter, o.niter_decay)
         t.set_lr(lr)
         order = data.epoch_order(len(self.ds), o.seed, self.epoch, not o.serial_batches)
@@ -121,17 +133,32 @@ class Loop:
                 self._stats(res, lr, (now - t_last) / steps_since, bar)
                 t_last, steps_since = now, 0
             if rt.is_main and crossed(images, o.batch_size, o.display_freq):
-                webpage.write_display(self.run_dir / "web", self.epoch, self.step, batch["label"][0],
-                                      res.fake[0], batch["photo"][0], o.label_nc)
+                webpage.write_display(
+                    self.run_dir / "web",
+                    self.epoch,
+                    self.step,
+                    batch["label"][0],
+                    res.fake[0],
+                    batch["photo"][0],
+                    o.label_nc,
+                )
             at_end = self.epoch_step >= self.spe
             at_max = bool(o.max_steps and self.step >= o.max_steps)
             if at_end:
                 self.epoch, self.epoch_step = self.epoch + 1, 0
             if crossed(images, o.batch_size, o.save_latest_freq) or at_end or at_max:
                 self._save(lr)
-            if at_end and o.save_epoch_freq and (self.epoch - 1) % o.save_epoch_freq == 0 and rt.is_main:
-                checkpoint.save(self.run_dir / f"G_epoch{self.epoch - 1:03d}.ckpt", t.inference_cells(),
-                                {"epoch": self.epoch - 1, "step": self.step})
+            if (
+                at_end
+                and o.save_epoch_freq
+                and (self.epoch - 1) % o.save_epoch_freq == 0
+                and rt.is_main
+            ):
+                checkpoint.save(
+                    self.run_dir / f"G_epoch{self.epoch - 1:03d}.ckpt",
+                    t.inference_cells(),
+                    {"epoch": self.epoch - 1, "step": self.step},
+                )
             if at_max or at_end:
                 break
         if bar is not None:
@@ -143,12 +170,23 @@ class Loop:
         from tqdm import tqdm
 
         total = schedule.total_epochs(self.o.niter, self.o.niter_decay)
-        return tqdm(total=self.spe, initial=self.epoch_step, desc=f"epoch {self.epoch}/{total}",
-                    unit="step", mininterval=2.0, dynamic_ncols=True, leave=False)
+        return tqdm(
+            total=self.spe,
+            initial=self.epoch_step,
+            desc=f"epoch {self.epoch}/{total}",
+            unit="step",
+            mininterval=2.0,
+            dynamic_ncols=True,
+            leave=False,
+        )
 
     def _stats(self, res, lr: float, sec: float, bar) -> None:
-        line = {"epoch": self.epoch, "epoch_step": self.epoch_step, "step": self.step,
-                "images": self.step * self.o.batch_size}
+        line = {
+            "epoch": self.epoch,
+            "epoch_step": self.epoch_step,
+            "step": self.step,
+            "images": self.step * self.o.batch_size,
+        }
         line.update({k: round(float(getattr(res, k)), 6) for k in LOSSES})
         line.update({"lr": lr, "sec_per_step": round(sec, 4)})
         if not self.rt.is_main:
@@ -166,22 +204,34 @@ class Loop:
         if not self.rt.is_main:
             return
         t = self.trainer
-        progress = {"epoch": self.epoch, "epoch_step": self.epoch_step, "step": self.step,
-                    "images": self.step * self.o.batch_size, "fixed_global": bool(t.fixed_global),
-                    "lr": lr, "world_size": self.rt.world_size}
-        runs.write_state(self.run_dir, progress,
-                         lambda p: checkpoint.save(p, t.state_cells(), {"step": self.step}),
-                         t.pool.state() if self.o.pool_size else None, self.o.keep)
-        checkpoint.save(runs.snapshot_path(self.run_dir), t.inference_cells(),
-                        {"epoch": self.epoch if self.epoch_step else self.epoch - 1, "step": self.step})
+        progress = {
+            "epoch": self.epoch,
+            "epoch_step": self.epoch_step,
+            "step": self.step,
+            "images": self.step * self.o.batch_size,
+            "fixed_global": bool(t.fixed_global),
+            "lr": lr,
+            "world_size": self.rt.world_size,
+        }
+        runs.write_state(
+            self.run_dir,
+            progress,
+            lambda p: checkpoint.save(p, t.state_cells(), {"step": self.step}),
+            t.pool.state() if self.o.pool_size else None,
+            self.o.keep,
+        )
+        checkpoint.save(
+            runs.snapshot_path(self.run_dir),
+            t.inference_cells(),
+            {"epoch": self.epoch if self.epoch_step else self.epoch - 1, "step": self.step},
+        )
 
     def _finish(self) -> None:
         if self.rt.world_size > 1:
             who = f"rank {self.rt.rank}/{self.rt.world_size}"
             for epoch, names in sorted(self.seen.items()):
                 cli.log(f"train: {who} epoch {epoch} samples: {','.join(names)}")
-            cli.log(f"train: {who} parameter digest "
-                    f"{parameter_digest(self.trainer.cells())}")
+            cli.log(f"train: {who} parameter digest {parameter_digest(self.trainer.cells())}")
 
 
 def l1_to_photos(G: Any, ds: Any, o: Any, E: Any = None) -> float:
@@ -194,7 +244,9 @@ def l1_to_photos(G: Any, ds: Any, o: Any, E: Any = None) -> float:
     total = []
     for i in range(len(ds)):
         b = data.collate([pre(ds.sample(i), i)])
-        cond = encode_condition(Tensor(b["label"]), Tensor(b["inst"]), o.label_nc, not o.no_instance)
+        cond = encode_condition(
+            Tensor(b["label"]), Tensor(b["inst"]), o.label_nc, not o.no_instance
+        )
         if E is not None:
             cond = ops.cat((cond, E(Tensor(b["photo"]), Tensor(b["pool"]))), 1)
         fake = G(cond).asnumpy()

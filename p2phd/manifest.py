@@ -47,8 +47,13 @@ def input_record(path: str | os.PathLike, sha256: str | None = None) -> dict[str
     return {"path": str(p.resolve()), "sha256": digest}
 
 
-def _provenance(kind: str, verb: str, options: dict[str, Any], inputs: Sequence[dict[str, str]],
-                argv: Sequence[str] | None) -> dict[str, str]:
+def _provenance(
+    kind: str,
+    verb: str,
+    options: dict[str, Any],
+    inputs: Sequence[dict[str, str]],
+    argv: Sequence[str] | None,
+) -> dict[str, str]:
     from .runtime import versions
 
     return {
@@ -68,9 +73,15 @@ def tmp_path(path: str | os.PathLike) -> Path:
 
 
 @contextmanager
-def create(path: str | os.PathLike, kind: str, verb: str, options: dict[str, Any],
-           inputs: Sequence[dict[str, str]] = (), argv: Sequence[str] | None = None,
-           resume: bool = False) -> Iterator[h5py.File]:
+def create(
+    path: str | os.PathLike,
+    kind: str,
+    verb: str,
+    options: dict[str, Any],
+    inputs: Sequence[dict[str, str]] = (),
+    argv: Sequence[str] | None = None,
+    resume: bool = False,
+) -> Iterator[h5py.File]:
     """Write a manifest atomically: yields the open ``<path>.tmp``, renamed onto path on success.
 
     With ``resume=True`` an existing ``<path>.tmp`` written with the same options is reopened
@@ -85,7 +96,10 @@ def create(path: str | os.PathLike, kind: str, verb: str, options: dict[str, Any
     if resume and tmp.exists():
         try:
             f = h5py.File(tmp, "a")
-            if f.attrs.get("schema") != attrs["schema"] or f.attrs.get("options") != attrs["options"]:
+            if (
+                f.attrs.get("schema") != attrs["schema"]
+                or f.attrs.get("options") != attrs["options"]
+            ):
                 f.close()
                 f = None
         except OSError:
@@ -116,7 +130,9 @@ def open_manifest(path: str | os.PathLike, kind: str) -> h5py.File:
         f = h5py.File(path, "r")
     except OSError as exc:
         reason = str(exc).split("(")[0].strip().rstrip(",") or "unreadable"
-        raise UsageError(f"{path}: not a readable HDF5 manifest (truncated or damaged?): {reason}") from None
+        raise UsageError(
+            f"{path}: not a readable HDF5 manifest (truncated or damaged?): {reason}"
+        ) from None
     schema = f.attrs.get("schema", "")
     schema = schema.decode() if isinstance(schema, bytes) else str(schema)
     name, _, ver = schema.partition("/")
@@ -125,7 +141,9 @@ def open_manifest(path: str | os.PathLike, kind: str) -> h5py.File:
         raise UsageError(f"{path}: not a p2phd manifest (schema attribute {schema!r})")
     if name != f"p2phd.{kind}":
         f.close()
-        raise UsageError(f"{path}: is a {name.removeprefix('p2phd.')} manifest, expected a {kind} manifest")
+        raise UsageError(
+            f"{path}: is a {name.removeprefix('p2phd.')} manifest, expected a {kind} manifest"
+        )
     if not ver.isdigit() or int(ver) > SCHEMAS[kind]:
         f.close()
         raise UsageError(

@@ -8,7 +8,6 @@ Every option is accepted as the seed writes it (``--label_nc``, ``--no_instance`
 (``--label-nc``); booleans also take the seed's ``--flag True|False`` form (see cli.py).
 """
 
-
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +33,10 @@ def _with_flag_names(cls: type) -> type:
     for f in dataclasses.fields(cls):
         if f.type in (bool, "bool") and f.default is True:
             # argparse-dataclass would make --name *store False*: an inverted flag.
-            raise TypeError(f"{cls.__name__}.{f.name}: boolean options must default to False; "
-                            f"use a negative name (no_{f.name}) as the seed does")
+            raise TypeError(
+                f"{cls.__name__}.{f.name}: boolean options must default to False; "
+                f"use a negative name (no_{f.name}) as the seed does"
+            )
         if "args" not in f.metadata:
             names = [f"--{f.name}"]
             if "_" in f.name:
@@ -64,14 +65,18 @@ class DataOptions:
     no_instance: bool = opt(False, "do not use instance maps (no edge map, no instance features)")
     input_nc: int = opt(3, "input image channels when label_nc is 0")
     output_nc: int = opt(3, "output image channels")
-    load_size: int = opt(1024, "scale images to this width (pixels) [scale_width*] or size [resize_and_crop]")
+    load_size: int = opt(
+        1024, "scale images to this width (pixels) [scale_width*] or size [resize_and_crop]"
+    )
     fine_size: int = opt(512, "crop to this size (pixels) [*crop modes]")
     resize_or_crop: str = opt("scale_width", "preprocessing at training time", choices=RESIZE_MODES)
 
 
 @dataclass
 class ModelOptions:
-    netG: str = opt("global", "generator: global (512p) or local (1024p enhancer)", choices=("global", "local"))
+    netG: str = opt(
+        "global", "generator: global (512p) or local (1024p enhancer)", choices=("global", "local")
+    )
     ngf: int = opt(64, "generator filters in the first conv layer")
     n_downsample_global: int = opt(4, "stride-2 downsamplings in the global generator")
     n_blocks_global: int = opt(9, "residual blocks in the global generator")
@@ -93,9 +98,9 @@ class ModelOptions:
 
     def generator_stride(self) -> int:
         """Input sizes must be multiples of this for the generator to return the same size."""
-        stride = 2 ** self.n_downsample_global
+        stride = 2**self.n_downsample_global
         if self.netG == "local":
-            stride *= 2 ** self.n_local_enhancers
+            stride *= 2**self.n_local_enhancers
         return stride
 
 
@@ -106,18 +111,27 @@ def validate_data_model(o: Any) -> None:
         if getattr(o, name) < 1:
             raise UsageError(f"--{name} must be at least 1, got {getattr(o, name)}")
     if o.label_nc < 0 or o.label_nc > 256:
-        raise UsageError(f"--label_nc must be 0 (RGB input) or 1..256 (uint8 labels), got {o.label_nc}")
+        raise UsageError(
+            f"--label_nc must be 0 (RGB input) or 1..256 (uint8 labels), got {o.label_nc}"
+        )
     if o.label_nc == 0 and o.input_nc < 1:
         raise UsageError(f"--input_nc must be at least 1 with --label_nc 0, got {o.input_nc}")
     if o.use_features() and o.no_instance and o.instance_feat:
-        raise UsageError("--instance_feat needs instance maps; drop --no_instance or use --label_feat")
+        raise UsageError(
+            "--instance_feat needs instance maps; drop --no_instance or use --label_feat"
+        )
     if o.instance_feat and o.label_feat:
         raise UsageError("choose one of --instance_feat and --label_feat")
     stride = o.generator_stride()
-    if o.resize_or_crop in ("scale_width_and_crop", "resize_and_crop", "crop") and o.fine_size % stride:
+    if (
+        o.resize_or_crop in ("scale_width_and_crop", "resize_and_crop", "crop")
+        and o.fine_size % stride
+    ):
         raise UsageError(
             f"--fine_size {o.fine_size} must be a multiple of {stride} (the generator's stride for "
             f"netG {o.netG}, n_downsample_global {o.n_downsample_global})"
         )
     if o.resize_or_crop == "scale_width" and o.load_size and o.load_size % stride:
-        raise UsageError(f"--load_size {o.load_size} must be a multiple of {stride} with scale_width")
+        raise UsageError(
+            f"--load_size {o.load_size} must be a multiple of {stride} with scale_width"
+        )

@@ -37,18 +37,39 @@ _BICUBIC = Image.Resampling.BICUBIC
 
 @flat_options
 class PrecomputeOptions:
-    manifest: str = dataclasses.field(default="", metadata={
-        "args": ["manifest"], "nargs": "?", "type": str, "metavar": "MANIFEST",
-        "help": "dataset manifest to encode (with photos): best the one the later (1024p) run "
-                "trains on, so the maps follow its own instance maps; '-' reads the path from stdin"})
-    run: str = opt("", "run folder of a feature run (trained with --instance_feat or "
-                       "--label_feat) whose encoder makes the features (required)", metavar="RUN")
-    out: str = opt("", "output feature manifest; '' = manifests/<run name>-features.h5 under the "
-                       "project root", metavar="FILE")
-    size: str = opt("", "HxW of every map, the size the later run trains at (e.g. 1024x2048); "
-                        "'' = each sample's size in MANIFEST", metavar="HxW")
-    load_size: int = opt(0, "width of the maps, height from each sample's aspect ratio (the later "
-                            "run's scale_width --load_size); 0 = each sample's size in MANIFEST")
+    manifest: str = dataclasses.field(
+        default="",
+        metadata={
+            "args": ["manifest"],
+            "nargs": "?",
+            "type": str,
+            "metavar": "MANIFEST",
+            "help": "dataset manifest to encode (with photos): best the one the later (1024p) run "
+            "trains on, so the maps follow its own instance maps; '-' reads the path from stdin",
+        },
+    )
+    run: str = opt(
+        "",
+        "run folder of a feature run (trained with --instance_feat or "
+        "--label_feat) whose encoder makes the features (required)",
+        metavar="RUN",
+    )
+    out: str = opt(
+        "",
+        "output feature manifest; '' = manifests/<run name>-features.h5 under the project root",
+        metavar="FILE",
+    )
+    size: str = opt(
+        "",
+        "HxW of every map, the size the later run trains at (e.g. 1024x2048); "
+        "'' = each sample's size in MANIFEST",
+        metavar="HxW",
+    )
+    load_size: int = opt(
+        0,
+        "width of the maps, height from each sample's aspect ratio (the later "
+        "run's scale_width --load_size); 0 = each sample's size in MANIFEST",
+    )
     device_target: str = opt("CPU", "MindSpore device target", choices=DEVICE_TARGETS)
     pynative: bool = opt(False, "run in PyNative mode instead of graph mode (debugging)")
     verbose: bool = opt(False, "keep MindSpore's own log messages and print tracebacks")
@@ -71,11 +92,14 @@ def parse_size(text: str) -> tuple[int, int] | None:
         return None
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise UsageError(f"--size: expected HxW with positive integers (e.g. 1024x2048), got {text!r}")
+        raise UsageError(
+            f"--size: expected HxW with positive integers (e.g. 1024x2048), got {text!r}"
+        )
     return int(parts[0]), int(parts[1])
 
 
 # ---------------------------------------------------------------------------- the run and data
+
 
 def check_run(run: str) -> tuple[dict[str, Any], Any, Path]:
     """(options.json document, ArchOptions, G.ckpt path) of a run that has a trained encoder."""
@@ -86,8 +110,10 @@ def check_run(run: str) -> tuple[dict[str, Any], Any, Path]:
     if not arch.use_features():
         raise UsageError(f"{run}: not a feature run (trained without --instance_feat/--label_feat)")
     if doc["options"].get("load_features"):
-        raise UsageError(f"{run}: trained with --load_features, so it has no encoder; use the run "
-                         "whose encoder made those features (e.g. the 512p feature run)")
+        raise UsageError(
+            f"{run}: trained with --load_features, so it has no encoder; use the run "
+            "whose encoder made those features (e.g. the 512p feature run)"
+        )
     ckpt = snapshot_path(run)
     if not ckpt.is_file():
         raise UsageError(f"{run}: no {ckpt.name} (train this run first)")
@@ -96,11 +122,17 @@ def check_run(run: str) -> tuple[dict[str, Any], Any, Path]:
 
 def check_dataset(ds: Dataset, arch: Any, run: str) -> None:
     if not ds.has_photo:
-        raise UsageError(f"{ds.path}: no photos ({ds.split} split); the encoder needs the real images")
+        raise UsageError(
+            f"{ds.path}: no photos ({ds.split} split); the encoder needs the real images"
+        )
     if arch.instance_feat and not ds.has_instance:
-        raise UsageError(f"{ds.path}: no instance maps, but {run} encodes per instance (--instance_feat)")
+        raise UsageError(
+            f"{ds.path}: no instance maps, but {run} encodes per instance (--instance_feat)"
+        )
     if ds.label_nc != arch.label_nc:
-        raise UsageError(f"{ds.path}: label_nc {ds.label_nc} differs from the run's {arch.label_nc}")
+        raise UsageError(
+            f"{ds.path}: label_nc {ds.label_nc} differs from the run's {arch.label_nc}"
+        )
     if arch.label_feat and arch.label_nc == 0:
         raise UsageError(f"{run}: --label_feat needs label maps (label_nc > 0)")
 
@@ -115,7 +147,9 @@ def load_encoder(arch: Any, ckpt: Path, max_segments: int):
         raise UsageError(f"{ckpt}: holds no encoder weights (netE.*)")
     if report.missing or report.mismatched:
         bad = (report.missing + report.mismatched)[:3]
-        raise UsageError(f"{ckpt}: encoder weights do not fit the run's options (e.g. {', '.join(bad)})")
+        raise UsageError(
+            f"{ckpt}: encoder weights do not fit the run's options (e.g. {', '.join(bad)})"
+        )
     enc.set_train(False)
     return enc
 
@@ -125,7 +159,7 @@ def encoder_size(arch: Any, h: int, w: int) -> tuple[int, int]:
     from .data import target_size
 
     th, tw = target_size(arch, h, w)
-    base = 2 ** arch.n_downsample_E
+    base = 2**arch.n_downsample_E
     return max(base, round(th / base) * base), max(base, round(tw / base) * base)
 
 
@@ -151,6 +185,7 @@ def _classes(seg: np.ndarray, label: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- one sample
 
+
 def segments(sample: Sample, arch: Any) -> np.ndarray:
     """What E pools over: instance ids, or label regions for --label_feat (NVIDIA's encode step
     always used instances: a bug for label_feat runs)."""
@@ -166,14 +201,20 @@ def encode_sample(enc, sample: Sample, arch: Any) -> dict[str, np.ndarray]:
     seg = _resize(segments(sample, arch), size, _NEAREST).astype(np.int32)
     ids, inverse = np.unique(seg, return_inverse=True)
     index = inverse.reshape(seg.shape).astype(np.int32)
-    photo = _resize(sample.photo, size, _BICUBIC).astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0
+    photo = (
+        _resize(sample.photo, size, _BICUBIC).astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0
+    )
     out = enc(ms.Tensor(photo[None].astype(np.float32)), ms.Tensor(index[None])).asnumpy()[0]
     counts = np.bincount(index.reshape(-1), minlength=len(ids))
     first = np.unique(index.reshape(-1), return_index=True)[1]  # first pixel of each object
     feature = out.reshape(out.shape[0], -1)[:, first].T  # all its pixels hold the same mean
-    return {"instance": ids.astype(np.int32), "label": _classes(seg, label),
-            "feature": feature.astype(np.float32), "area": (counts / index.size).astype(np.float32),
-            "raw": out}
+    return {
+        "instance": ids.astype(np.int32),
+        "label": _classes(seg, label),
+        "feature": feature.astype(np.float32),
+        "area": (counts / index.size).astype(np.float32),
+        "raw": out,
+    }
 
 
 def nearest(arr_chw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -184,7 +225,9 @@ def nearest(arr_chw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return arr_chw[:, rows][:, :, cols]
 
 
-def paint_map(enc_rows: dict[str, np.ndarray], seg_full: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def paint_map(
+    enc_rows: dict[str, np.ndarray], seg_full: np.ndarray, size: tuple[int, int]
+) -> np.ndarray:
     """(feat_num, H, W) map at ``size``: each pixel gets the feature of its object.
 
     Objects are those of the sample's own segment map resized NEAREST to ``size``. An object too
@@ -204,6 +247,7 @@ def paint_map(enc_rows: dict[str, np.ndarray], seg_full: np.ndarray, size: tuple
 
 # ---------------------------------------------------------------------------- the verb
 
+
 def resume_key(o: PrecomputeOptions) -> dict[str, Any]:
     """The options a resumed run must share with the killed one (not logging or dry-run)."""
     d = options_dict(o)
@@ -216,13 +260,20 @@ def default_out(run: str) -> Path:
     return PROJECT_ROOT / "manifests" / f"{Path(run).resolve().name}-features.h5"
 
 
-def root_attrs(o: PrecomputeOptions, arch: Any, ckpt: Path, ds: Dataset, ckpt_sha: str) -> dict[str, Any]:
+def root_attrs(
+    o: PrecomputeOptions, arch: Any, ckpt: Path, ds: Dataset, ckpt_sha: str
+) -> dict[str, Any]:
     first = ds.sizes[0] if len(ds) else (0, 0)
     return {
-        "feat_num": int(arch.feat_num), "label_nc": int(arch.label_nc), "label_feat": bool(arch.label_feat),
-        "encoder_checkpoint": str(ckpt.resolve()), "encoder_sha256": ckpt_sha,
-        "dataset": str(ds.path.resolve()), "dataset_sha256": ds.sha256(),
-        "run": str(Path(o.run).resolve()), "run_name": Path(o.run).resolve().name,
+        "feat_num": int(arch.feat_num),
+        "label_nc": int(arch.label_nc),
+        "label_feat": bool(arch.label_feat),
+        "encoder_checkpoint": str(ckpt.resolve()),
+        "encoder_sha256": ckpt_sha,
+        "dataset": str(ds.path.resolve()),
+        "dataset_sha256": ds.sha256(),
+        "run": str(Path(o.run).resolve()),
+        "run_name": Path(o.run).resolve().name,
         "encoder_size": list(encoder_size(arch, int(first[0]), int(first[1]))),
     }
 
@@ -242,8 +293,9 @@ def discard_damaged_tmp(out: Path) -> None:
         tmp.unlink()
 
 
-def write_features(o: PrecomputeOptions, arch: Any, ckpt: Path, ds: Dataset, out: Path,
-                   argv: list[str] | None) -> None:
+def write_features(
+    o: PrecomputeOptions, arch: Any, ckpt: Path, ds: Dataset, out: Path, argv: list[str] | None
+) -> None:
     from tqdm import tqdm
 
     discard_damaged_tmp(out)
@@ -251,7 +303,9 @@ def write_features(o: PrecomputeOptions, arch: Any, ckpt: Path, ds: Dataset, out
     attrs = root_attrs(o, arch, ckpt, ds, ckpt_sha)
     inputs = [manifest.input_record(ckpt, ckpt_sha), manifest.input_record(ds.path, ds.sha256())]
     enc = load_encoder(arch, ckpt, ds.label_nc if arch.label_feat else ds.max_instances)
-    with manifest.create(out, KIND, "precompute", resume_key(o), inputs, argv=argv, resume=True) as f:
+    with manifest.create(
+        out, KIND, "precompute", resume_key(o), inputs, argv=argv, resume=True
+    ) as f:
         w = FeatureWriter(f, ds.names, attrs)
         todo = [i for i in range(len(ds)) if not w.done(i)]
         if len(todo) < len(ds):
@@ -273,8 +327,10 @@ def main(argv: list[str] | None = None) -> int:
         check_dataset(ds, arch, o.run)
         if o.dry_run:
             log(json.dumps(options_dict(o), indent=2, sort_keys=True))
-            log(f"would write {out}: {len(ds)} feature maps ({arch.feat_num} channels) from the "
-                f"encoder in {ckpt}")
+            log(
+                f"would write {out}: {len(ds)} feature maps ({arch.feat_num} channels) from the "
+                f"encoder in {ckpt}"
+            )
             return 0
         from .runtime import setup
 

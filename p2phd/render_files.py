@@ -55,8 +55,11 @@ def synthesized_names(name: str, variants: int) -> list[str]:
 
 def sample_files(name: str, variants: int, has_photo: bool) -> dict[str, Any]:
     """The files of one sample: {'synthesized': [...], 'label': str, 'real': str or ''}."""
-    return {"synthesized": synthesized_names(name, variants), "label": f"{name}_label.png",
-            "real": f"{name}_real.png" if has_photo else ""}
+    return {
+        "synthesized": synthesized_names(name, variants),
+        "label": f"{name}_label.png",
+        "real": f"{name}_real.png" if has_photo else "",
+    }
 
 
 def all_files(files: dict[str, Any]) -> list[str]:
@@ -124,7 +127,9 @@ def read_settings(out: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, OSError):
-        raise UsageError(f"{path}: damaged render settings; pass --overwrite to start over") from None
+        raise UsageError(
+            f"{path}: damaged render settings; pass --overwrite to start over"
+        ) from None
 
 
 def settings_key(settings: dict[str, Any]) -> dict[str, Any]:
@@ -147,20 +152,27 @@ def check_settings(out: Path, settings: dict[str, Any], overwrite: bool) -> bool
         reason = "PNGs but no render-settings.json"
     else:
         clash = settings_key(old) != settings_key(settings)
-        diff = sorted(k for k in set(old) | set(settings)
-                      if k not in ("paths", "batch_size") and old.get(k) != settings.get(k))
+        diff = sorted(
+            k
+            for k in set(old) | set(settings)
+            if k not in ("paths", "batch_size") and old.get(k) != settings.get(k)
+        )
         reason = f"renders made with other {', '.join(diff) or 'settings'}"
     if clash and not overwrite:
-        raise UsageError(f"{out}: holds {reason}; pass --overwrite to replace them or --out "
-                         "to render elsewhere")
+        raise UsageError(
+            f"{out}: holds {reason}; pass --overwrite to replace them or --out to render elsewhere"
+        )
     return clash
 
 
 def discard_outputs(out: Path) -> None:
     """--overwrite: remove what render writes (PNGs, page, manifests, settings), nothing else."""
     for entry in existing(out):
-        if (_OURS.match(entry) or entry in (SETTINGS_FILE, PAGE_FILE)
-                or (entry.startswith("render") and entry.endswith(".h5"))):
+        if (
+            _OURS.match(entry)
+            or entry in (SETTINGS_FILE, PAGE_FILE)
+            or (entry.startswith("render") and entry.endswith(".h5"))
+        ):
             (out / entry).unlink(missing_ok=True)
 
 
@@ -186,7 +198,9 @@ class Writer:
     """
 
     def __init__(self, threads: int, max_pending: int = 8) -> None:
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="render-writer") if threads else None
+        self.pool = (
+            ThreadPoolExecutor(threads, thread_name_prefix="render-writer") if threads else None
+        )
         self.pending: deque[Future] = deque()
         self.max_pending = max(1, max_pending)
 
@@ -218,7 +232,10 @@ class Writer:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def missing_samples(names: Iterable[tuple[int, str]], variants: int, has_photo: bool,
-                    present: set[str]) -> list[int]:
+def missing_samples(
+    names: Iterable[tuple[int, str]], variants: int, has_photo: bool, present: set[str]
+) -> list[int]:
     """Rows (of the given (row, name) pairs) whose files are not all on disk."""
-    return [row for row, name in names if not is_done(sample_files(name, variants, has_photo), present)]
+    return [
+        row for row, name in names if not is_done(sample_files(name, variants, has_photo), present)
+    ]

@@ -68,8 +68,12 @@ class Preparer:
         self.p = p
         self._feat: np.ndarray | None = None
         wants_feat = p.mode == "clusters"
-        self.pre = Preprocessor(p.arch, train=False, seed=p.o.seed,
-                                features=(lambda name: self._feat) if wants_feat else None)
+        self.pre = Preprocessor(
+            p.arch,
+            train=False,
+            seed=p.o.seed,
+            features=(lambda name: self._feat) if wants_feat else None,
+        )
 
     def __call__(self, row: int) -> Prepared:
         from .palette import colourise
@@ -85,8 +89,9 @@ class Preparer:
             inst = s.inst if p.arch.instance_feat else None
             feats, styles_ = [], []
             for k in range(p.variants):
-                chosen, index = styles.choose_styles(s.label, inst, p.clusters, p.o.seed, s.name,
-                                                     p.choices, k)
+                chosen, index = styles.choose_styles(
+                    s.label, inst, p.clusters, p.o.seed, s.name, p.choices, k
+                )
                 self._feat = styles.paint(chosen, index, p.clusters)
                 item = self.pre(s, row)
                 feats.append(item.feat)
@@ -99,8 +104,18 @@ class Preparer:
         else:
             label_pic = resize_picture(s.label, size, _BICUBIC)
         real_pic = resize_picture(s.photo, size, _BICUBIC) if s.photo is not None else None
-        return Prepared(row, s.name, item.label, item.inst, item.pool, item.photo, feats, styles_,
-                        label_pic, real_pic)
+        return Prepared(
+            row,
+            s.name,
+            item.label,
+            item.inst,
+            item.pool,
+            item.photo,
+            feats,
+            styles_,
+            label_pic,
+            real_pic,
+        )
 
 
 def prefetch(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
@@ -177,8 +192,10 @@ def _inputs(p: Any, jobs: list[tuple[Prepared, int]]) -> list[Any]:
     from mindspore import Tensor
 
     label = np.stack([j.label for j, _ in jobs])
-    args = [Tensor(label.astype(np.float32 if label.ndim == 4 else np.int32)),
-            Tensor(np.stack([j.index for j, _ in jobs]).astype(np.int32))]
+    args = [
+        Tensor(label.astype(np.float32 if label.ndim == 4 else np.int32)),
+        Tensor(np.stack([j.index for j, _ in jobs]).astype(np.int32)),
+    ]
     if p.mode == "clusters":
         args.append(Tensor(np.stack([j.feats[k] for j, k in jobs]).astype(np.float32)))
     elif p.mode == "encoded":
@@ -218,13 +235,16 @@ def render_samples(p: Any, rows: list[int], style_cache: dict[int, list[str]]) -
     G, E, _, _ = runs.load_inference(p.run_dir, p.ds.max_instances)
     st = p.checkpoint.stat()
     if (st.st_size, st.st_mtime_ns) != p.checkpoint_stat:
-        raise RuntimeError(f"{p.checkpoint} changed since it was hashed (is training still "
-                           "writing it?); rerun")
+        raise RuntimeError(
+            f"{p.checkpoint} changed since it was hashed (is training still writing it?); rerun"
+        )
     net = build_net(p, G, E)
     total = len(rows) * (len(p.files(rows[0])["synthesized"]) if rows else 0)
     done, first_s, first_n, t0 = 0, 0.0, 0, time.perf_counter()
-    with rf.Writer(p.o.write_threads) as writer, tqdm(total=total, unit="img", desc="render",
-                                                      dynamic_ncols=True) as bar:
+    with (
+        rf.Writer(p.o.write_threads) as writer,
+        tqdm(total=total, unit="img", desc="render", dynamic_ncols=True) as bar,
+    ):
         for batch in _jobs(p, prefetch(map(Preparer(p), rows))):
             # Every call gets exactly --batch_size samples (the last one repeated): the result
             # of a sample then depends on nothing else (oneDNN's rounding varies with the batch
@@ -233,18 +253,27 @@ def render_samples(p: Any, rows: list[int], style_cache: dict[int, list[str]]) -
             padded = batch + [batch[-1]] * (p.o.batch_size - len(batch))
             out = net(*_inputs(p, padded)).asnumpy()[: len(batch)]
             if not np.isfinite(out).all():  # a diverged checkpoint: refuse to write garbage
-                raise RuntimeError(f"the generator gave NaN/inf for {batch[0][0].name}; "
-                                   f"{p.checkpoint} is broken")
+                raise RuntimeError(
+                    f"the generator gave NaN/inf for {batch[0][0].name}; {p.checkpoint} is broken"
+                )
             for i, (prep, k) in enumerate(batch):
                 files = p.files(prep.row)
                 if k == 0:
                     style_cache[prep.row] = prep.styles
                     writer.submit(_write_pictures, prep, files, p.out)
-                writer.submit(_write_synthesized, out[i], p.out / files["synthesized"][k],
-                              p.out_size(prep.row))
+                writer.submit(
+                    _write_synthesized,
+                    out[i],
+                    p.out / files["synthesized"][k],
+                    p.out_size(prep.row),
+                )
             done += len(batch)
             bar.update(len(batch))
             if not first_n:  # the first call compiles the graph: reported apart
                 first_s, first_n = time.perf_counter() - t0, len(batch)
-    return {"images": done, "seconds": time.perf_counter() - t0, "first_seconds": first_s,
-            "first_images": first_n}
+    return {
+        "images": done,
+        "seconds": time.perf_counter() - t0,
+        "first_seconds": first_s,
+        "first_images": first_n,
+    }

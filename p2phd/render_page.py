@@ -34,9 +34,14 @@ KIND = "render"
 _STR = h5py.string_dtype("utf-8")
 
 
-def write_manifest(path: Path, records: Sequence[dict[str, Any]], attrs: dict[str, Any],
-                   options: dict[str, Any], inputs: Sequence[dict[str, str]],
-                   argv: Sequence[str] | None) -> Path:
+def write_manifest(
+    path: Path,
+    records: Sequence[dict[str, Any]],
+    attrs: dict[str, Any],
+    options: dict[str, Any],
+    inputs: Sequence[dict[str, str]],
+    argv: Sequence[str] | None,
+) -> Path:
     """Write a render manifest atomically. ``records`` come from render.sample_record."""
     k = max((len(r["files"]["synthesized"]) for r in records), default=1)
 
@@ -44,15 +49,19 @@ def write_manifest(path: Path, records: Sequence[dict[str, Any]], attrs: dict[st
         return np.array([r[key] for r in records], dtype=dtype).reshape(len(records), k)
 
     with manifest.create(path, KIND, "render", options, inputs, argv=argv) as f:
-        f.attrs.update({key: (json.dumps(v) if isinstance(v, dict | list) else v)
-                        for key, v in attrs.items()})
+        f.attrs.update(
+            {key: (json.dumps(v) if isinstance(v, dict | list) else v) for key, v in attrs.items()}
+        )
         f.attrs["num_samples"] = len(records)
         f.create_dataset("names", data=[r["name"] for r in records], dtype=_STR)
         f.create_dataset("row", data=np.array([r["row"] for r in records], np.int32))
-        f.create_dataset("size", data=np.array([r["size"] for r in records], np.int32).reshape(-1, 2))
+        f.create_dataset(
+            "size", data=np.array([r["size"] for r in records], np.int32).reshape(-1, 2)
+        )
         synth = [name for r in records for name in r["files"]["synthesized"]]
-        f.create_dataset("synthesized", data=np.array(synth, dtype=object).reshape(len(records), k),
-                         dtype=_STR)
+        f.create_dataset(
+            "synthesized", data=np.array(synth, dtype=object).reshape(len(records), k), dtype=_STR
+        )
         f.create_dataset("label_image", data=[r["files"]["label"] for r in records], dtype=_STR)
         f.create_dataset("real_image", data=[r["files"]["real"] for r in records], dtype=_STR)
         f.create_dataset("seed", data=grid("seeds", np.int64))
@@ -68,18 +77,25 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         attrs = manifest.read_attrs(f)
         n = int(attrs["num_samples"])
         cols = {key: f[key][()] for key in ("row", "size", "seed", "variant")}
-        strs = {key: f[key].asstr()[()] for key in ("names", "synthesized", "label_image",
-                                                      "real_image", "style")}
+        strs = {
+            key: f[key].asstr()[()]
+            for key in ("names", "synthesized", "label_image", "real_image", "style")
+        }
     rows = []
     for i in range(n):
-        rows.append({"name": str(strs["names"][i]), "row": int(cols["row"][i]),
-                     "size": [int(v) for v in cols["size"][i]],
-                     "synthesized": [str(s) for s in strs["synthesized"][i]],
-                     "label_image": str(strs["label_image"][i]),
-                     "real_image": str(strs["real_image"][i]),
-                     "seed": [int(s) for s in cols["seed"][i]],
-                     "variant": [int(v) for v in cols["variant"][i]],
-                     "style": [str(s) for s in strs["style"][i]]})
+        rows.append(
+            {
+                "name": str(strs["names"][i]),
+                "row": int(cols["row"][i]),
+                "size": [int(v) for v in cols["size"][i]],
+                "synthesized": [str(s) for s in strs["synthesized"][i]],
+                "label_image": str(strs["label_image"][i]),
+                "real_image": str(strs["real_image"][i]),
+                "seed": [int(s) for s in cols["seed"][i]],
+                "variant": [int(v) for v in cols["variant"][i]],
+                "style": [str(s) for s in strs["style"][i]],
+            }
+        )
     return {"attrs": attrs, "rows": rows}
 
 
@@ -103,10 +119,14 @@ def write_page(path: Path, records: Sequence[dict[str, Any]], info: dict[str, An
     """``index.html``: a header describing the render, then label | synthesized | real per row."""
     k = max((len(r["files"]["synthesized"]) for r in records), default=1)
     has_real = any(r["files"]["real"] for r in records)
-    heads = ["sample", "label"] + (["synthesized"] if k == 1 else [f"variant {v}" for v in range(k)])
+    heads = ["sample", "label"] + (
+        ["synthesized"] if k == 1 else [f"variant {v}" for v in range(k)]
+    )
     heads += ["real"] if has_real else []
-    meta = "".join(f"<tr><td>{html.escape(str(key))}</td><td>{html.escape(str(v))}</td></tr>"
-                   for key, v in info.items())
+    meta = "".join(
+        f"<tr><td>{html.escape(str(key))}</td><td>{html.escape(str(v))}</td></tr>"
+        for key, v in info.items()
+    )
     rows = []
     for r in records:
         cells = [f"<td>{html.escape(r['name'])}</td>", _img(r["files"]["label"])]
@@ -115,11 +135,15 @@ def write_page(path: Path, records: Sequence[dict[str, Any]], info: dict[str, An
             cells.append(_img(r["files"]["real"]))
         rows.append("<tr>" + "".join(cells) + "</tr>")
     title = html.escape(f"p2phd render: {info.get('run', '')} on {info.get('split', '')}")
-    doc = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
-           f"<style>{_CSS}</style></head>\n<body><h1>{title}</h1>\n"
-           f"<table class=\"meta\">{meta}</table>\n<table>\n<tr>"
-           + "".join(f"<th>{h}</th>" for h in heads) + "</tr>\n"
-           + "\n".join(rows) + "\n</table>\n</body></html>\n")
+    doc = (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{_CSS}</style></head>\n<body><h1>{title}</h1>\n"
+        f'<table class="meta">{meta}</table>\n<table>\n<tr>'
+        + "".join(f"<th>{h}</th>" for h in heads)
+        + "</tr>\n"
+        + "\n".join(rows)
+        + "\n</table>\n</body></html>\n"
+    )
     from .cli import atomic_path
 
     with atomic_path(path) as tmp:

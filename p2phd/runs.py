@@ -46,13 +46,16 @@ def write_options(run_dir: str | Path, options: dict[str, Any], dataset: dict[st
     from .runtime import versions
 
     path = Path(run_dir) / OPTIONS_FILE
-    write_json(path, {
-        "schema": RUN_SCHEMA,
-        "options": options,
-        "dataset": dataset,
-        "versions": versions(),
-        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-    })
+    write_json(
+        path,
+        {
+            "schema": RUN_SCHEMA,
+            "options": options,
+            "dataset": dataset,
+            "versions": versions(),
+            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        },
+    )
     return path
 
 
@@ -69,7 +72,9 @@ def read_options(run_dir: str | Path) -> dict[str, Any]:
     if not schema.startswith("p2phd.run/"):
         raise UsageError(f"{path}: not a p2phd run options file (schema {schema!r})")
     if int(schema.split("/")[1]) > int(RUN_SCHEMA.split("/")[1]):
-        raise UsageError(f"{path}: run schema {schema} is newer than this p2phd reads; upgrade p2phd")
+        raise UsageError(
+            f"{path}: run schema {schema} is newer than this p2phd reads; upgrade p2phd"
+        )
     return doc
 
 
@@ -90,7 +95,9 @@ def load_inference(run_dir: str | Path, max_instances: int = 0):
     arch = arch_from_dict(doc["options"])
     path = snapshot_path(run_dir)
     if not path.is_file():
-        raise UsageError(f"{run_dir}: no generator checkpoint {SNAPSHOT_FILE} (train this run first)")
+        raise UsageError(
+            f"{run_dir}: no generator checkpoint {SNAPSHOT_FILE} (train this run first)"
+        )
     cells = {"netG": build_generator(arch)}
     if arch.use_features() and not doc["options"].get("load_features"):
         pool_segments = arch.label_nc if arch.label_feat else max_instances
@@ -137,8 +144,9 @@ def read_progress(folder: str | Path) -> dict[str, Any]:
     return json.loads((Path(folder) / "progress.json").read_text())
 
 
-def write_state(run_dir: str | Path, progress: dict[str, Any], save_ckpt, pool: dict | None,
-                keep: int) -> Path:
+def write_state(
+    run_dir: str | Path, progress: dict[str, Any], save_ckpt, pool: dict | None, keep: int
+) -> Path:
     """Write one state atomically; `save_ckpt(path)` writes the checkpoint file."""
     import os
     import shutil

@@ -40,12 +40,19 @@ def under_msrun() -> bool:
     """True in msrun's workers AND in its scheduler process: msrun starts the same script with
     MS_ROLE=MS_SCHED, and that process must call init() (which serves the cluster and never
     returns); if it skipped init() it would train alone and the workers would wait forever."""
-    return (os.environ.get("MS_ROLE") in ("MS_WORKER", "MS_SCHED")
-            and int(os.environ.get("MS_WORKER_NUM", "1")) > 1)
+    return (
+        os.environ.get("MS_ROLE") in ("MS_WORKER", "MS_SCHED")
+        and int(os.environ.get("MS_WORKER_NUM", "1")) > 1
+    )
 
 
-def setup(device_target: str = "CPU", pynative: bool = False, seed: int = 0,
-          verbose: bool = False, data_parallel: bool = True) -> Runtime:
+def setup(
+    device_target: str = "CPU",
+    pynative: bool = False,
+    seed: int = 0,
+    verbose: bool = False,
+    data_parallel: bool = True,
+) -> Runtime:
     """Configure MindSpore for this process and return who we are.
 
     Under msrun (MS_ROLE=MS_WORKER, MS_WORKER_NUM>1) communication is initialised and data
@@ -72,10 +79,13 @@ def setup(device_target: str = "CPU", pynative: bool = False, seed: int = 0,
 
         init()
         rank, world = get_rank(), get_group_size()
-        ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL,
-                                     gradients_mean=True, device_num=world)
+        ms.set_auto_parallel_context(
+            parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True, device_num=world
+        )
     seed_everything(seed)
-    return Runtime(device_target=device_target, graph_mode=not pynative, rank=rank, world_size=world)
+    return Runtime(
+        device_target=device_target, graph_mode=not pynative, rank=rank, world_size=world
+    )
 
 
 def seed_everything(seed: int) -> None:

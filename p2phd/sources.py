@@ -36,8 +36,11 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", 
 LABEL_MODES = {"L", "P", "I", "I;16", "I;16L", "I;16B"}
 INST_MODES = {"L", "I", "I;16", "I;16L", "I;16B"}
 _CITYSCAPES_NAME = re.compile(r"^(.+?_\d{6}_\d{6})(?:_|$)")
-_CS_SUFFIX = {"label": "_gtFine_labelIds.png", "inst": "_gtFine_instanceIds.png",
-              "photo": "_leftImg8bit.png"}
+_CS_SUFFIX = {
+    "label": "_gtFine_labelIds.png",
+    "inst": "_gtFine_instanceIds.png",
+    "photo": "_leftImg8bit.png",
+}
 ROLES = ("label", "inst", "photo")
 
 
@@ -79,7 +82,8 @@ def cityscapes_source_split(phase: str, requested: str = "") -> str:
     if split == "test":
         raise UsageError(
             "Cityscapes test labels are withheld (gtFine/test holds placeholders only); "
-            "pix2pixHD's test set is the val frames: use --phase test without --cityscapes_split")
+            "pix2pixHD's test set is the val frames: use --phase test without --cityscapes_split"
+        )
     if split not in ("train", "val"):
         raise UsageError(f"--cityscapes_split must be train or val, got {split!r}")
     return split
@@ -97,13 +101,22 @@ def detect_layout(root: Path, label_nc: int) -> str:
 
 def _folders(root: Path, layout: str, phase: str, split: str) -> dict[str, Path | None]:
     if layout == "cityscapes":
-        return {"label": root / "gtFine" / split, "inst": root / "gtFine" / split,
-                "photo": root / "leftImg8bit" / split}
+        return {
+            "label": root / "gtFine" / split,
+            "inst": root / "gtFine" / split,
+            "photo": root / "leftImg8bit" / split,
+        }
     if layout == "ab":
-        return {"label": root / f"{phase}_A", "inst": root / f"{phase}_inst",
-                "photo": root / f"{phase}_B"}
-    return {"label": root / f"{phase}_label", "inst": root / f"{phase}_inst",
-            "photo": root / f"{phase}_img"}
+        return {
+            "label": root / f"{phase}_A",
+            "inst": root / f"{phase}_inst",
+            "photo": root / f"{phase}_B",
+        }
+    return {
+        "label": root / f"{phase}_label",
+        "inst": root / f"{phase}_inst",
+        "photo": root / f"{phase}_img",
+    }
 
 
 def _list_folder(folder: Path, layout: str, role: str) -> list[Path]:
@@ -129,16 +142,20 @@ def _index(files: list[Path]) -> dict[str, Path]:
     return out
 
 
-def _unpaired(have: dict[str, Path], want: dict[str, Path], what: str, folder: Path,
-              hint: str = "") -> None:
+def _unpaired(
+    have: dict[str, Path], want: dict[str, Path], what: str, folder: Path, hint: str = ""
+) -> None:
     missing = sorted(set(have) - set(want))
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise UsageError(f"{have[missing[0]]}: no {what} for sample {missing[0]!r} in {folder}{more}{hint}")
+        raise UsageError(
+            f"{have[missing[0]]}: no {what} for sample {missing[0]!r} in {folder}{more}{hint}"
+        )
 
 
-def find_samples(root: str | Path, phase: str, label_nc: int, no_instance: bool,
-                 cityscapes_split: str = "") -> Found:
+def find_samples(
+    root: str | Path, phase: str, label_nc: int, no_instance: bool, cityscapes_split: str = ""
+) -> Found:
     """List and pair the samples of one split; raise UsageError on any pairing problem."""
     root = Path(root)
     layout = detect_layout(root, label_nc)
@@ -150,16 +167,21 @@ def find_samples(root: str | Path, phase: str, label_nc: int, no_instance: bool,
         raise UsageError(
             f"{root}: no {label_dir.relative_to(root)} folder (expected a Cityscapes tree with "
             f"leftImg8bit/ and gtFine/, pix2pixHD folders {phase}_label/_inst/_img, or "
-            f"{phase}_A/{phase}_B with --label_nc 0)")
+            f"{phase}_A/{phase}_B with --label_nc 0)"
+        )
     if no_instance:
         folders["inst"] = None
     elif not folders["inst"].is_dir():  # type: ignore[union-attr]
-        raise UsageError(f"{root}: no instance maps ({folders['inst']} missing); "
-                         "pass --no_instance for a dataset without them")
+        raise UsageError(
+            f"{root}: no instance maps ({folders['inst']} missing); "
+            "pass --no_instance for a dataset without them"
+        )
     if not folders["photo"].is_dir():  # type: ignore[union-attr]
         folders["photo"] = None  # e.g. pix2pixHD's test phase: labels only
-    found = {role: _index(_list_folder(d, layout, role)) if d is not None else {}
-             for role, d in folders.items()}
+    found = {
+        role: _index(_list_folder(d, layout, role)) if d is not None else {}
+        for role, d in folders.items()
+    }
     labels = found["label"]
     if not labels:
         raise UsageError(f"{label_dir}: no label maps found")
@@ -169,8 +191,10 @@ def find_samples(root: str | Path, phase: str, label_nc: int, no_instance: bool,
         hint = "; pass --no_instance for a dataset without instance maps" if role == "inst" else ""
         _unpaired(labels, found[role], what, folders[role], hint)  # type: ignore[arg-type]
         _unpaired(found[role], labels, "label map", label_dir)
-    samples = [SourceSample(k, labels[k], found["inst"].get(k), found["photo"].get(k))
-               for k in sorted(labels)]
+    samples = [
+        SourceSample(k, labels[k], found["inst"].get(k), found["photo"].get(k))
+        for k in sorted(labels)
+    ]
     return Found(layout, split, samples, folders)
 
 
@@ -186,13 +210,18 @@ def _header(path: Path) -> tuple[str, tuple[int, int]]:
 
 def _check_mode(path: Path, role: str, mode: str, label_nc: int) -> None:
     if role == "label" and label_nc > 0 and mode not in LABEL_MODES:
-        raise UsageError(f"{path}: label map has mode {mode}, expected one channel of ids (L, P, I or "
-                         f"I;16) with --label_nc {label_nc}; use --label_nc 0 for RGB inputs")
+        raise UsageError(
+            f"{path}: label map has mode {mode}, expected one channel of ids (L, P, I or "
+            f"I;16) with --label_nc {label_nc}; use --label_nc 0 for RGB inputs"
+        )
     if role == "inst" and mode not in INST_MODES:
-        raise UsageError(f"{path}: instance map has mode {mode}, expected one channel of ids (I;16, I or L)")
+        raise UsageError(
+            f"{path}: instance map has mode {mode}, expected one channel of ids (I;16, I or L)"
+        )
     if (role == "photo" or (role == "label" and label_nc == 0)) and mode != "RGB":
-        raise UsageError(f"{path}: {'photo' if role == 'photo' else 'input image'} has mode {mode}, "
-                         "expected RGB")
+        raise UsageError(
+            f"{path}: {'photo' if role == 'photo' else 'input image'} has mode {mode}, expected RGB"
+        )
 
 
 def check_headers(samples: list[SourceSample], label_nc: int) -> None:
@@ -208,8 +237,10 @@ def check_headers(samples: list[SourceSample], label_nc: int) -> None:
             if size is None:
                 size = wh
             elif wh != size:
-                raise UsageError(f"{path}: size {wh[0]}x{wh[1]} differs from its label map "
-                                 f"{s.label.name} ({size[0]}x{size[1]}) in sample {s.name!r}")
+                raise UsageError(
+                    f"{path}: size {wh[0]}x{wh[1]} differs from its label map "
+                    f"{s.label.name} ({size[0]}x{size[1]}) in sample {s.name!r}"
+                )
 
 
 def target_size(w: int, h: int, load_size: int) -> tuple[int, int]:
@@ -236,7 +267,9 @@ def _label_array(im: Image.Image, path: Path, label_nc: int) -> np.ndarray | Pro
     bad = values[(values >= label_nc) | (values < 0)]
     if bad.size:
         shown = ", ".join(str(v) for v in bad[:10]) + (", ..." if bad.size > 10 else "")
-        return Problem(str(path), f"label values {shown} outside 0..{label_nc - 1} (--label_nc {label_nc})")
+        return Problem(
+            str(path), f"label values {shown} outside 0..{label_nc - 1} (--label_nc {label_nc})"
+        )
     return arr.astype(np.uint8)
 
 
@@ -250,8 +283,9 @@ def count_distinct(ids: np.ndarray) -> int:
     return len(np.unique(ids))
 
 
-def load_sample(s: SourceSample, label_nc: int, load_size: int,
-                level: int) -> tuple[Record, dict[str, str]] | Problem:
+def load_sample(
+    s: SourceSample, label_nc: int, load_size: int, level: int
+) -> tuple[Record, dict[str, str]] | Problem:
     """Decode, check, resize and compress one sample (runs in a joblib worker)."""
     images: dict[str, Image.Image] = {}
     hashes: dict[str, str] = {}
@@ -266,7 +300,9 @@ def load_sample(s: SourceSample, label_nc: int, load_size: int,
     w, h = images["label"].size
     for role, im in images.items():
         if im.size != (w, h):
-            return Problem(str(getattr(s, role)), f"size {im.size} differs from its label map ({w}, {h})")
+            return Problem(
+                str(getattr(s, role)), f"size {im.size} differs from its label map ({w}, {h})"
+            )
     tw, th = target_size(w, h, load_size)
     label = _label_array(images["label"], s.label, label_nc)
     if isinstance(label, Problem):
@@ -282,13 +318,16 @@ def load_sample(s: SourceSample, label_nc: int, load_size: int,
     if "photo" in images:
         photo = np.asarray(images["photo"].resize((tw, th), Image.BICUBIC), dtype=np.uint8)
     record = Record(
-        name=s.name, label=encode(label, level),
+        name=s.name,
+        label=encode(label, level),
         inst=None if inst is None else encode(inst, level),
         photo=None if photo is None else encode(photo, level),
         label_path=str(s.label.resolve()),
         inst_path=str(s.inst.resolve()) if s.inst else "",
         photo_path=str(s.photo.resolve()) if s.photo else "",
-        orig_size=(h, w), num_instances=n_inst)
+        orig_size=(h, w),
+        num_instances=n_inst,
+    )
     return record, hashes
 
 

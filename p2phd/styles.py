@@ -36,11 +36,40 @@ KIND = "clusters"
 # unnamed: the only other Cityscapes label, "license plate", has id -1 and never appears in the
 # labelIds PNGs.
 CITYSCAPES_NAMES: tuple[str, ...] = (
-    "unlabeled", "ego vehicle", "rectification border", "out of roi", "static", "dynamic",
-    "ground", "road", "sidewalk", "parking", "rail track", "building", "wall", "fence",
-    "guard rail", "bridge", "tunnel", "pole", "polegroup", "traffic light", "traffic sign",
-    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "caravan",
-    "trailer", "train", "motorcycle", "bicycle",
+    "unlabeled",
+    "ego vehicle",
+    "rectification border",
+    "out of roi",
+    "static",
+    "dynamic",
+    "ground",
+    "road",
+    "sidewalk",
+    "parking",
+    "rail track",
+    "building",
+    "wall",
+    "fence",
+    "guard rail",
+    "bridge",
+    "tunnel",
+    "pole",
+    "polegroup",
+    "traffic light",
+    "traffic sign",
+    "vegetation",
+    "terrain",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "caravan",
+    "trailer",
+    "train",
+    "motorcycle",
+    "bicycle",
 )
 
 
@@ -59,7 +88,9 @@ def class_id(token: str, label_nc: int = 0) -> int:
     elif _norm_name(token) in _NAME_TO_ID:
         c = _NAME_TO_ID[_norm_name(token)]
     else:
-        raise UsageError(f"--style: unknown class {token!r} (use a label id or a Cityscapes class name)")
+        raise UsageError(
+            f"--style: unknown class {token!r} (use a label id or a Cityscapes class name)"
+        )
     if label_nc and c >= label_nc:
         raise UsageError(f"--style: class {token!r} = {c} is not below label_nc {label_nc}")
     return c
@@ -69,7 +100,9 @@ def class_name(c: int) -> str:
     return CITYSCAPES_NAMES[c] if 0 <= c < len(CITYSCAPES_NAMES) else str(c)
 
 
-def parse_style(specs: str | list[str] | tuple[str, ...] | None, label_nc: int = 0) -> dict[int, int]:
+def parse_style(
+    specs: str | list[str] | tuple[str, ...] | None, label_nc: int = 0
+) -> dict[int, int]:
     """``["car=3,person=1", "26=0"]`` -> {26: 0, 24: 1}; later entries win. Raises UsageError."""
     if specs is None:
         return {}
@@ -106,10 +139,14 @@ class Clusters:
                 self.feat_num = int(self.attrs["feat_num"])
                 self.label_nc = int(self.attrs["label_nc"])
                 groups = f["classes"] if "classes" in f else {}
-                self._centers = {int(c): g["centers"][()].astype(np.float32) for c, g in groups.items()}
+                self._centers = {
+                    int(c): g["centers"][()].astype(np.float32) for c, g in groups.items()
+                }
                 self._counts = {int(c): g["counts"][()].astype(np.int64) for c, g in groups.items()}
             except KeyError as exc:
-                raise UsageError(f"{self.path}: incomplete cluster manifest (missing {exc})") from None
+                raise UsageError(
+                    f"{self.path}: incomplete cluster manifest (missing {exc})"
+                ) from None
         self._sha: str | None = None
 
     @property
@@ -136,18 +173,26 @@ class Clusters:
     def check(self, feat_num: int, label_nc: int) -> None:
         """Refuse clusters made for another feature width or label set (one line, exit 2)."""
         if feat_num != self.feat_num:
-            raise UsageError(f"{self.path}: clusters have feat_num {self.feat_num}, the run uses {feat_num}")
+            raise UsageError(
+                f"{self.path}: clusters have feat_num {self.feat_num}, the run uses {feat_num}"
+            )
         if label_nc != self.label_nc:
-            raise UsageError(f"{self.path}: clusters are for label_nc {self.label_nc}, the run uses {label_nc}")
+            raise UsageError(
+                f"{self.path}: clusters are for label_nc {self.label_nc}, the run uses {label_nc}"
+            )
 
     def check_choices(self, choices: dict[int, int]) -> None:
         """Every user choice must name an existing centre of a class that has clusters."""
         for c, k in choices.items():
             n = self.k(c)
             if n == 0:
-                raise UsageError(f"--style: class {class_name(c)} ({c}) has no clusters in {self.path}")
+                raise UsageError(
+                    f"--style: class {class_name(c)} ({c}) has no clusters in {self.path}"
+                )
             if not 0 <= k < n:
-                raise UsageError(f"--style: class {class_name(c)} ({c}) has {n} clusters (0..{n - 1}), got {k}")
+                raise UsageError(
+                    f"--style: class {class_name(c)} ({c}) has {n} clusters (0..{n - 1}), got {k}"
+                )
 
 
 def derived_seed(seed: int, sample_name: str, instance: int, variant: int = 0) -> int:
@@ -156,7 +201,9 @@ def derived_seed(seed: int, sample_name: str, instance: int, variant: int = 0) -
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "little")
 
 
-def segment_classes(segments: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def segment_classes(
+    segments: np.ndarray, label: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per segment (instance) of an id map: (ids, majority label, dense index HxW).
 
     Ties go to the smallest label. ``label`` holds small non-negative ints (uint8 label ids); an
@@ -171,12 +218,22 @@ def segment_classes(segments: np.ndarray, label: np.ndarray) -> tuple[np.ndarray
     lab = np.asarray(label).reshape(-1).astype(np.int64)
     n_lab = int(lab.max()) + 1 if lab.size else 1
     votes = np.bincount(inverse * n_lab + lab, minlength=len(ids) * n_lab).reshape(len(ids), n_lab)
-    return ids, votes.argmax(1).astype(np.int32), inverse.reshape(np.shape(segments)).astype(np.int32)
+    return (
+        ids,
+        votes.argmax(1).astype(np.int32),
+        inverse.reshape(np.shape(segments)).astype(np.int32),
+    )
 
 
-def choose_styles(label: np.ndarray, inst: np.ndarray | None, clusters: Clusters, seed: int,
-                  sample_name: str, choices: dict[int, int] | None = None,
-                  variant: int = 0) -> tuple[list[Style], np.ndarray]:
+def choose_styles(
+    label: np.ndarray,
+    inst: np.ndarray | None,
+    clusters: Clusters,
+    seed: int,
+    sample_name: str,
+    choices: dict[int, int] | None = None,
+    variant: int = 0,
+) -> tuple[list[Style], np.ndarray]:
     """One Style per object of a label map, and the dense object index (HxW) they refer to.
 
     Objects are the instances of ``inst``, or the label regions when ``inst`` is None (label_feat
@@ -207,9 +264,15 @@ def paint(styles: list[Style], index: np.ndarray, clusters: Clusters) -> np.ndar
     return np.ascontiguousarray(table[index].transpose(2, 0, 1))
 
 
-def feature_map(label: np.ndarray, inst: np.ndarray | None, clusters: Clusters, seed: int,
-                sample_name: str, choices: dict[int, int] | None = None,
-                variant: int = 0) -> np.ndarray:
+def feature_map(
+    label: np.ndarray,
+    inst: np.ndarray | None,
+    clusters: Clusters,
+    seed: int,
+    sample_name: str,
+    choices: dict[int, int] | None = None,
+    variant: int = 0,
+) -> np.ndarray:
     """The (feat_num, H, W) float32 feature map render feeds the generator for one label map."""
     styles, index = choose_styles(label, inst, clusters, seed, sample_name, choices, variant)
     return paint(styles, index, clusters)
@@ -221,5 +284,8 @@ def styles_json(styles: list[Style]) -> str:
 
 
 def describe(clusters: Clusters) -> dict[str, Any]:
-    return {"path": str(clusters.path.resolve()), "sha256": clusters.sha256(),
-            "classes": {class_name(c): clusters.k(c) for c in clusters.classes}}
+    return {
+        "path": str(clusters.path.resolve()),
+        "sha256": clusters.sha256(),
+        "classes": {class_name(c): clusters.k(c) for c in clusters.classes},
+    }

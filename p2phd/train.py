@@ -27,30 +27,59 @@ from .options import (
 )
 
 # Options that may differ when a run is resumed (they do not change what was trained so far).
-RESUMABLE = {"niter", "niter_decay", "max_steps", "display_freq", "print_freq", "save_latest_freq",
-             "save_epoch_freq", "keep", "verbose", "dry_run", "device_target", "pynative", "manifest",
-             "load_pretrain", "checkpoints_dir", "vgg_pre_trained"}
+RESUMABLE = {
+    "niter",
+    "niter_decay",
+    "max_steps",
+    "display_freq",
+    "print_freq",
+    "save_latest_freq",
+    "save_epoch_freq",
+    "keep",
+    "verbose",
+    "dry_run",
+    "device_target",
+    "pynative",
+    "manifest",
+    "load_pretrain",
+    "checkpoints_dir",
+    "vgg_pre_trained",
+}
 
 
 @flat_options
 class TrainOptions(RuntimeOptions, DataOptions, ModelOptions):
-    manifest: str = dataclasses.field(default="", metadata={
-        "args": ["manifest"], "nargs": "?", "type": str, "metavar": "MANIFEST",
-        "help": "dataset manifest (bin/prepare) of the training split; '-' reads its path from stdin"})
+    manifest: str = dataclasses.field(
+        default="",
+        metadata={
+            "args": ["manifest"],
+            "nargs": "?",
+            "type": str,
+            "metavar": "MANIFEST",
+            "help": "dataset manifest (bin/prepare) of the training split; '-' reads its path from stdin",
+        },
+    )
     name: str = opt("", "run name: the run folder is <checkpoints_dir>/<name>")
     checkpoints_dir: str = opt("outputs", "folder holding run folders")
     niter: int = opt(100, "epochs at the starting learning rate")
     niter_decay: int = opt(100, "epochs of linear learning-rate decay after niter")
-    niter_fix_global: int = opt(0, "epochs during which only the local enhancer (+E) trains (netG local)")
+    niter_fix_global: int = opt(
+        0, "epochs during which only the local enhancer (+E) trains (netG local)"
+    )
     lr: float = opt(0.0002, "initial Adam learning rate")
     beta1: float = opt(0.5, "Adam beta1")
     beta2: float = opt(0.999, "Adam beta2")
     lambda_feat: float = opt(10.0, "weight of the feature-matching and VGG losses")
     no_ganFeat_loss: bool = opt(False, "no discriminator feature-matching loss")
     no_vgg_loss: bool = opt(False, "no VGG19 perceptual loss")
-    vgg_pre_trained: str = opt("./vgg19.ckpt", "VGG19 MindSpore checkpoint (model zoo layout), relative to the current folder")
+    vgg_pre_trained: str = opt(
+        "./vgg19.ckpt",
+        "VGG19 MindSpore checkpoint (model zoo layout), relative to the current folder",
+    )
     pool_size: int = opt(0, "image pool size (0 = no pool)")
-    load_pretrain: str = opt("", "start from this run's weights (run folder or .ckpt), by name and shape")
+    load_pretrain: str = opt(
+        "", "start from this run's weights (run folder or .ckpt), by name and shape"
+    )
     load_features: str = opt("", "feature manifest (bin/precompute) to read encoder features from")
     batch_size: int = opt(1, "samples per step (per device)")
     no_flip: bool = opt(False, "no random horizontal flips")
@@ -71,13 +100,22 @@ class TrainOptions(RuntimeOptions, DataOptions, ModelOptions):
         for field in ("batch_size", "display_freq", "print_freq", "save_latest_freq", "keep"):
             if getattr(self, field) < 1:
                 raise UsageError(f"--{field} must be at least 1, got {getattr(self, field)}")
-        for field in ("niter", "niter_decay", "niter_fix_global", "pool_size", "max_steps", "save_epoch_freq"):
+        for field in (
+            "niter",
+            "niter_decay",
+            "niter_fix_global",
+            "pool_size",
+            "max_steps",
+            "save_epoch_freq",
+        ):
             if getattr(self, field) < 0:
                 raise UsageError(f"--{field} must be >= 0, got {getattr(self, field)}")
         if self.niter + self.niter_decay < 1:
             raise UsageError("--niter + --niter_decay must be at least 1 epoch")
         if self.niter_fix_global and self.netG != "local":
-            raise UsageError("--niter_fix_global needs --netG local (it freezes the global generator)")
+            raise UsageError(
+                "--niter_fix_global needs --netG local (it freezes the global generator)"
+            )
         if self.load_features and not self.use_features():
             raise UsageError("--load_features needs --instance_feat or --label_feat")
         if self.lr <= 0:
@@ -94,7 +132,9 @@ def open_inputs(o: TrainOptions):
 
     ds = Dataset(o.manifest)
     if ds.label_nc != o.label_nc:
-        raise UsageError(f"{o.manifest}: prepared with label_nc {ds.label_nc}, but --label_nc is {o.label_nc}")
+        raise UsageError(
+            f"{o.manifest}: prepared with label_nc {ds.label_nc}, but --label_nc is {o.label_nc}"
+        )
     if not ds.has_photo:
         raise UsageError(f"{o.manifest}: split {ds.split!r} has no photos to train on")
     if not o.no_instance and not ds.has_instance:
@@ -107,11 +147,15 @@ def open_inputs(o: TrainOptions):
 
         feats = FeatureManifest(o.load_features)
         if feats.feat_num != o.feat_num:
-            raise UsageError(f"{o.load_features}: feat_num {feats.feat_num}, but --feat_num is {o.feat_num}")
+            raise UsageError(
+                f"{o.load_features}: feat_num {feats.feat_num}, but --feat_num is {o.feat_num}"
+            )
         absent = [n for n in ds.names if n not in feats]
         if absent:
-            raise UsageError(f"{o.load_features}: no features for {len(absent)} samples of "
-                             f"{o.manifest} (e.g. {absent[0]})")
+            raise UsageError(
+                f"{o.load_features}: no features for {len(absent)} samples of "
+                f"{o.manifest} (e.g. {absent[0]})"
+            )
     return ds, feats
 
 
@@ -127,10 +171,14 @@ def check_resume(o: TrainOptions, ds_sha: str) -> dict[str, Any] | None:
     diff = [k for k in new if k not in RESUMABLE and k in old and old[k] != new[k]]
     if diff:
         k = diff[0]
-        raise UsageError(f"{run} was trained with --{k} {old[k]!r}, not {new[k]!r}; "
-                         "rerun with the same options to resume, or choose another --name")
+        raise UsageError(
+            f"{run} was trained with --{k} {old[k]!r}, not {new[k]!r}; "
+            "rerun with the same options to resume, or choose another --name"
+        )
     if doc.get("dataset", {}).get("sha256") not in ("", None, ds_sha):
-        raise UsageError(f"{run} was trained on another dataset manifest ({doc['dataset'].get('path')})")
+        raise UsageError(
+            f"{run} was trained on another dataset manifest ({doc['dataset'].get('path')})"
+        )
     return doc
 
 
@@ -170,7 +218,9 @@ def load_pretrain(o: TrainOptions, trainer) -> str:
     try:
         report = checkpoint.load(path, trainer.cells())
     except (RuntimeError, ValueError) as exc:
-        raise UsageError(f"--load_pretrain {path}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
+        raise UsageError(
+            f"--load_pretrain {path}: not a readable checkpoint ({str(exc).splitlines()[0]})"
+        ) from None
     trunk = "netG.model."
     bad = [n for n in report.mismatched if n.startswith(trunk)]
     loaded_trunk = [n for n in report.loaded if n.startswith(trunk)]
@@ -178,9 +228,11 @@ def load_pretrain(o: TrainOptions, trainer) -> str:
         why = f"shape mismatch at {bad[0]}" if bad else "no generator trunk weights match"
         raise UsageError(f"--load_pretrain {path}: incompatible architecture ({why})")
     new = sorted({_group(n) for n in report.missing + report.mismatched})
-    return (f"load_pretrain {path}: loaded {len(report.loaded)} tensors "
-            f"({', '.join(sorted({_group(n) for n in report.loaded}))}); "
-            f"new: {', '.join(new) if new else 'none'}")
+    return (
+        f"load_pretrain {path}: loaded {len(report.loaded)} tensors "
+        f"({', '.join(sorted({_group(n) for n in report.loaded}))}); "
+        f"new: {', '.join(new) if new else 'none'}"
+    )
 
 
 def _group(name: str) -> str:
@@ -213,7 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     # Everything validated: from here on the run folder is written (rank 0 only).
     if rt.is_main:
         o.run_dir().mkdir(parents=True, exist_ok=True)
-        runs.write_options(o.run_dir(), cli.options_dict(o), {"path": str(Path(o.manifest).resolve()), "sha256": ds_sha})
+        runs.write_options(
+            o.run_dir(),
+            cli.options_dict(o),
+            {"path": str(Path(o.manifest).resolve()), "sha256": ds_sha},
+        )
     loop.start(resume_from)
     loop.run()
     if rt.is_main:
@@ -233,13 +289,19 @@ def dry_run(o: TrainOptions, ds, existing, vgg_file) -> int:
         "options": cli.options_dict(o),
         "dataset": {"path": str(o.manifest), "samples": len(ds), "split": ds.split},
         "run_dir": str(run),
-        "action": ("resume from " + str(state)) if state else ("start (run folder exists)" if existing else "start"),
+        "action": ("resume from " + str(state))
+        if state
+        else ("start (run folder exists)" if existing else "start"),
         "epochs": schedule.total_epochs(o.niter, o.niter_decay),
         "steps_per_epoch": spe,
         "vgg": str(vgg_file) if vgg_file else None,
-        "would_write": [str(run / runs.OPTIONS_FILE), str(run / runs.SNAPSHOT_FILE),
-                        str(runs.state_dir(run) / "step-<N>/"), str(run / "stats.jsonl"),
-                        str(run / "web/index.html")],
+        "would_write": [
+            str(run / runs.OPTIONS_FILE),
+            str(run / runs.SNAPSHOT_FILE),
+            str(runs.state_dir(run) / "step-<N>/"),
+            str(run / "stats.jsonl"),
+            str(run / "web/index.html"),
+        ],
         "parameters": describe(o),
     }
     print(json.dumps(plan, indent=2, default=str), file=sys.stderr)

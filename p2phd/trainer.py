@@ -34,8 +34,15 @@ from .nets.losses import VGGLoss, d_loss, feature_matching_loss, gan_loss
 class GLoss(nn.Cell):
     """construct(label, inst, pool, real, feat) -> (loss_G, G_GAN, G_GAN_Feat, G_VGG, fake)."""
 
-    def __init__(self, o: Any, G: nn.Cell, D: nn.Cell, E: nn.Cell | None, vgg: nn.Cell | None,
-                 use_feat_input: bool) -> None:
+    def __init__(
+        self,
+        o: Any,
+        G: nn.Cell,
+        D: nn.Cell,
+        E: nn.Cell | None,
+        vgg: nn.Cell | None,
+        use_feat_input: bool,
+    ) -> None:
         super().__init__()
         self.G, self.D, self.E, self.vgg = G, D, E, vgg
         self.label_nc, self.use_edge = o.label_nc, not o.no_instance
@@ -60,8 +67,9 @@ class GLoss(nn.Cell):
         g_feat = self.zero
         if self.gan_feat:
             pred_real = self.D(ops.cat((cond, real), 1))
-            g_feat = feature_matching_loss(pred_fake, pred_real, self.n_layers_D, self.num_D,
-                                           self.lambda_feat)
+            g_feat = feature_matching_loss(
+                pred_fake, pred_real, self.n_layers_D, self.num_D, self.lambda_feat
+            )
         g_vgg = self.zero
         if self.use_vgg:
             g_vgg = self.vgg(fake, real)
@@ -136,7 +144,9 @@ class ImagePool:
 
     def load(self, arrays: dict[str, np.ndarray]) -> None:
         n = len({key.split(".")[0] for key in arrays})
-        self.items = [(arrays[f"{k}.label"], arrays[f"{k}.inst"], arrays[f"{k}.fake"]) for k in range(n)]
+        self.items = [
+            (arrays[f"{k}.label"], arrays[f"{k}.inst"], arrays[f"{k}.fake"]) for k in range(n)
+        ]
 
 
 def encoder_segments(o: Any, max_instances: int) -> int:
@@ -147,8 +157,9 @@ def encoder_segments(o: Any, max_instances: int) -> int:
 class Trainer:
     """Owns G, D, (E), the losses, both optimisers and the compiled step Cells."""
 
-    def __init__(self, o: Any, max_instances: int, world_size: int = 1,
-                 vgg: nn.Cell | None = None) -> None:
+    def __init__(
+        self, o: Any, max_instances: int, world_size: int = 1, vgg: nn.Cell | None = None
+    ) -> None:
         self.o, self.world_size = o, world_size
         self.G = build_generator(o)
         self.D = build_discriminator(o)
@@ -187,8 +198,12 @@ class Trainer:
         return {k: v for k, v in self.cells().items() if k != "netD"}
 
     def _adam(self, params: list) -> nn.Adam:
-        return nn.Adam(params, learning_rate=float(self.o.lr), beta1=float(self.o.beta1),
-                       beta2=float(self.o.beta2))
+        return nn.Adam(
+            params,
+            learning_rate=float(self.o.lr),
+            beta1=float(self.o.beta1),
+            beta2=float(self.o.beta2),
+        )
 
     def _reducer(self, opt: nn.Optimizer):
         if self.world_size <= 1:
@@ -199,8 +214,11 @@ class Trainer:
         """G's trainable parameters (only the outermost enhancer while the global part is fixed)
         plus E's."""
         prefix = schedule.local_prefix(self.o.n_local_enhancers)
-        params = [p for name, p in self.G.parameters_and_names()
-                  if p.requires_grad and (not fixed_global or name.startswith(prefix))]
+        params = [
+            p
+            for name, p in self.G.parameters_and_names()
+            if p.requires_grad and (not fixed_global or name.startswith(prefix))
+        ]
         if self.E is not None:
             params += list(self.E.trainable_params())
         return params
@@ -246,14 +264,21 @@ class Trainer:
         if self.reduce_d is not None:
             grads_d = self.reduce_d(grads_d)
         self.optD(grads_d)
-        return StepResult(float(g_gan.asnumpy()), float(g_feat.asnumpy()), float(g_vgg.asnumpy()),
-                          float(loss_real.asnumpy()), float(loss_fake.asnumpy()), fake_np)
+        return StepResult(
+            float(g_gan.asnumpy()),
+            float(g_feat.asnumpy()),
+            float(g_vgg.asnumpy()),
+            float(loss_real.asnumpy()),
+            float(loss_fake.asnumpy()),
+            fake_np,
+        )
 
     # -- state -------------------------------------------------------------------------------
     def state_cells(self) -> dict[str, nn.Cell]:
         """Everything resume needs, for p2phd.checkpoint.save/load: the nets by attribute path,
         the optimisers by their own state (moments, step counts, beta powers, lr)."""
         return {**self.cells(), "optG": self.optG, "optD": self.optD}
+
 
 def optimizer_state(opt: nn.Optimizer) -> list:
     """The optimiser's own Parameters (moments, step count, beta powers, lr), not the net's."""

@@ -30,8 +30,15 @@ def label_picture(label: np.ndarray, label_nc: int) -> np.ndarray:
     return to_uint8(label)
 
 
-def write_display(web_dir: str | os.PathLike, epoch: int, step: int, label: np.ndarray,
-                  fake: np.ndarray, real: np.ndarray | None, label_nc: int) -> None:
+def write_display(
+    web_dir: str | os.PathLike,
+    epoch: int,
+    step: int,
+    label: np.ndarray,
+    fake: np.ndarray,
+    real: np.ndarray | None,
+    label_nc: int,
+) -> None:
     """Store one triplet for `epoch` and rewrite the page."""
     web = Path(web_dir)
     images = web / "images"
@@ -56,11 +63,17 @@ def write_index(web_dir: str | os.PathLike, title: str = "p2phd training") -> Pa
         for kind in KINDS:
             name = f"images/epoch{e:03d}_{kind}.jpg"
             if (web / name).exists():
-                cells.append(f'<td><a href="{name}"><img src="{name}" width="384"></a><br>{kind}</td>')
-        rows.append(f"<h3>epoch {e} (step {html.escape(step)})</h3>\n<table><tr>{''.join(cells)}</tr></table>")
-    page = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><meta http-equiv='refresh' "
-            f"content='30'><title>{html.escape(title)}</title></head>\n<body>\n"
-            f"<h1>{html.escape(title)}</h1>\n" + "\n".join(rows) + "\n</body></html>\n")
+                cells.append(
+                    f'<td><a href="{name}"><img src="{name}" width="384"></a><br>{kind}</td>'
+                )
+        rows.append(
+            f"<h3>epoch {e} (step {html.escape(step)})</h3>\n<table><tr>{''.join(cells)}</tr></table>"
+        )
+    page = (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><meta http-equiv='refresh' "
+        f"content='30'><title>{html.escape(title)}</title></head>\n<body>\n"
+        f"<h1>{html.escape(title)}</h1>\n" + "\n".join(rows) + "\n</body></html>\n"
+    )
     path = web / "index.html"
     with atomic_path(path) as tmp:
         tmp.write_text(page)

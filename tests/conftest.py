@@ -31,19 +31,21 @@ def sample_root() -> Path:
     return SAMPLE
 
 
-def tiny_frame(seed: int, w: int = TINY_W, h: int = TINY_H) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def tiny_frame(
+    seed: int, w: int = TINY_W, h: int = TINY_H
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(label uint8 HxW, instance ids int32 HxW, photo uint8 HxWx3) of one synthetic frame."""
     rng = np.random.default_rng(seed)
     label = np.full((h, w), 7, np.uint8)  # road
     label[: h // 3] = 23  # sky
-    label[h // 3: h // 2] = 11  # building
+    label[h // 3 : h // 2] = 11  # building
     label[:2] = 0  # unlabeled border rows, as Cityscapes has (ego vehicle etc.)
     inst = label.astype(np.int32)
     for k in range(int(rng.integers(2, 5))):  # cars (26) and persons (24): thing classes
         cls = 26 if k % 2 == 0 else 24
         y, x = int(rng.integers(h // 2, h - 8)), int(rng.integers(0, w - 12))
-        label[y:y + 8, x:x + 12] = cls
-        inst[y:y + 8, x:x + 12] = cls * 1000 + k
+        label[y : y + 8, x : x + 12] = cls
+        inst[y : y + 8, x : x + 12] = cls * 1000 + k
     palette = rng.integers(0, 256, (34, 3))
     photo = np.clip(palette[label] + rng.integers(-20, 21, (h, w, 3)), 0, 255).astype(np.uint8)
     return label, inst, photo
@@ -54,7 +56,9 @@ def write_frame(root: Path, phase: str, name: str, seed: int, photo: bool = True
     for folder in (f"{phase}_label", f"{phase}_inst", f"{phase}_img"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     Image.fromarray(label).save(root / f"{phase}_label" / f"{name}_gtFine_labelIds.png")
-    Image.fromarray(inst.astype(np.uint16)).save(root / f"{phase}_inst" / f"{name}_gtFine_instanceIds.png")
+    Image.fromarray(inst.astype(np.uint16)).save(
+        root / f"{phase}_inst" / f"{name}_gtFine_instanceIds.png"
+    )
     if photo:
         Image.fromarray(img).save(root / f"{phase}_img" / f"{name}_leftImg8bit.png")
 
@@ -75,7 +79,8 @@ def tiny_manifest(tiny_cityscapes: Path, tmp_path: Path) -> Path:
     from p2phd import prepare
 
     out = tmp_path / "manifests" / "tiny-train-orig.h5"
-    rc = prepare.main(["--dataroot", str(tiny_cityscapes), "--load_size", "0", "--jobs", "1",
-                       "--out", str(out)])
+    rc = prepare.main(
+        ["--dataroot", str(tiny_cityscapes), "--load_size", "0", "--jobs", "1", "--out", str(out)]
+    )
     assert rc == 0 and out.is_file()
     return out

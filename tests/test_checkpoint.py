@@ -56,8 +56,11 @@ def test_partial_load_reports_instead_of_raising(tmp_path):
     target = Tiny(3, 8)  # model.0 has other out channels, model.2 other in channels
     before = _params(target)
     report = checkpoint.load(path, {"netG": target, "netD": Tiny()})
-    assert sorted(report.mismatched) == ["netG.model.0.bias", "netG.model.0.weight",
-                                         "netG.model.2.weight"]
+    assert sorted(report.mismatched) == [
+        "netG.model.0.bias",
+        "netG.model.0.weight",
+        "netG.model.2.weight",
+    ]
     assert report.loaded == ["netG.model.2.bias"]
     assert len(report.missing) == 4 and all(n.startswith("netD.") for n in report.missing)
     assert report.unused == [] and not report.complete
@@ -85,6 +88,7 @@ def test_adam_state_round_trips(tmp_path):
     def loss_fn(net):
         def fn(x):
             return (net(x) ** 2).mean()
+
         return fn
 
     net, opt = make()

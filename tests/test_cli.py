@@ -33,25 +33,67 @@ def test_help_shows_every_option_with_its_default(cls: type, capsys: pytest.Capt
     helps = {a.dest: a.help for a in cli._OneLineParser(cls)._actions}
     for f in dataclasses.fields(cls):
         assert f"--{f.name}" in text, f.name
-        assert f"(default: {f.default!r})" in helps[f.name] or helps[f.name].endswith("(required)"), f.name
+        assert f"(default: {f.default!r})" in helps[f.name] or helps[f.name].endswith(
+            "(required)"
+        ), f.name
         assert helps[f.name] in text
 
 
 def test_seed_defaults() -> None:
     o = AllOptions()
-    seed = dict(label_nc=35, load_size=1024, fine_size=512, resize_or_crop="scale_width",
-                no_instance=False, ngf=64, n_downsample_global=4, n_blocks_global=9,
-                n_blocks_local=3, n_local_enhancers=1, num_D=2, n_layers_D=3, ndf=64,
-                feat_num=3, nef=16, netG="global", norm="instance", device_target="CPU")
+    seed = dict(
+        label_nc=35,
+        load_size=1024,
+        fine_size=512,
+        resize_or_crop="scale_width",
+        no_instance=False,
+        ngf=64,
+        n_downsample_global=4,
+        n_blocks_global=9,
+        n_blocks_local=3,
+        n_local_enhancers=1,
+        num_D=2,
+        n_layers_D=3,
+        ndf=64,
+        feat_num=3,
+        nef=16,
+        netG="global",
+        norm="instance",
+        device_target="CPU",
+    )
     assert {k: getattr(o, k) for k in seed} == seed
 
 
 def test_seed_spellings_parse() -> None:
-    o = cli.parse_options(AllOptions, ["--label_nc", "0", "--no_instance", "--instance_feat", "False",
-                                       "--label_feat", "True", "--n-blocks-global", "3",
-                                       "--pynative", "true", "--netG", "local"], "p", "d")
-    assert (o.label_nc, o.no_instance, o.instance_feat, o.label_feat, o.n_blocks_global,
-            o.pynative, o.netG) == (0, True, False, True, 3, True, "local")
+    o = cli.parse_options(
+        AllOptions,
+        [
+            "--label_nc",
+            "0",
+            "--no_instance",
+            "--instance_feat",
+            "False",
+            "--label_feat",
+            "True",
+            "--n-blocks-global",
+            "3",
+            "--pynative",
+            "true",
+            "--netG",
+            "local",
+        ],
+        "p",
+        "d",
+    )
+    assert (
+        o.label_nc,
+        o.no_instance,
+        o.instance_feat,
+        o.label_feat,
+        o.n_blocks_global,
+        o.pynative,
+        o.netG,
+    ) == (0, True, False, True, 3, True, "local")
     o = cli.parse_options(AllOptions, ["--no-instance", "True", "--verbose"], "p", "d")
     assert o.no_instance and o.verbose and not o.dry_run
     p = cli.parse_options(PrepareOptions, ["--data_root", "/x", "--no_instance", "True"], "p", "d")
@@ -64,13 +106,17 @@ def test_bad_usage_is_one_line_exit_2(capsys: pytest.CaptureFixture) -> None:
         cli.parse_options(AllOptions, argv, "p", "d")
         return 0
 
-    for argv, words in ((["--bogus"], "unrecognized arguments: --bogus"),
-                        (["--ngf", "x"], "invalid int value"),
-                        (["--netG", "huge"], "invalid choice"),
-                        (["--resize_or_crop", "scale_width_and_crop", "--fine_size", "500"],
-                         "--fine_size 500 must be a multiple of 16"),
-                        (["--netG", "local", "--load_size", "1040"], "multiple of 32"),
-                        (["--instance_feat", "--label_feat"], "choose one")):
+    for argv, words in (
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--ngf", "x"], "invalid int value"),
+        (["--netG", "huge"], "invalid choice"),
+        (
+            ["--resize_or_crop", "scale_width_and_crop", "--fine_size", "500"],
+            "--fine_size 500 must be a multiple of 16",
+        ),
+        (["--netG", "local", "--load_size", "1040"], "multiple of 32"),
+        (["--instance_feat", "--label_feat"], "choose one"),
+    ):
         assert cli.run_verb(main, argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and words in err, err
@@ -107,17 +153,31 @@ def test_atomic_path_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_true_default_booleans_are_refused() -> None:
     with pytest.raises(TypeError, match="must default to False"):
+
         @flat_options
         class Bad:
             flip: bool = opt(True, "inverted flag")
 
 
 def test_bin_launcher_runs_from_any_directory() -> None:
-    proc = subprocess.run([str(REPO / "bin" / "prepare"), "--help"], capture_output=True, text=True,
-                          cwd="/", timeout=120)
+    proc = subprocess.run(
+        [str(REPO / "bin" / "prepare"), "--help"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "--dataroot" in proc.stdout and "(default: 1024)" in proc.stdout
-    proc = subprocess.run([str(REPO / "bin" / "prepare"), "--label_nc", "-1", "--dataroot", "x"],
-                          capture_output=True, text=True, cwd="/", timeout=120)
+    proc = subprocess.run(
+        [str(REPO / "bin" / "prepare"), "--label_nc", "-1", "--dataroot", "x"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr == "prepare: error: --label_nc must be 0 (RGB input) or 1..256 (uint8 labels), got -1\n"
+    assert (
+        proc.stderr
+        == "prepare: error: --label_nc must be 0 (RGB input) or 1..256 (uint8 labels), got -1\n"
+    )

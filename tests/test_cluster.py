@@ -43,8 +43,14 @@ def synthetic_rows(seed: int = 0) -> list[dict[str, np.ndarray]]:
         lab.append(ROAD)
         feat.append(rng.normal(-0.2, 0.1, 3))
         area.append(0.4)
-        out.append({"instance": np.array(inst, np.int32), "label": np.array(lab, np.int32),
-                    "feature": np.array(feat, np.float32), "area": np.array(area, np.float32)})
+        out.append(
+            {
+                "instance": np.array(inst, np.int32),
+                "label": np.array(lab, np.int32),
+                "feature": np.array(feat, np.float32),
+                "area": np.array(area, np.float32),
+            }
+        )
     return out
 
 
@@ -52,7 +58,9 @@ def make_features(path: Path, seed: int = 0) -> Path:
     rows = synthetic_rows(seed)
     names = [f"city_{i:06d}_000019" for i in range(len(rows))]
     maps = [np.zeros((3, 4, 8), np.float32) for _ in rows]
-    return write_feature_manifest(path, names, maps, rows, feat_num=3, label_nc=35, run_name="tiny_feat")
+    return write_feature_manifest(
+        path, names, maps, rows, feat_num=3, label_nc=35, run_name="tiny_feat"
+    )
 
 
 @pytest.fixture
@@ -66,7 +74,12 @@ def run_cluster(*args: str) -> int:
 
 def test_centres_equal_scikit_learn(features: Path, tmp_path: Path) -> None:
     out = tmp_path / "c.h5"
-    assert run_cluster(str(features), "--n_clusters", "3", "--seed", "5", "--n_init", "4", "--out", str(out)) == 0
+    assert (
+        run_cluster(
+            str(features), "--n_clusters", "3", "--seed", "5", "--n_init", "4", "--out", str(out)
+        )
+        == 0
+    )
     rows = FeatureManifest(features).rows()
     cl = Clusters(out)
     assert cl.feat_num == 3 and cl.label_nc == 35
@@ -75,7 +88,9 @@ def test_centres_equal_scikit_learn(features: Path, tmp_path: Path) -> None:
         x = rows["feature"][(rows["label"] == c) & (rows["area"] > 1 / 64)]
         km = KMeans(n_clusters=min(3, len(x)), random_state=5, n_init=4).fit(x)
         np.testing.assert_array_equal(cl.centers(c), km.cluster_centers_.astype(np.float32))
-        np.testing.assert_array_equal(cl.counts(c), np.bincount(km.labels_, minlength=len(km.cluster_centers_)))
+        np.testing.assert_array_equal(
+            cl.counts(c), np.bincount(km.labels_, minlength=len(km.cluster_centers_))
+        )
         assert cl.counts(c).sum() == len(x)
     # the three car blobs are found: one centre near each
     np.testing.assert_allclose(np.sort(cl.centers(CAR)[:, 0]), [-0.6, 0.0, 0.6], atol=0.05)
@@ -97,7 +112,12 @@ def test_area_filter_and_classes_without_rows(features: Path, tmp_path: Path) ->
     assert cl.k(CAR) == 10 and cl.k(PERSON) == 8 and cl.k(ROAD) == 4  # k = min(rows, n_clusters)
     # a stricter threshold drops the small cars (areas 0.02..0.07 -> keep > 0.045)
     strict = tmp_path / "strict.h5"
-    assert run_cluster(str(features), "--min_area", "0.045", "--n_clusters", "50", "--out", str(strict)) == 0
+    assert (
+        run_cluster(
+            str(features), "--min_area", "0.045", "--n_clusters", "50", "--out", str(strict)
+        )
+        == 0
+    )
     assert Clusters(strict).counts(CAR).sum() == 4 * 3
     # no threshold: the buses get clusters
     loose = tmp_path / "loose.h5"
@@ -118,14 +138,19 @@ def test_manifests_refuse_other_kinds(features: Path, tmp_path: Path, tiny_manif
         FeatureManifest(tiny_manifest)
     # via the executable: exit 2, one line, nothing written
     bad_out = tmp_path / "bad.h5"
-    p = subprocess.run([str(REPO / "bin" / "cluster"), str(tiny_manifest), "--out", str(bad_out)],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [str(REPO / "bin" / "cluster"), str(tiny_manifest), "--out", str(bad_out)],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 2 and p.stdout == ""
     assert len(p.stderr.strip().splitlines()) == 1 and "expected a features manifest" in p.stderr
     assert not bad_out.exists() and not Path(str(bad_out) + ".tmp").exists()
 
 
-def test_bad_options_and_dry_run(features: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bad_options_and_dry_run(
+    features: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "c.h5"
     assert run_cluster(str(features), "--n_clusters", "0", "--out", str(out)) == 2
     assert run_cluster(str(features), "--min_area", "1.5", "--out", str(out)) == 2
@@ -137,8 +162,12 @@ def test_bad_options_and_dry_run(features: Path, tmp_path: Path, capsys: pytest.
 
 def test_stdin_and_default_name(features: Path, tmp_path: Path) -> None:
     out = tmp_path / "c.h5"
-    p = subprocess.run([str(REPO / "bin" / "cluster"), "-", "--out", str(out)], input=f"{features}\n",
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [str(REPO / "bin" / "cluster"), "-", "--out", str(out)],
+        input=f"{features}\n",
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout == f"{out}\n"
     assert cluster.default_out(FeatureManifest(features)).name == "tiny_feat-clusters.h5"

@@ -9,12 +9,23 @@ from p2phd.dataset import Sample
 
 
 def _opts(**kw):
-    base = dict(resize_or_crop="scale_width", load_size=0, fine_size=32, no_flip=False, label_nc=35,
-                no_instance=False, label_feat=False, netG="global", n_downsample_global=4,
-                n_local_enhancers=1)
+    base = dict(
+        resize_or_crop="scale_width",
+        load_size=0,
+        fine_size=32,
+        no_flip=False,
+        label_nc=35,
+        no_instance=False,
+        label_feat=False,
+        netG="global",
+        n_downsample_global=4,
+        n_local_enhancers=1,
+    )
     base.update(kw)
     o = SimpleNamespace(**base)
-    o.generator_stride = lambda: 2 ** o.n_downsample_global * (2 ** o.n_local_enhancers if o.netG == "local" else 1)
+    o.generator_stride = lambda: (
+        2**o.n_downsample_global * (2**o.n_local_enhancers if o.netG == "local" else 1)
+    )
     return o
 
 
@@ -48,7 +59,9 @@ def test_crop_and_flip_are_shared_and_deterministic():
         flips.add(bool(x[0, 0] > x[0, -1]))
         # inst was renumbered densely, but its order follows the raw ids (row*1000+col)
         raw = y * 1000 + x
-        assert (np.argsort(raw.ravel(), kind="stable") == np.argsort(a.inst.ravel(), kind="stable")).all()
+        assert (
+            np.argsort(raw.ravel(), kind="stable") == np.argsort(a.inst.ravel(), kind="stable")
+        ).all()
     assert flips == {True, False}
     other = [pre(s, i, epoch=3).photo for i in range(12)]
     assert any(not np.array_equal(o3, pre(s, i, epoch=2).photo) for i, o3 in enumerate(other))
@@ -56,7 +69,10 @@ def test_crop_and_flip_are_shared_and_deterministic():
 
 def test_no_flip_and_eval_keep_the_image():
     s = _sample()
-    for pre in (data.Preprocessor(_opts(no_flip=True), train=True), data.Preprocessor(_opts(), train=False)):
+    for pre in (
+        data.Preprocessor(_opts(no_flip=True), train=True),
+        data.Preprocessor(_opts(), train=False),
+    ):
         item = pre(s, 0)
         x, y = _photo_xy(item)
         np.testing.assert_array_equal(x, np.mgrid[0:48, 0:96][1])
@@ -94,5 +110,7 @@ def test_collate_and_label_feat_pool():
     o = _opts(label_feat=True)
     items = [data.Preprocessor(o, train=False)(_sample(), i) for i in range(2)]
     b = data.collate(items)
-    assert b["label"].shape == (2, 48, 96) and b["photo"].shape == (2, 3, 48, 96) and b["feat"] is None
+    assert (
+        b["label"].shape == (2, 48, 96) and b["photo"].shape == (2, 3, 48, 96) and b["feat"] is None
+    )
     assert b["pool"].max() == 29  # pooled per label class, renumbered 0..K-1

@@ -15,14 +15,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*.png"))}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*.png"))
+    }
 
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
-    return demo_data.generate(tmp_path_factory.mktemp("d") / "cs", n_train=4, n_test=2,
-                              width=128, height=64, seed=3)
+    return demo_data.generate(
+        tmp_path_factory.mktemp("d") / "cs", n_train=4, n_test=2, width=128, height=64, seed=3
+    )
 
 
 def test_layout_names_and_modes(tree: Path) -> None:
@@ -77,8 +80,12 @@ def test_photo_depends_on_class(tree: Path) -> None:
 
 
 def test_deterministic_and_seeded(tmp_path: Path, tree: Path) -> None:
-    again = demo_data.generate(tmp_path / "again", n_train=4, n_test=2, width=128, height=64, seed=3)
-    other = demo_data.generate(tmp_path / "other", n_train=4, n_test=2, width=128, height=64, seed=4)
+    again = demo_data.generate(
+        tmp_path / "again", n_train=4, n_test=2, width=128, height=64, seed=3
+    )
+    other = demo_data.generate(
+        tmp_path / "other", n_train=4, n_test=2, width=128, height=64, seed=4
+    )
     assert _digest(again) == _digest(tree)
     assert _digest(other) != _digest(tree)
 
@@ -97,12 +104,32 @@ def test_refuses_foreign_folder_and_replaces_own(tmp_path: Path) -> None:
 
 def test_command_line(tmp_path: Path) -> None:
     out = tmp_path / "cli"
-    r = subprocess.run([sys.executable, "-m", "p2phd.demo_data", str(out), "--n_train", "2",
-                        "--n_test", "1", "--width", "64", "--height", "32"],
-                       capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "p2phd.demo_data",
+            str(out),
+            "--n_train",
+            "2",
+            "--n_test",
+            "1",
+            "--width",
+            "64",
+            "--height",
+            "32",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(out)
     assert len(list(out.glob("gtFine/val/*/*_labelIds.png"))) == 1
-    bad = subprocess.run([sys.executable, "-m", "p2phd.demo_data", str(out), "--width", "4"],
-                         capture_output=True, text=True, cwd=ROOT)
+    bad = subprocess.run(
+        [sys.executable, "-m", "p2phd.demo_data", str(out), "--width", "4"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert bad.returncode == 2 and "error:" in bad.stderr

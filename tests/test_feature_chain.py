@@ -24,9 +24,29 @@ from p2phd.styles import Clusters
 pytestmark = pytest.mark.slow
 
 CAR = 26
-COMMON = ["--nef", "4", "--ndf", "4", "--n_downsample_global", "2", "--n_blocks_global", "1",
-          "--n_downsample_E", "2", "--n_layers_D", "2", "--no_vgg_loss", "--niter", "1",
-          "--niter_decay", "0", "--lr", "0.002", "--device_target", "CPU"]
+COMMON = [
+    "--nef",
+    "4",
+    "--ndf",
+    "4",
+    "--n_downsample_global",
+    "2",
+    "--n_blocks_global",
+    "1",
+    "--n_downsample_E",
+    "2",
+    "--n_layers_D",
+    "2",
+    "--no_vgg_loss",
+    "--niter",
+    "1",
+    "--niter_decay",
+    "0",
+    "--lr",
+    "0.002",
+    "--device_target",
+    "CPU",
+]
 
 
 def bin_(verb: str, *args: str | Path) -> str:
@@ -43,24 +63,94 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         pytest.skip(f"Cityscapes sample not found at {SAMPLE}")
     w = tmp_path_factory.mktemp("chain")
     out = {"w": w}
-    for key, phase, size in (("train128", "train", 128), ("train256", "train", 256), ("test256", "test", 256)):
-        out[key] = Path(bin_("prepare", "--dataroot", SAMPLE, "--phase", phase, "--load_size", size,
-                             "--jobs", "2", "--out", w / f"{key}.h5"))
+    for key, phase, size in (
+        ("train128", "train", 128),
+        ("train256", "train", 256),
+        ("test256", "test", 256),
+    ):
+        out[key] = Path(
+            bin_(
+                "prepare",
+                "--dataroot",
+                SAMPLE,
+                "--phase",
+                phase,
+                "--load_size",
+                size,
+                "--jobs",
+                "2",
+                "--out",
+                w / f"{key}.h5",
+            )
+        )
     runs_dir = w / "outputs"
-    out["f512"] = Path(bin_("train", out["train128"], "--name", "f512", "--checkpoints_dir", runs_dir,
-                            "--netG", "global", "--ngf", "4", "--num_D", "1", "--resize_or_crop",
-                            "scale_width", "--load_size", "128", "--instance_feat", "--max_steps", "3",
-                            *COMMON))
-    out["features"] = Path(bin_("precompute", "--run", out["f512"], out["train256"], "--out", w / "features.h5"))
-    out["clusters"] = Path(bin_("cluster", out["features"], "--n_clusters", "3", "--out", w / "clusters.h5"))
-    out["f1024"] = Path(bin_("train", out["train256"], "--name", "f1024", "--checkpoints_dir", runs_dir,
-                             "--netG", "local", "--ngf", "2", "--n_blocks_local", "1", "--num_D", "2",
-                             "--resize_or_crop", "none", "--load_size", "256", "--instance_feat",
-                             "--load_features", out["features"], "--load_pretrain", out["f512"],
-                             "--max_steps", "2", *COMMON))
+    out["f512"] = Path(
+        bin_(
+            "train",
+            out["train128"],
+            "--name",
+            "f512",
+            "--checkpoints_dir",
+            runs_dir,
+            "--netG",
+            "global",
+            "--ngf",
+            "4",
+            "--num_D",
+            "1",
+            "--resize_or_crop",
+            "scale_width",
+            "--load_size",
+            "128",
+            "--instance_feat",
+            "--max_steps",
+            "3",
+            *COMMON,
+        )
+    )
+    out["features"] = Path(
+        bin_("precompute", "--run", out["f512"], out["train256"], "--out", w / "features.h5")
+    )
+    out["clusters"] = Path(
+        bin_("cluster", out["features"], "--n_clusters", "3", "--out", w / "clusters.h5")
+    )
+    out["f1024"] = Path(
+        bin_(
+            "train",
+            out["train256"],
+            "--name",
+            "f1024",
+            "--checkpoints_dir",
+            runs_dir,
+            "--netG",
+            "local",
+            "--ngf",
+            "2",
+            "--n_blocks_local",
+            "1",
+            "--num_D",
+            "2",
+            "--resize_or_crop",
+            "none",
+            "--load_size",
+            "256",
+            "--instance_feat",
+            "--load_features",
+            out["features"],
+            "--load_pretrain",
+            out["f512"],
+            "--max_steps",
+            "2",
+            *COMMON,
+        )
+    )
     render = ["--run", out["f1024"], out["test256"], "--clusters", out["clusters"]]
-    for key, extra in (("seed0", []), ("seed0_again", []), ("car0", ["--style", "car=0"]),
-                       ("car1", ["--style", "car=1"])):
+    for key, extra in (
+        ("seed0", []),
+        ("seed0_again", []),
+        ("car0", ["--style", "car=0"]),
+        ("car1", ["--style", "car=1"]),
+    ):
         out[key] = Path(bin_("render", *render, "--out", w / key, *extra))
     return out
 
@@ -99,7 +189,10 @@ def test_same_seed_renders_identical(chain: dict[str, Path]) -> None:
     assert len(a) == 15 and a.keys() == b.keys()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
-    ma, mb = read_manifest(chain["seed0"] / "render.h5"), read_manifest(chain["seed0_again"] / "render.h5")
+    ma, mb = (
+        read_manifest(chain["seed0"] / "render.h5"),
+        read_manifest(chain["seed0_again"] / "render.h5"),
+    )
     assert [r["style"] for r in ma["rows"]] == [r["style"] for r in mb["rows"]]
     assert ma["attrs"]["clusters_sha256"] == Clusters(chain["clusters"]).sha256()
 
@@ -118,7 +211,9 @@ def test_chosen_style_is_honoured(chain: dict[str, Path]) -> None:
         assert np.isfinite(car0[name].astype(float)).all()
         if has_car:
             with_cars += 1
-            assert not np.array_equal(car0[name], car1[name]), name  # the car style changes the image
+            assert not np.array_equal(car0[name], car1[name]), (
+                name
+            )  # the car style changes the image
         else:
             np.testing.assert_array_equal(car0[name], car1[name])  # nothing else changed
     assert with_cars >= 5

@@ -22,7 +22,9 @@ def _preds(rng, num_D=2, n_layers=3, prob=False):
     """A D-shaped nest: num_D scales of n_layers+2 maps; numpy and Tensor versions."""
     arrays = []
     for s in range(num_D):
-        scale = [rng.standard_normal((1, 4, 6 - s, 5)).astype(np.float32) for _ in range(n_layers + 1)]
+        scale = [
+            rng.standard_normal((1, 4, 6 - s, 5)).astype(np.float32) for _ in range(n_layers + 1)
+        ]
         last = rng.standard_normal((1, 1, 4 - s, 3)).astype(np.float32)
         scale.append(1 / (1 + np.exp(-last)) if prob else last)
         arrays.append(scale)
@@ -63,9 +65,11 @@ def test_feature_matching_weights_and_no_gradient_to_real(num_D, n_layers):
     fake_np, fake = _preds(rng, num_D, n_layers)
     real_np, real = _preds(rng, num_D, n_layers)
     weight = 10.0 * 4.0 / (n_layers + 1) / num_D
-    expect = sum(weight * np.mean(np.abs(f - r))
-                 for fs, rs in zip(fake_np, real_np, strict=True)
-                 for f, r in zip(fs[:-1], rs[:-1], strict=True))  # patch map excluded
+    expect = sum(
+        weight * np.mean(np.abs(f - r))
+        for fs, rs in zip(fake_np, real_np, strict=True)
+        for f, r in zip(fs[:-1], rs[:-1], strict=True)
+    )  # patch map excluded
     got = losses.feature_matching_loss(fake, real, n_layers, num_D, 10.0)
     np.testing.assert_allclose(got.asnumpy(), expect, rtol=1e-5)
 

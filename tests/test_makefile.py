@@ -8,15 +8,35 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = ["help", "setup", "test", "lint", "prepare", "train-512p", "train-1024p",
-           "train-512p-feat", "train-1024p-feat", "precompute", "cluster", "render-test",
-           "render-val", "render-train", "bench", "demo", "clean"]
+TARGETS = [
+    "help",
+    "setup",
+    "test",
+    "lint",
+    "prepare",
+    "train-512p",
+    "train-1024p",
+    "train-512p-feat",
+    "train-1024p-feat",
+    "precompute",
+    "cluster",
+    "render-test",
+    "render-val",
+    "render-train",
+    "bench",
+    "demo",
+    "clean",
+]
 
 
 def make(*args: str, data: Path | None = None) -> str:
     extra = [f"DATA={data}"] if data is not None else []
-    r = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), *args, *extra],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), *args, *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     return r.stdout
 
@@ -37,7 +57,9 @@ def test_help_lists_every_target_once() -> None:
         assert names.count(t) == 1, t
     # every phony target of the Makefile has a help line
     text = (ROOT / "Makefile").read_text()
-    phony = set(" ".join(re.findall(r"^\.PHONY:((?:.*\\\n)*.*)$", text, re.M)).replace("\\", " ").split())
+    phony = set(
+        " ".join(re.findall(r"^\.PHONY:((?:.*\\\n)*.*)$", text, re.M)).replace("\\", " ").split()
+    )
     assert phony - set(names) == set()
     for line in out.splitlines():
         if line.strip():
@@ -55,7 +77,9 @@ def test_render_test_plan_prepares_trains_renders(data: Path) -> None:
     trains = [ln for ln in plan if "bin/train" in ln]
     assert len(trains) == 2
     assert "--name zz_mk_512p" in trains[0] and "--netG global --ngf 64 --num_D 2" in trains[0]
-    assert "--resize_or_crop scale_width --load_size 1024 --niter 100 --niter_decay 100" in trains[0]
+    assert (
+        "--resize_or_crop scale_width --load_size 1024 --niter 100 --niter_decay 100" in trains[0]
+    )
     assert "--name zz_mk_1024p" in trains[1] and "--netG local --ngf 32 --num_D 3" in trains[1]
     assert "--resize_or_crop none --load_size 2048 --niter 50 --niter_decay 50" in trains[1]
     assert "--niter_fix_global 10" in trains[1]
@@ -67,21 +91,35 @@ def test_render_test_plan_prepares_trains_renders(data: Path) -> None:
 
 def test_feature_mode_plan(data: Path) -> None:
     full = make("-n", "render-test", "MODE=1024p-feat", "RUN=zz_mk", data=data)
-    for order in (["--name zz_mk_512p_feat", "bin/precompute", "--name zz_mk_1024p_feat", "bin/render"],
-                  ["bin/precompute", "bin/cluster", "bin/render"]):
+    for order in (
+        ["--name zz_mk_512p_feat", "bin/precompute", "--name zz_mk_1024p_feat", "bin/render"],
+        ["bin/precompute", "bin/cluster", "bin/render"],
+    ):
         pos = [full.index(s) for s in order]
         assert pos == sorted(pos), full
-    assert "--load_pretrain outputs/zz_mk_512p_feat --instance_feat --load_features " \
-           "manifests/zz_mk_512p_feat-features.h5" in full
-    assert "--load_size 2048" in full[full.index("bin/precompute"):full.index("bin/cluster")]
+    assert (
+        "--load_pretrain outputs/zz_mk_512p_feat --instance_feat --load_features "
+        "manifests/zz_mk_512p_feat-features.h5" in full
+    )
+    assert "--load_size 2048" in full[full.index("bin/precompute") : full.index("bin/cluster")]
     assert "--clusters manifests/zz_mk_512p_feat-clusters.h5" in full
     assert "--name zz_mk_512p " not in full  # labels-only runs are not needed
 
 
 def test_knobs_msrun_vgg_device_extra(data: Path, tmp_path: Path) -> None:
     vgg = tmp_path / "vgg19.ckpt"
-    plan = make("-n", "train-512p", "RUN=zz_mk", "NPROC=4", f"VGG={vgg}", "DEVICE=Ascend",
-                "SIZE=256", "NGF=16", "EXTRA=--batch_size 2", data=data)
+    plan = make(
+        "-n",
+        "train-512p",
+        "RUN=zz_mk",
+        "NPROC=4",
+        f"VGG={vgg}",
+        "DEVICE=Ascend",
+        "SIZE=256",
+        "NGF=16",
+        "EXTRA=--batch_size 2",
+        data=data,
+    )
     line = next(ln for ln in plan.splitlines() if "bin/train" in ln)
     assert "msrun --worker_num=4 --local_worker_num=4" in line and "--join=True" in line
     assert f"--vgg_pre_trained {vgg}" in line and "--no_vgg_loss" not in line
@@ -95,8 +133,16 @@ def test_knobs_msrun_vgg_device_extra(data: Path, tmp_path: Path) -> None:
 def test_demo_plan_uses_demo_names_and_small_sizes() -> None:
     plan = make("-n", "demo")
     assert "demo-renders" in plan and "SIZE=128" in plan
-    sub = make("-n", "demo-renders", "DATASET=demo", "RUN_512p=demo-512p", "RUN_1024p=demo-1024p",
-               "RUN_512p-feat=demo-512p-feat", "RUN_1024p-feat=demo-1024p-feat", "SIZE=128")
+    sub = make(
+        "-n",
+        "demo-renders",
+        "DATASET=demo",
+        "RUN_512p=demo-512p",
+        "RUN_1024p=demo-1024p",
+        "RUN_512p-feat=demo-512p-feat",
+        "RUN_1024p-feat=demo-1024p-feat",
+        "SIZE=128",
+    )
     for path in re.findall(r"(?:manifests|outputs)/[\w.-]+", sub):
         assert path.split("/")[1].startswith("demo"), path
 
@@ -106,4 +152,4 @@ def test_demo_on_given_data_names_everything_after_it(data: Path) -> None:
     assert "p2phd.demo_data" not in plan  # no toy data generated when DATA is given
     assert f"bin/prepare --dataroot {data} --phase train --load_size 128" in plan
     assert "--name demo-mkdata-512p " in plan and "--name demo-mkdata-1024p-feat " in plan
-    assert plan.rstrip().endswith("outputs/demo-mkdata-1024p-feat/render-test/index.html\"")
+    assert plan.rstrip().endswith('outputs/demo-mkdata-1024p-feat/render-test/index.html"')

@@ -21,14 +21,34 @@ def _records(n: int = 3, h: int = 8, w: int = 16) -> list[Record]:
         label = rng.integers(0, 35, (h, w), dtype=np.uint8)
         inst = (label.astype(np.int32) * 1000 + rng.integers(0, 4, (h, w))).astype(np.int32)
         photo = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        out.append(Record(f"s{i}", label, inst, photo, f"/l{i}.png", f"/i{i}.png", f"/p{i}.png", (2 * h, 2 * w)))
+        out.append(
+            Record(
+                f"s{i}",
+                label,
+                inst,
+                photo,
+                f"/l{i}.png",
+                f"/i{i}.png",
+                f"/p{i}.png",
+                (2 * h, 2 * w),
+            )
+        )
     return out
 
 
 def _write(path: Path, records: list[Record] | None = None) -> Path:
-    return write_dataset(path, records or _records(), dataset="unit", split="train", label_nc=35,
-                         has_instance=True, has_photo=True, load_size=16,
-                         options={"load_size": 16}, inputs=[{"path": "/src", "sha256": "ab"}])
+    return write_dataset(
+        path,
+        records or _records(),
+        dataset="unit",
+        split="train",
+        label_nc=35,
+        has_instance=True,
+        has_photo=True,
+        load_size=16,
+        options={"load_size": 16},
+        inputs=[{"path": "/src", "sha256": "ab"}],
+    )
 
 
 def test_roundtrip_attrs_and_arrays(tmp_path: Path) -> None:
@@ -40,7 +60,9 @@ def test_roundtrip_attrs_and_arrays(tmp_path: Path) -> None:
         for key in ("schema", "created_by", "argv", "options", "created_at", "versions", "inputs"):
             assert key in attrs, key
         assert attrs["schema"] == "p2phd.dataset/1" and attrs["options"] == {"load_size": 16}
-        assert attrs["inputs"] == [{"path": "/src", "sha256": "ab"}] and "numpy" in attrs["versions"]
+        assert (
+            attrs["inputs"] == [{"path": "/src", "sha256": "ab"}] and "numpy" in attrs["versions"]
+        )
         ds = f["inst/000001"]
         assert ds.chunks == ds.shape and ds.compression == "gzip" and ds.dtype == np.int32
         assert f["names"].asstr()[()].tolist() == ["s0", "s1", "s2"]
@@ -56,16 +78,32 @@ def test_roundtrip_attrs_and_arrays(tmp_path: Path) -> None:
         assert d.sample(-1).name == "s2"
         with pytest.raises(IndexError):
             d.sample(3)
-        assert d.paths(2) == {"label_path": "/l2.png", "inst_path": "/i2.png", "photo_path": "/p2.png"}
+        assert d.paths(2) == {
+            "label_path": "/l2.png",
+            "inst_path": "/i2.png",
+            "photo_path": "/p2.png",
+        }
         assert d.sha256() == manifest.sha256_file(path)
 
 
 def test_encoded_payloads_equal_plain_arrays(tmp_path: Path) -> None:
     """Workers hand over pre-compressed chunks; they must read back bit-identical."""
     plain = _records()
-    enc = [Record(r.name, encode(r.label), encode(r.inst), encode(r.photo, 1), orig_size=r.orig_size,
-                  num_instances=len(np.unique(r.inst))) for r in plain]
-    with Dataset(_write(tmp_path / "a.h5", plain)) as a, Dataset(_write(tmp_path / "b.h5", enc)) as b:
+    enc = [
+        Record(
+            r.name,
+            encode(r.label),
+            encode(r.inst),
+            encode(r.photo, 1),
+            orig_size=r.orig_size,
+            num_instances=len(np.unique(r.inst)),
+        )
+        for r in plain
+    ]
+    with (
+        Dataset(_write(tmp_path / "a.h5", plain)) as a,
+        Dataset(_write(tmp_path / "b.h5", enc)) as b,
+    ):
         assert a.max_instances == b.max_instances
         for i in range(len(a)):
             for x, y in zip(vars(a[i]).values(), vars(b[i]).values(), strict=True):
@@ -152,8 +190,15 @@ def test_reader_works_after_fork(tmp_path: Path) -> None:
 def test_dataset_without_instances_or_photos(tmp_path: Path) -> None:
     path = tmp_path / "l.h5"
     with manifest.create(path, "dataset", "test", {}) as f:
-        w = DatasetWriter(f, dataset="u", split="test", label_nc=0, has_instance=False,
-                          has_photo=False, load_size=0)
+        w = DatasetWriter(
+            f,
+            dataset="u",
+            split="test",
+            label_nc=0,
+            has_instance=False,
+            has_photo=False,
+            load_size=0,
+        )
         w.add(Record("a", np.zeros((4, 8, 3), np.uint8)))
         w.finish()
     with Dataset(path) as d:

@@ -75,9 +75,11 @@ def _np_conv_transpose(x, w, b):
     for i in range(h):
         for j in range(wd):
             # every input pixel scatters a 3x3 kernel at stride 2
-            full[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3] += np.einsum("nc,cokl->nokl", x[:, :, i, j], w)
+            full[:, :, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3] += np.einsum(
+                "nc,cokl->nokl", x[:, :, i, j], w
+            )
     # padding 1 crops one row/column at the start; output_padding 1 keeps one more at the end
-    return full[:, :, 1:2 * h + 1, 1:2 * wd + 1] + b.reshape(1, co, 1, 1)
+    return full[:, :, 1 : 2 * h + 1, 1 : 2 * wd + 1] + b.reshape(1, co, 1, 1)
 
 
 def test_conv_transpose_matches_direct_numpy():
@@ -134,7 +136,7 @@ def test_avg_pool_excludes_padding(shape):
     expect_gx = np.zeros_like(x)
     for (i, j), (r0, r1, c0, c1) in windows.items():
         area = (r1 - r0) * (c1 - c0)
-        expect_gx[:, :, r0:r1, c0:c1] += g[:, :, i:i + 1, j:j + 1] / area
+        expect_gx[:, :, r0:r1, c0:c1] += g[:, :, i : i + 1, j : j + 1] / area
     _close(gx, expect_gx)
 
 
@@ -150,8 +152,9 @@ def test_instance_norm_forward_and_gradient():
     _close(out, y)
     # true gradient (through mean and variance): (g - mean(g) - y*mean(g*y)) / sigma
     gd = g.astype(np.float64)
-    expect = (gd - gd.mean(axis=(2, 3), keepdims=True)
-              - y * (gd * y).mean(axis=(2, 3), keepdims=True)) / np.sqrt(var + 1e-5)
+    expect = (
+        gd - gd.mean(axis=(2, 3), keepdims=True) - y * (gd * y).mean(axis=(2, 3), keepdims=True)
+    ) / np.sqrt(var + 1e-5)
     _close(gx, expect)
     assert layers.count_parameters(layers.InstanceNorm(5)) == 0
 

@@ -35,6 +35,7 @@ def small(**kw) -> Opts:
 
 # ---------------------------------------------------------------- counts (build only)
 
+
 def test_parameter_counts_match_reference():
     o512 = Opts()
     assert nets.g_input_nc(o512) == 36 and nets.d_input_nc(o512) == 39
@@ -56,6 +57,7 @@ def test_input_channels_for_each_mode():
 
 
 # ---------------------------------------------------------------- shapes (§13 scaled down)
+
 
 def test_generator_and_discriminator_shapes():
     o = small(n_blocks_global=1)
@@ -100,6 +102,7 @@ def test_no_ganfeat_discriminator_returns_patch_maps_only():
 
 # ---------------------------------------------------------------- loading by name
 
+
 def test_512p_generator_loads_into_1024p(tmp_path):
     g512 = nets.build_generator(small(ngf=8))
     g1024 = nets.build_generator(small(netG="local", ngf=4))
@@ -107,8 +110,9 @@ def test_512p_generator_loads_into_1024p(tmp_path):
     checkpoint.save(path, {"netG": g512}, {"epoch": 3})
     report = checkpoint.load(path, {"netG": g1024})
     assert not report.mismatched
-    assert report.missing and all(n.startswith(("netG.model1_1.", "netG.model1_2."))
-                                  for n in report.missing)
+    assert report.missing and all(
+        n.startswith(("netG.model1_1.", "netG.model1_2.")) for n in report.missing
+    )
     out_conv = len(g512.model) - 2  # the 7x7 output conv (model.38 at 9 blocks), before tanh
     assert sorted(report.unused) == [f"netG.model.{out_conv}.bias", f"netG.model.{out_conv}.weight"]
     src = dict(g512.parameters_and_names())
@@ -126,6 +130,7 @@ def test_two_scale_discriminator_loads_into_three(tmp_path):
 
 
 # ---------------------------------------------------------------- graph-mode training steps
+
 
 def _batch(o, n=1, h=32, w=64, k=4):
     rng = np.random.default_rng(7)
@@ -145,12 +150,16 @@ def _assert_grads(grads, params):
     assert sum(float(np.abs(g.asnumpy()).sum()) > 0 for g in grads) >= len(grads) - 1
 
 
-@pytest.mark.parametrize("kw", [
-    dict(instance_feat=True),
-    dict(netG="local", ngf=4, n_downsample_global=3, num_D=3, no_lsgan=True),
-    dict(label_nc=0, no_instance=True),
-    dict(norm="batch", n_blocks_global=1),
-], ids=["global+E", "local+bce", "rgb", "batchnorm"])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(instance_feat=True),
+        dict(netG="local", ngf=4, n_downsample_global=3, num_D=3, no_lsgan=True),
+        dict(label_nc=0, no_instance=True),
+        dict(norm="batch", n_blocks_global=1),
+    ],
+    ids=["global+E", "local+bce", "rgb", "batchnorm"],
+)
 def test_training_step_forward_backward_graph_mode(kw):
     o = small(**kw)
     g, d = nets.build_generator(o), nets.build_discriminator(o)
@@ -167,8 +176,11 @@ def test_training_step_forward_backward_graph_mode(kw):
         fake = g(x)
         pred_fake = d(encoding.discriminator_input(cond, fake))
         pred_real = d(encoding.discriminator_input(cond, real))
-        loss = (losses.gan_loss(pred_fake, True, lsgan) + vgg(fake, real)
-                + losses.feature_matching_loss(pred_fake, pred_real, o.n_layers_D, o.num_D))
+        loss = (
+            losses.gan_loss(pred_fake, True, lsgan)
+            + vgg(fake, real)
+            + losses.feature_matching_loss(pred_fake, pred_real, o.n_layers_D, o.num_D)
+        )
         return loss, fake
 
     def d_forward(label, index, real, fake):
@@ -179,9 +191,12 @@ def test_training_step_forward_backward_graph_mode(kw):
 
     g_params = g.trainable_params() + (e.trainable_params() if e is not None else [])
     (loss_g, fake), grads_g = ms.value_and_grad(g_forward, None, g_params, has_aux=True)(
-        label, index, real)
+        label, index, real
+    )
     assert np.isfinite(loss_g.asnumpy()) and fake.shape == real.shape
     _assert_grads(grads_g, g_params)
-    loss_d, grads_d = ms.value_and_grad(d_forward, None, d.trainable_params())(label, index, real, fake)
+    loss_d, grads_d = ms.value_and_grad(d_forward, None, d.trainable_params())(
+        label, index, real, fake
+    )
     assert np.isfinite(loss_d.asnumpy())
     _assert_grads(grads_d, d.trainable_params())

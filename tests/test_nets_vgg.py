@@ -13,9 +13,21 @@ from p2phd.nets.layers import count_parameters
 from p2phd.nets.vgg import VGG19Features, load_vgg19
 
 # model zoo VGG19 ``layers`` indices of the convolutions up to conv5_1, with (out, in) channels
-CONVS = {0: (64, 3), 2: (64, 64), 5: (128, 64), 7: (128, 128), 10: (256, 128), 12: (256, 256),
-         14: (256, 256), 16: (256, 256), 19: (512, 256), 21: (512, 512), 23: (512, 512),
-         25: (512, 512), 28: (512, 512)}
+CONVS = {
+    0: (64, 3),
+    2: (64, 64),
+    5: (128, 64),
+    7: (128, 128),
+    10: (256, 128),
+    12: (256, 256),
+    14: (256, 256),
+    16: (256, 256),
+    19: (512, 256),
+    21: (512, 512),
+    23: (512, 512),
+    25: (512, 512),
+    28: (512, 512),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -28,12 +40,16 @@ def _write_zoo_ckpt(path, rng, with_bias: bool, prefix: str = "") -> dict:
     """A random checkpoint named as the model zoo's VGG19 (plus the rest of that file's entries)."""
     entries, values = [], {}
     for i, (co, ci) in CONVS.items():
-        values[f"layers.{i}.weight"] = (rng.standard_normal((co, ci, 3, 3)) * 0.05).astype(np.float32)
+        values[f"layers.{i}.weight"] = (rng.standard_normal((co, ci, 3, 3)) * 0.05).astype(
+            np.float32
+        )
         if with_bias:
             values[f"layers.{i}.bias"] = rng.standard_normal(co).astype(np.float32)
-    extra = {"layers.30.weight": np.ones((512, 512, 3, 3), np.float32),  # conv5_2: not used
-             "classifier.0.weight": np.ones((8, 4), np.float32),
-             "moments.layers.0.weight": np.ones((64, 3, 3, 3), np.float32)}
+    extra = {
+        "layers.30.weight": np.ones((512, 512, 3, 3), np.float32),  # conv5_2: not used
+        "classifier.0.weight": np.ones((8, 4), np.float32),
+        "moments.layers.0.weight": np.ones((64, 3, 3, 3), np.float32),
+    }
     for name, arr in {**values, **extra}.items():
         stored = name if name.startswith("moments.") else prefix + name
         entries.append({"name": stored, "data": Tensor(arr)})
@@ -47,7 +63,7 @@ def _np_conv3_relu(x, w, b):
     out = np.zeros((n, w.shape[0], h, wd), np.float64)
     for ky in range(3):
         for kx in range(3):
-            out += np.einsum("nchw,oc->nohw", xp[:, :, ky:ky + h, kx:kx + wd], w[:, :, ky, kx])
+            out += np.einsum("nchw,oc->nohw", xp[:, :, ky : ky + h, kx : kx + wd], w[:, :, ky, kx])
     return np.maximum(out + b.reshape(1, -1, 1, 1), 0)
 
 
@@ -79,7 +95,9 @@ def test_missing_or_wrong_file_is_a_usage_error(tmp_path):
         load_vgg19(tmp_path / "nope.ckpt")
     message = str(err.value)
     assert "\n" not in message and "download.mindspore.cn" in message and "--no_vgg_loss" in message
-    ms.save_checkpoint([{"name": "other.weight", "data": Tensor(np.ones(2, np.float32))}],
-                       str(tmp_path / "other.ckpt"))
+    ms.save_checkpoint(
+        [{"name": "other.weight", "data": Tensor(np.ones(2, np.float32))}],
+        str(tmp_path / "other.ckpt"),
+    )
     with pytest.raises(UsageError):
         load_vgg19(tmp_path / "other.ckpt")

@@ -20,10 +20,39 @@ from p2phd.cli import run_verb
 from p2phd.dataset import Dataset
 from p2phd.features import FeatureManifest, FeatureWriter
 
-TINY_RUN = ["--netG", "global", "--ngf", "4", "--nef", "4", "--ndf", "4", "--n_downsample_global", "2",
-            "--n_blocks_global", "1", "--n_downsample_E", "2", "--n_layers_D", "2", "--num_D", "1",
-            "--no_vgg_loss", "--load_size", "0", "--resize_or_crop", "none", "--niter", "1",
-            "--niter_decay", "0", "--lr", "0.01", "--seed", "0"]
+TINY_RUN = [
+    "--netG",
+    "global",
+    "--ngf",
+    "4",
+    "--nef",
+    "4",
+    "--ndf",
+    "4",
+    "--n_downsample_global",
+    "2",
+    "--n_blocks_global",
+    "1",
+    "--n_downsample_E",
+    "2",
+    "--n_layers_D",
+    "2",
+    "--num_D",
+    "1",
+    "--no_vgg_loss",
+    "--load_size",
+    "0",
+    "--resize_or_crop",
+    "none",
+    "--niter",
+    "1",
+    "--niter_decay",
+    "0",
+    "--lr",
+    "0.01",
+    "--seed",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +65,38 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
         write_frame(root / "data", "test", name, seed=50 + i, photo=False)
     (root / "data" / "test_img").rmdir()
     for phase in ("train", "test"):
-        p = subprocess.run([str(REPO / "bin" / "prepare"), "--dataroot", str(root / "data"), "--phase", phase,
-                            "--load_size", "0", "--jobs", "1", "--out", str(root / f"{phase}.h5")],
-                           capture_output=True, text=True)
+        p = subprocess.run(
+            [
+                str(REPO / "bin" / "prepare"),
+                "--dataroot",
+                str(root / "data"),
+                "--phase",
+                phase,
+                "--load_size",
+                "0",
+                "--jobs",
+                "1",
+                "--out",
+                str(root / f"{phase}.h5"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert p.returncode == 0, p.stderr
-    p = subprocess.run([str(REPO / "bin" / "train"), str(root / "train.h5"), "--name", "feat",
-                        "--checkpoints_dir", str(root / "outputs"), "--instance_feat", *TINY_RUN],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [
+            str(REPO / "bin" / "train"),
+            str(root / "train.h5"),
+            "--name",
+            "feat",
+            "--checkpoints_dir",
+            str(root / "outputs"),
+            "--instance_feat",
+            *TINY_RUN,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert checkpoint.read_meta(root / "outputs" / "feat" / "G.ckpt")["step"] == 3
     return root
@@ -52,8 +106,18 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def features(work: Path) -> Path:
     """The uninterrupted precompute at the manifest's size (via the executable)."""
     out = work / "features.h5"
-    p = subprocess.run([str(REPO / "bin" / "precompute"), "--run", str(work / "outputs" / "feat"),
-                        str(work / "train.h5"), "--out", str(out)], capture_output=True, text=True)
+    p = subprocess.run(
+        [
+            str(REPO / "bin" / "precompute"),
+            "--run",
+            str(work / "outputs" / "feat"),
+            str(work / "train.h5"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout == f"{out}\n"
     return out
@@ -73,8 +137,13 @@ def test_every_pixel_of_an_instance_holds_its_feature(work: Path, features: Path
         mine = rows["sample"] == i
         assert sorted(rows["instance"][mine].tolist()) == np.unique(s.inst).tolist()
         assert rows["area"][mine].sum() == pytest.approx(1.0)
-        for inst_id, label, feat, area in zip(rows["instance"][mine], rows["label"][mine],
-                                              rows["feature"][mine], rows["area"][mine], strict=True):
+        for inst_id, label, feat, area in zip(
+            rows["instance"][mine],
+            rows["label"][mine],
+            rows["feature"][mine],
+            rows["area"][mine],
+            strict=True,
+        ):
             where = s.inst == inst_id
             assert (fmap[:, where] == feat[:, None]).all()
             assert label == (inst_id if inst_id < 1000 else inst_id // 1000)  # Cityscapes rule
@@ -116,21 +185,36 @@ def test_maps_come_from_the_trained_encoder(work: Path, features: Path) -> None:
     assert np.abs(fmap - fresh).max() > 1e-3  # NVIDIA #156: precompute used a random encoder
 
 
-@pytest.mark.parametrize("size_args,size", [(["--size", "128x256"], (128, 256)),
-                                            (["--load_size", "200"], (100, 200))])
-def test_upsampled_maps_mix_no_instances(work: Path, features: Path, tmp_path: Path,
-                                         size_args: list[str], size: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    "size_args,size", [(["--size", "128x256"], (128, 256)), (["--load_size", "200"], (100, 200))]
+)
+def test_upsampled_maps_mix_no_instances(
+    work: Path, features: Path, tmp_path: Path, size_args: list[str], size: tuple[int, int]
+) -> None:
     out = tmp_path / "up.h5"
-    assert run_precompute("--run", str(work / "outputs" / "feat"), str(work / "train.h5"),
-                          "--out", str(out), *size_args) == 0
+    assert (
+        run_precompute(
+            "--run",
+            str(work / "outputs" / "feat"),
+            str(work / "train.h5"),
+            "--out",
+            str(out),
+            *size_args,
+        )
+        == 0
+    )
     up, base, ds = FeatureManifest(out), FeatureManifest(features), Dataset(work / "train.h5")
     assert up.size == size
-    np.testing.assert_array_equal(up.rows()["feature"], base.rows()["feature"])  # E ran at the run's size
+    np.testing.assert_array_equal(
+        up.rows()["feature"], base.rows()["feature"]
+    )  # E ran at the run's size
     rows = up.rows()
     for i, name in enumerate(ds.names):
         fmap = up.map(name)
         assert fmap.shape == (3, *size)
-        inst = np.asarray(Image.fromarray(ds.sample(i).inst).resize(size[::-1], Image.Resampling.NEAREST))
+        inst = np.asarray(
+            Image.fromarray(ds.sample(i).inst).resize(size[::-1], Image.Resampling.NEAREST)
+        )
         mine = rows["sample"] == i
         table = dict(zip(rows["instance"][mine].tolist(), rows["feature"][mine], strict=True))
         for inst_id in np.unique(inst):
@@ -140,9 +224,13 @@ def test_upsampled_maps_mix_no_instances(work: Path, features: Path, tmp_path: P
         assert values == {tuple(f) for f in rows["feature"][mine]}
 
 
-def test_resume_after_an_interrupted_run(work: Path, features: Path, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture) -> None:
+def test_resume_after_an_interrupted_run(
+    work: Path,
+    features: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
     out = tmp_path / "resumed.h5"
     args = ["--run", str(work / "outputs" / "feat"), str(work / "train.h5"), "--out", str(out)]
     real_add, calls = FeatureWriter.add, []
@@ -159,8 +247,11 @@ def test_resume_after_an_interrupted_run(work: Path, features: Path, tmp_path: P
     monkeypatch.setattr(FeatureWriter, "add", real_add)
     encoded = []
     real_encode = precompute.encode_sample
-    monkeypatch.setattr(precompute, "encode_sample",
-                        lambda enc, s, arch: encoded.append(s.name) or real_encode(enc, s, arch))
+    monkeypatch.setattr(
+        precompute,
+        "encode_sample",
+        lambda enc, s, arch: encoded.append(s.name) or real_encode(enc, s, arch),
+    )
     capsys.readouterr()
     assert run_precompute(*args) == 0
     captured = capsys.readouterr()
@@ -196,8 +287,22 @@ def test_resume_after_sigkill(work: Path, tmp_path: Path) -> None:
     for i in range(30):
         write_frame(tmp_path / "many", "train", f"city_{i:06d}_000019", seed=i)
     data = tmp_path / "many.h5"
-    assert run_verb(prepare.main, ["--dataroot", str(tmp_path / "many"), "--load_size", "0",
-                                   "--jobs", "1", "--out", str(data)]) == 0
+    assert (
+        run_verb(
+            prepare.main,
+            [
+                "--dataroot",
+                str(tmp_path / "many"),
+                "--load_size",
+                "0",
+                "--jobs",
+                "1",
+                "--out",
+                str(data),
+            ],
+        )
+        == 0
+    )
     cmd = [str(REPO / "bin" / "precompute"), "--run", str(work / "outputs" / "feat"), str(data)]
     ref, out = tmp_path / "ref.h5", tmp_path / "killed.h5"
     assert run_precompute(*cmd[1:], "--out", str(ref)) == 0  # in-process: no start-up cost
@@ -235,8 +340,9 @@ def _fake_run(work: Path, name: str, **changes) -> Path:
     return dst
 
 
-def test_bad_inputs_exit_2_and_write_nothing(work: Path, features: Path, tmp_path: Path,
-                                             capfd: pytest.CaptureFixture) -> None:
+def test_bad_inputs_exit_2_and_write_nothing(
+    work: Path, features: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
     from p2phd.nets import build_generator
 
     no_feat = _fake_run(work, "nofeat", instance_feat=False)
@@ -261,26 +367,55 @@ def test_bad_inputs_exit_2_and_write_nothing(work: Path, features: Path, tmp_pat
         capfd.readouterr()
         assert run_precompute("--run", run, data, "--out", str(out)) == 2, message
         err = capfd.readouterr()
-        assert err.out == "" and len(err.err.strip().splitlines()) == 1 and message in err.err, err.err
+        assert err.out == "" and len(err.err.strip().splitlines()) == 1 and message in err.err, (
+            err.err
+        )
         assert not out.exists() and not Path(f"{out}.tmp").exists()
     (run, data), message = cases[-1]  # ... and once through the executable
-    p = subprocess.run([str(REPO / "bin" / "precompute"), "--run", run, data, "--out", str(out)],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [str(REPO / "bin" / "precompute"), "--run", run, data, "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 2 and p.stdout == "" and len(p.stderr.strip().splitlines()) == 1
     assert message in p.stderr and not out.exists() and not Path(f"{out}.tmp").exists()
     assert run_precompute("--run", str(work / "outputs" / "feat"), train, "--size", "64") == 2
-    assert run_precompute("--run", str(work / "outputs" / "feat"), train, "--size", "8x8",
-                          "--load_size", "8") == 2
+    assert (
+        run_precompute(
+            "--run", str(work / "outputs" / "feat"), train, "--size", "8x8", "--load_size", "8"
+        )
+        == 2
+    )
 
 
 def test_dry_run_and_stdin(work: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "dry.h5"
-    assert run_precompute("--run", str(work / "outputs" / "feat"), str(work / "train.h5"),
-                          "--out", str(out), "--dry-run") == 0
+    assert (
+        run_precompute(
+            "--run",
+            str(work / "outputs" / "feat"),
+            str(work / "train.h5"),
+            "--out",
+            str(out),
+            "--dry-run",
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert captured.out == "" and "would write" in captured.err and not out.exists()
-    p = subprocess.run([str(REPO / "bin" / "precompute"), "--run", str(work / "outputs" / "feat"), "-",
-                        "--out", str(out)], input=f"{work / 'train.h5'}\n", capture_output=True, text=True)
+    p = subprocess.run(
+        [
+            str(REPO / "bin" / "precompute"),
+            "--run",
+            str(work / "outputs" / "feat"),
+            "-",
+            "--out",
+            str(out),
+        ],
+        input=f"{work / 'train.h5'}\n",
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0 and p.stdout == f"{out}\n", p.stderr
     assert precompute.default_out(str(work / "outputs" / "feat")).name == "feat-features.h5"
 
@@ -290,7 +425,9 @@ def test_label_feat_pools_per_label_region(work: Path, tmp_path: Path) -> None:
 
     run = _fake_run(work, "labelfeat", instance_feat=False, label_feat=True)
     arch = runs.arch_from_dict(runs.read_options(run)["options"])
-    checkpoint.save(run / "G.ckpt", {"netG": build_generator(arch), "netE": build_encoder(arch, 35)})
+    checkpoint.save(
+        run / "G.ckpt", {"netG": build_generator(arch), "netE": build_encoder(arch, 35)}
+    )
     out = tmp_path / "lf.h5"
     assert run_precompute("--run", str(run), str(work / "train.h5"), "--out", str(out)) == 0
     fm, ds = FeatureManifest(out), Dataset(work / "train.h5")
@@ -306,12 +443,24 @@ def test_label_feat_pools_per_label_region(work: Path, tmp_path: Path) -> None:
 
 def test_a_stale_tmp_from_other_inputs_is_not_resumed(tmp_path: Path) -> None:
     """Resuming keeps only samples made by the same encoder from the same dataset."""
-    attrs = {"feat_num": 3, "label_nc": 35, "label_feat": False, "encoder_sha256": "a" * 64,
-             "dataset_sha256": "d" * 64}
-    rows = {"instance": np.array([7], np.int32), "label": np.array([7], np.int32),
-            "feature": np.zeros((1, 3), np.float32), "area": np.ones(1, np.float32)}
+    attrs = {
+        "feat_num": 3,
+        "label_nc": 35,
+        "label_feat": False,
+        "encoder_sha256": "a" * 64,
+        "dataset_sha256": "d" * 64,
+    }
+    rows = {
+        "instance": np.array([7], np.int32),
+        "label": np.array([7], np.int32),
+        "feature": np.zeros((1, 3), np.float32),
+        "area": np.ones(1, np.float32),
+    }
     path = tmp_path / "f.h5"
-    with pytest.raises(KeyboardInterrupt), manifest.create(path, "features", "precompute", {}, resume=True) as f:
+    with (
+        pytest.raises(KeyboardInterrupt),
+        manifest.create(path, "features", "precompute", {}, resume=True) as f,
+    ):
         FeatureWriter(f, ["a", "b"], attrs).add(0, np.zeros((3, 2, 2), np.float32), rows)
         raise KeyboardInterrupt
     with manifest.create(path, "features", "precompute", {}, resume=True) as f:

@@ -26,17 +26,26 @@ def nearest_index(src: int, dst: int) -> np.ndarray:
 
 # ---------------------------------------------------------------- tiny data (always runs)
 
+
 def test_tiny_arrays_match_the_pngs(tiny_manifest: Path, tiny_cityscapes: Path) -> None:
     with Dataset(tiny_manifest) as ds:
         assert ds.names == sorted(TINY_TRAIN)
-        assert (ds.split, ds.label_nc, ds.input_nc, ds.has_instance, ds.has_photo) == ("train", 35, 1, True, True)
+        assert (ds.split, ds.label_nc, ds.input_nc, ds.has_instance, ds.has_photo) == (
+            "train",
+            35,
+            1,
+            True,
+            True,
+        )
         assert ds.attrs["load_size"] == 0 and ds.attrs["dataset"] == "tiny_cityscapes"
         expected_max = 0
         for i, name in enumerate(ds.names):
             label, inst, photo = tiny_frame(TINY_TRAIN.index(name))
             s = ds.sample(i)
             assert s.name == name
-            assert s.label.dtype == np.uint8 and s.inst.dtype == np.int32 and s.photo.dtype == np.uint8
+            assert (
+                s.label.dtype == np.uint8 and s.inst.dtype == np.int32 and s.photo.dtype == np.uint8
+            )
             np.testing.assert_array_equal(s.label, label)
             np.testing.assert_array_equal(s.inst, inst)
             np.testing.assert_array_equal(s.photo, photo)
@@ -53,8 +62,21 @@ def test_tiny_arrays_match_the_pngs(tiny_manifest: Path, tiny_cityscapes: Path) 
 
 def test_test_phase_has_no_photos_and_resizes(tiny_cityscapes: Path, tmp_path: Path) -> None:
     out = tmp_path / "t.h5"
-    assert run_prepare("--dataroot", str(tiny_cityscapes), "--phase", "test", "--load_size", "64",
-                       "--jobs", "1", "--out", str(out)) == 0
+    assert (
+        run_prepare(
+            "--dataroot",
+            str(tiny_cityscapes),
+            "--phase",
+            "test",
+            "--load_size",
+            "64",
+            "--jobs",
+            "1",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     with Dataset(out) as ds:
         assert ds.names == TINY_TEST and not ds.has_photo and ds.split == "test"
         s = ds.sample(0)
@@ -81,18 +103,30 @@ def test_pairing_is_by_name() -> None:
 def test_pairs_by_name_not_sort_order(tiny_cityscapes: Path, tmp_path: Path) -> None:
     # Photos renamed to a plain stem sort differently from the labels; pairing must still hold.
     for i, name in enumerate(TINY_TRAIN):
-        for sub, suffix in (("train_label", "_gtFine_labelIds"), ("train_inst", "_gtFine_instanceIds"),
-                            ("train_img", "_leftImg8bit")):
+        for sub, suffix in (
+            ("train_label", "_gtFine_labelIds"),
+            ("train_inst", "_gtFine_instanceIds"),
+            ("train_img", "_leftImg8bit"),
+        ):
             src = tiny_cityscapes / sub / f"{name}{suffix}.png"
             src.rename(src.with_name(f"{'zab'[i] if sub == 'train_img' else 'abz'[i]}{i}.png"))
     out = tmp_path / "o.h5"
-    assert run_prepare("--dataroot", str(tiny_cityscapes), "--out", str(out), "--load_size", "0",
-                       "--jobs", "1") == 2  # names z0/a0 differ: unpaired
+    assert (
+        run_prepare(
+            "--dataroot", str(tiny_cityscapes), "--out", str(out), "--load_size", "0", "--jobs", "1"
+        )
+        == 2
+    )  # names z0/a0 differ: unpaired
     for i in range(3):
         (tiny_cityscapes / "train_img" / f"{'zab'[i]}{i}.png").rename(
-            tiny_cityscapes / "train_img" / f"{'abz'[i]}{i}.png")
-    assert run_prepare("--dataroot", str(tiny_cityscapes), "--out", str(out), "--load_size", "0",
-                       "--jobs", "1") == 0
+            tiny_cityscapes / "train_img" / f"{'abz'[i]}{i}.png"
+        )
+    assert (
+        run_prepare(
+            "--dataroot", str(tiny_cityscapes), "--out", str(out), "--load_size", "0", "--jobs", "1"
+        )
+        == 0
+    )
     with Dataset(out) as ds:
         assert ds.names == ["a0", "b1", "z2"]
         for i, name in enumerate(ds.names):
@@ -111,8 +145,22 @@ def test_label_nc_0_ab_layout(tmp_path: Path) -> None:
         Image.fromarray(arr).save(root / "train_A" / f"{n}.png")
         Image.fromarray(255 - arr).save(root / "train_B" / f"{n}.png")
     out = tmp_path / "ab.h5"
-    assert run_prepare("--dataroot", str(root), "--label_nc", "0", "--no_instance", "--load_size", "40",
-                       "--jobs", "1", "--out", str(out)) == 0
+    assert (
+        run_prepare(
+            "--dataroot",
+            str(root),
+            "--label_nc",
+            "0",
+            "--no_instance",
+            "--load_size",
+            "40",
+            "--jobs",
+            "1",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     with Dataset(out) as ds:
         assert (ds.label_nc, ds.input_nc, ds.has_instance, ds.max_instances) == (0, 3, False, 0)
         s = ds.sample(1)
@@ -121,12 +169,24 @@ def test_label_nc_0_ab_layout(tmp_path: Path) -> None:
         np.testing.assert_array_equal(s.label, want)
 
 
-def test_jobs_2_equals_jobs_1_and_dry_run_writes_nothing(tiny_cityscapes: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture) -> None:
+def test_jobs_2_equals_jobs_1_and_dry_run_writes_nothing(
+    tiny_cityscapes: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     outs = [tmp_path / "j1.h5", tmp_path / "j2.h5"]
     for jobs, out in zip(("1", "2"), outs, strict=True):
-        assert run_prepare("--dataroot", str(tiny_cityscapes), "--load_size", "96", "--jobs", jobs,
-                           "--out", str(out)) == 0
+        assert (
+            run_prepare(
+                "--dataroot",
+                str(tiny_cityscapes),
+                "--load_size",
+                "96",
+                "--jobs",
+                jobs,
+                "--out",
+                str(out),
+            )
+            == 0
+        )
     with Dataset(outs[0]) as a, Dataset(outs[1]) as b:
         assert a.names == b.names
         for i in range(len(a)):
@@ -142,9 +202,23 @@ def test_jobs_2_equals_jobs_1_and_dry_run_writes_nothing(tiny_cityscapes: Path, 
 
 def test_bin_prepare_stdout_is_the_path(tiny_cityscapes: Path, tmp_path: Path) -> None:
     out = tmp_path / "m" / "x.h5"
-    proc = subprocess.run([str(REPO / "bin" / "prepare"), "--data_root", str(tiny_cityscapes),
-                           "--load_size", "64", "--jobs", "1", "--out", str(out)],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [
+            str(REPO / "bin" / "prepare"),
+            "--data_root",
+            str(tiny_cityscapes),
+            "--load_size",
+            "64",
+            "--jobs",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"{out}\n"
     assert "prepare: 100%" in proc.stderr  # tqdm bar on stderr
@@ -155,11 +229,14 @@ def test_default_output_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.setattr(prepare, "PROJECT_ROOT", tmp_path)
     o = prepare.PrepareOptions(dataroot="/data/cityscapes", phase="val", load_size=512)
     assert prepare.resolve_out(o, Path("/data/cityscapes")) == (
-        "cityscapes", tmp_path / "manifests" / "cityscapes-val-512.h5")
+        "cityscapes",
+        tmp_path / "manifests" / "cityscapes-val-512.h5",
+    )
     assert prepare.default_out("x", "train", 0).name == "x-train-orig.h5"
 
 
 # ---------------------------------------------------------------- bad inputs: exit 2, file named
+
 
 def _png(path: Path, arr: np.ndarray) -> None:
     Image.fromarray(arr).save(path)
@@ -180,38 +257,82 @@ def _truncate(root: Path) -> str:
 BAD_INPUTS = {
     "missing photo": (lambda r: (r / PHOTO0).unlink() or LABEL0, [], "no photo"),
     "missing instance map": (lambda r: (r / INST0).unlink() or LABEL0, [], "--no_instance"),
-    "photo without label": (lambda r: (r / LABEL0).unlink() or (r / INST0).unlink() or PHOTO0, [],
-                            "no label map"),
-    "corrupt file": (lambda r: (r / INST0).write_bytes(b"not a png at all") and INST0, [], "not an image"),
+    "photo without label": (
+        lambda r: (r / LABEL0).unlink() or (r / INST0).unlink() or PHOTO0,
+        [],
+        "no label map",
+    ),
+    "corrupt file": (
+        lambda r: (r / INST0).write_bytes(b"not a png at all") and INST0,
+        [],
+        "not an image",
+    ),
     "truncated png": (_truncate, [], "cannot decode"),
-    "non-image file": (lambda r: (r / "train_label" / "notes.txt").write_text("hi") and "train_label/notes.txt",
-                       [], "not an image file"),
-    "size differs": (lambda r: _png(r / PHOTO0, np.zeros((TINY_H, TINY_W + 2, 3), np.uint8)) or PHOTO0,
-                     [], "differs"),
+    "non-image file": (
+        lambda r: (r / "train_label" / "notes.txt").write_text("hi") and "train_label/notes.txt",
+        [],
+        "not an image file",
+    ),
+    "size differs": (
+        lambda r: _png(r / PHOTO0, np.zeros((TINY_H, TINY_W + 2, 3), np.uint8)) or PHOTO0,
+        [],
+        "differs",
+    ),
     # the first sample in name order is the first reported
-    "label >= label_nc": (lambda r: f"{min(TINY_TRAIN)}_gtFine_labelIds.png", ["--label_nc", "20"],
-                          "values 23, 24, 26 outside 0..19"),
-    "label value 40": (lambda r: _png(r / LABEL0, np.full((TINY_H, TINY_W), 40, np.uint8)) or LABEL0,
-                       [], "values 40 outside 0..34"),
-    "rgb label": (lambda r: _png(r / LABEL0, np.zeros((TINY_H, TINY_W, 3), np.uint8)) or LABEL0,
-                  [], "mode RGB"),
-    "rgb instance map": (lambda r: _png(r / INST0, np.zeros((TINY_H, TINY_W, 3), np.uint8)) or INST0,
-                         [], "instance map has mode RGB"),
-    "grey photo": (lambda r: _png(r / PHOTO0, np.zeros((TINY_H, TINY_W), np.uint8)) or PHOTO0,
-                   [], "mode L, expected RGB"),
-    "duplicate name": (lambda r: _png(r / "train_label" / f"{TINY_TRAIN[0]}_x.png",
-                                      np.zeros((TINY_H, TINY_W), np.uint8)) or LABEL0, [], "same sample name"),
+    "label >= label_nc": (
+        lambda r: f"{min(TINY_TRAIN)}_gtFine_labelIds.png",
+        ["--label_nc", "20"],
+        "values 23, 24, 26 outside 0..19",
+    ),
+    "label value 40": (
+        lambda r: _png(r / LABEL0, np.full((TINY_H, TINY_W), 40, np.uint8)) or LABEL0,
+        [],
+        "values 40 outside 0..34",
+    ),
+    "rgb label": (
+        lambda r: _png(r / LABEL0, np.zeros((TINY_H, TINY_W, 3), np.uint8)) or LABEL0,
+        [],
+        "mode RGB",
+    ),
+    "rgb instance map": (
+        lambda r: _png(r / INST0, np.zeros((TINY_H, TINY_W, 3), np.uint8)) or INST0,
+        [],
+        "instance map has mode RGB",
+    ),
+    "grey photo": (
+        lambda r: _png(r / PHOTO0, np.zeros((TINY_H, TINY_W), np.uint8)) or PHOTO0,
+        [],
+        "mode L, expected RGB",
+    ),
+    "duplicate name": (
+        lambda r: (
+            _png(r / "train_label" / f"{TINY_TRAIN[0]}_x.png", np.zeros((TINY_H, TINY_W), np.uint8))
+            or LABEL0
+        ),
+        [],
+        "same sample name",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_exits_2_naming_the_file(case: str, tiny_cityscapes: Path, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture) -> None:
+def test_bad_input_exits_2_naming_the_file(
+    case: str, tiny_cityscapes: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     damage, extra, words = BAD_INPUTS[case]
     named = damage(tiny_cityscapes)
     out_dir = tmp_path / "out"
-    rc = run_prepare("--dataroot", str(tiny_cityscapes), "--load_size", "0", "--jobs", "1",
-                     "--out", str(out_dir / "x.h5"), *extra)
+    rc = run_prepare(
+        "--dataroot",
+        str(tiny_cityscapes),
+        "--load_size",
+        "0",
+        "--jobs",
+        "1",
+        "--out",
+        str(out_dir / "x.h5"),
+        *extra,
+    )
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert rc == 2, err
     assert Path(named).name in err and words in err, err
@@ -233,10 +354,15 @@ def test_usage_errors(tiny_cityscapes: Path, tmp_path: Path, capsys: pytest.Capt
 
 # ---------------------------------------------------------------- the real sample (skipped if absent)
 
+
 def _as_raw_cityscapes(sample: Path, dest: Path) -> Path:
     """Rebuild the sample as a raw Cityscapes tree (symlinks): train frames, test = val frames."""
     for phase, split in (("train", "train"), ("test", "val")):
-        for sub, top in ((f"{phase}_label", "gtFine"), (f"{phase}_inst", "gtFine"), (f"{phase}_img", "leftImg8bit")):
+        for sub, top in (
+            (f"{phase}_label", "gtFine"),
+            (f"{phase}_inst", "gtFine"),
+            (f"{phase}_img", "leftImg8bit"),
+        ):
             for p in sorted((sample / sub).glob("*.png")) if (sample / sub).is_dir() else []:
                 city = p.name.split("_")[0]
                 (dest / top / split / city).mkdir(parents=True, exist_ok=True)
@@ -260,15 +386,32 @@ def sample_manifests(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str
     for layout, root in (("pix2pixhd", SAMPLE), ("raw", raw)):
         for phase in ("train", "test"):
             out[layout, phase] = tmp / f"{layout}-{phase}.h5"
-            assert run_prepare("--dataroot", str(root), "--phase", phase, "--load_size", "256",
-                               "--jobs", "2", "--out", str(out[layout, phase])) == 0
+            assert (
+                run_prepare(
+                    "--dataroot",
+                    str(root),
+                    "--phase",
+                    phase,
+                    "--load_size",
+                    "256",
+                    "--jobs",
+                    "2",
+                    "--out",
+                    str(out[layout, phase]),
+                )
+                == 0
+            )
     return out
 
 
 @pytest.mark.parametrize("phase", ["train", "test"])
-def test_sample_matches_pngs_in_both_layouts(phase: str, sample_root: Path,
-                                             sample_manifests: dict[tuple[str, str], Path]) -> None:
-    with Dataset(sample_manifests["pix2pixhd", phase]) as a, Dataset(sample_manifests["raw", phase]) as b:
+def test_sample_matches_pngs_in_both_layouts(
+    phase: str, sample_root: Path, sample_manifests: dict[tuple[str, str], Path]
+) -> None:
+    with (
+        Dataset(sample_manifests["pix2pixhd", phase]) as a,
+        Dataset(sample_manifests["raw", phase]) as b,
+    ):
         assert a.names == b.names and len(a) == (8 if phase == "train" else 15)
         assert a.has_photo == b.has_photo == (phase == "train") and a.has_instance
         assert a.max_instances == b.max_instances > 0
@@ -276,13 +419,20 @@ def test_sample_matches_pngs_in_both_layouts(phase: str, sample_root: Path,
             sa, sb = a.sample(i), b.sample(i)
             for key in ("label", "inst", "photo"):
                 x, y = getattr(sa, key), getattr(sb, key)
-                assert (x is None) == (y is None) and (x is None or np.array_equal(x, y)), (name, key)
+                assert (x is None) == (y is None) and (x is None or np.array_equal(x, y)), (
+                    name,
+                    key,
+                )
             assert a.orig_sizes[i].tolist() == [1024, 2048] and a.sizes[i].tolist() == [128, 256]
             label_png = Image.open(sample_root / f"{phase}_label" / f"{name}_gtFine_labelIds.png")
-            inst_png = np.asarray(Image.open(sample_root / f"{phase}_inst" / f"{name}_gtFine_instanceIds.png"))
+            inst_png = np.asarray(
+                Image.open(sample_root / f"{phase}_inst" / f"{name}_gtFine_instanceIds.png")
+            )
             rows, cols = nearest_index(1024, 128), nearest_index(2048, 256)
             np.testing.assert_array_equal(sa.label, np.asarray(label_png)[rows][:, cols])
             np.testing.assert_array_equal(sa.inst, inst_png.astype(np.int32)[rows][:, cols])
             if phase == "train":
                 photo = Image.open(sample_root / "train_img" / f"{name}_leftImg8bit.png")
-                np.testing.assert_array_equal(sa.photo, np.asarray(photo.resize((256, 128), Image.BICUBIC)))
+                np.testing.assert_array_equal(
+                    sa.photo, np.asarray(photo.resize((256, 128), Image.BICUBIC))
+                )

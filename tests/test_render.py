@@ -24,12 +24,16 @@ from p2phd.render_page import read_manifest
 BIN = REPO / "bin"
 TEST_NAMES = 15
 
-pytestmark = pytest.mark.skipif(not (SAMPLE / "test_label").is_dir(),
-                                reason=f"Cityscapes sample not found at {SAMPLE}")
+pytestmark = pytest.mark.skipif(
+    not (SAMPLE / "test_label").is_dir(), reason=f"Cityscapes sample not found at {SAMPLE}"
+)
 
 
 def _prepare(root: Path, out: Path, *extra: str) -> Path:
-    assert run_verb(prepare.main, ["--dataroot", str(root), "--jobs", "1", "--out", str(out), *extra]) == 0
+    assert (
+        run_verb(prepare.main, ["--dataroot", str(root), "--jobs", "1", "--out", str(out), *extra])
+        == 0
+    )
     return out
 
 
@@ -53,10 +57,30 @@ def train_manifest(work: Path) -> Path:
 @pytest.fixture(scope="module")
 def trained_run(work: Path, train_manifest: Path) -> Path:
     """A tiny run made by bin/train (one step): options.json and G.ckpt as train writes them."""
-    cmd = [sys.executable, str(BIN / "train"), str(train_manifest), "--name", "tiny",
-           "--checkpoints_dir", str(work), "--ngf", "4", "--ndf", "4", "--num_D", "1",
-           "--load_size", "128", "--no_vgg_loss", "--niter", "1", "--niter_decay", "0",
-           "--max_steps", "1"]
+    cmd = [
+        sys.executable,
+        str(BIN / "train"),
+        str(train_manifest),
+        "--name",
+        "tiny",
+        "--checkpoints_dir",
+        str(work),
+        "--ngf",
+        "4",
+        "--ndf",
+        "4",
+        "--num_D",
+        "1",
+        "--load_size",
+        "128",
+        "--no_vgg_loss",
+        "--niter",
+        "1",
+        "--niter_decay",
+        "0",
+        "--max_steps",
+        "1",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     run = Path(res.stdout.strip())
@@ -65,8 +89,9 @@ def trained_run(work: Path, train_manifest: Path) -> Path:
 
 
 def _render_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(BIN / "render"), *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(BIN / "render"), *args], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,13 +132,17 @@ def _generator_output(run: Path, ds: Dataset, i: int) -> np.ndarray:
     return G(ms.Tensor(x)).asnumpy()[0]
 
 
-def test_renders_every_test_label_map(reference: Path, trained_run: Path, test_manifest: Path) -> None:
+def test_renders_every_test_label_map(
+    reference: Path, trained_run: Path, test_manifest: Path
+) -> None:
     ds = Dataset(test_manifest)
     assert len(ds) == TEST_NAMES
     synth = sorted(p.name for p in reference.glob("*_synthesized.png"))
     assert synth == sorted(f"{n}_synthesized.png" for n in ds.names)
     assert all(re.fullmatch(r"frankfurt_\d{6}_\d{6}_synthesized\.png", n) for n in synth)
-    assert sorted(p.name for p in reference.glob("*_label.png")) == sorted(f"{n}_label.png" for n in ds.names)
+    assert sorted(p.name for p in reference.glob("*_label.png")) == sorted(
+        f"{n}_label.png" for n in ds.names
+    )
     assert not list(reference.glob("*_real.png"))  # the test split has no photos
     page = (reference / "index.html").read_text()
     assert page.count("<tr><td>frankfurt_") == TEST_NAMES
@@ -138,12 +167,14 @@ def test_renders_every_test_label_map(reference: Path, trained_run: Path, test_m
         differs_from_truncation |= bool((truncated != got).any())
         label_png = np.asarray(Image.open(reference / f"{ds.names[i]}_label.png"))
         from p2phd.palette import colourise
+
         np.testing.assert_array_equal(label_png, colourise(ds.sample(i).label, 35))
     assert differs_from_truncation  # the check can tell rounding from the seed's truncation
 
 
-def test_kill_mid_render_then_resume(work: Path, reference: Path, trained_run: Path,
-                                     test_manifest: Path, capfd) -> None:
+def test_kill_mid_render_then_resume(
+    work: Path, reference: Path, trained_run: Path, test_manifest: Path, capfd
+) -> None:
     out = work / "killed"
     # Let the real verb run in a subprocess and SIGKILL itself while writing the 6th image,
     # after a partial temporary exists: the harshest interruption there is.
@@ -163,17 +194,28 @@ def dying(array, path):
 rf.save_png = dying
 sys.exit(run_verb(render.main, ["--run", {str(trained_run)!r}, {str(test_manifest)!r}, "--out", {str(out)!r}]))
 """
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == -9, res.stderr[-2000:]
     assert list(out.glob(".*.tmp"))  # the killed writer left its temporary behind
-    done = {n for n in Dataset(test_manifest).names
-            if (out / f"{n}_synthesized.png").exists() and (out / f"{n}_label.png").exists()}
+    done = {
+        n
+        for n in Dataset(test_manifest).names
+        if (out / f"{n}_synthesized.png").exists() and (out / f"{n}_label.png").exists()
+    }
     assert 0 < len(done) < TEST_NAMES and not (out / "render.h5").exists()
-    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.glob("*.png")
-              if p.name.rsplit("_", 1)[0] in done}
+    before = {
+        p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in out.glob("*.png")
+        if p.name.rsplit("_", 1)[0] in done
+    }
 
     capfd.readouterr()
-    assert run_verb(render.main, ["--run", str(trained_run), str(test_manifest), "--out", str(out)]) == 0
+    assert (
+        run_verb(render.main, ["--run", str(trained_run), str(test_manifest), "--out", str(out)])
+        == 0
+    )
     err = capfd.readouterr().err
     assert f"{TEST_NAMES - len(done)} of {TEST_NAMES} samples" in err  # only the missing ones
     after = {name: (out / name).stat() for name in before}
@@ -183,13 +225,27 @@ sys.exit(run_verb(render.main, ["--run", {str(trained_run)!r}, {str(test_manifes
     assert len(read_manifest(out / "render.h5")["rows"]) == TEST_NAMES
 
 
-def test_two_shards_and_merge_equal_one_render(work: Path, trained_run: Path,
-                                               test_manifest: Path) -> None:
+def test_two_shards_and_merge_equal_one_render(
+    work: Path, trained_run: Path, test_manifest: Path
+) -> None:
     # Batches of 2: shard 1's last sample (row 13) is alone in its batch, while the single render
     # pairs it with row 12; padding every call to --batch_size keeps the pixels identical.
     single = work / "single-bs2"
-    assert run_verb(render.main, ["--run", str(trained_run), str(test_manifest), "--out",
-                                  str(single), "--batch_size", "2"]) == 0
+    assert (
+        run_verb(
+            render.main,
+            [
+                "--run",
+                str(trained_run),
+                str(test_manifest),
+                "--out",
+                str(single),
+                "--batch_size",
+                "2",
+            ],
+        )
+        == 0
+    )
     out = work / "sharded"
     base = ["--run", str(trained_run), str(test_manifest), "--out", str(out), "--batch_size", "2"]
     assert run_verb(render.main, [*base, "--shard", "0/2"]) == 0
@@ -217,19 +273,35 @@ def _refused(args: list[str], out: Path, capfd, match: str) -> None:
     assert not out.exists()
 
 
-def test_mismatched_inputs_exit_2_and_write_nothing(work: Path, trained_run: Path, test_manifest: Path,
-                                                    tiny_cityscapes: Path, tmp_path: Path, capfd) -> None:
+def test_mismatched_inputs_exit_2_and_write_nothing(
+    work: Path, trained_run: Path, test_manifest: Path, tiny_cityscapes: Path, tmp_path: Path, capfd
+) -> None:
     out = tmp_path / "never"
     no_ckpt = tmp_path / "no_ckpt"
     no_ckpt.mkdir()
     shutil.copy(trained_run / "options.json", no_ckpt / "options.json")
     _refused(["--run", str(no_ckpt), str(test_manifest)], out, capfd, "no generator checkpoint")
 
-    other_nc = _prepare(tiny_cityscapes, tmp_path / "nc40.h5", "--phase", "test", "--label_nc", "40",
-                        "--load_size", "0")
+    other_nc = _prepare(
+        tiny_cityscapes,
+        tmp_path / "nc40.h5",
+        "--phase",
+        "test",
+        "--label_nc",
+        "40",
+        "--load_size",
+        "0",
+    )
     _refused(["--run", str(trained_run), str(other_nc)], out, capfd, "label_nc 40.*label_nc 35")
-    no_inst = _prepare(tiny_cityscapes, tmp_path / "noinst.h5", "--phase", "test", "--no_instance",
-                       "--load_size", "0")
+    no_inst = _prepare(
+        tiny_cityscapes,
+        tmp_path / "noinst.h5",
+        "--phase",
+        "test",
+        "--no_instance",
+        "--load_size",
+        "0",
+    )
     _refused(["--run", str(trained_run), str(no_inst)], out, capfd, "instance maps")
 
     feat_run = tmp_path / "feat_run"
@@ -238,15 +310,23 @@ def test_mismatched_inputs_exit_2_and_write_nothing(work: Path, trained_run: Pat
     runs.write_options(feat_run, {**doc["options"], "instance_feat": True}, doc["dataset"])
     shutil.copy(trained_run / "G.ckpt", feat_run / "G.ckpt")
     _refused(["--run", str(feat_run), str(test_manifest)], out, capfd, "--clusters")
-    _refused(["--run", str(trained_run), str(test_manifest), "--shard", "2/2"], out, capfd, "--shard")
+    _refused(
+        ["--run", str(trained_run), str(test_manifest), "--shard", "2/2"], out, capfd, "--shard"
+    )
 
     # The command line: exit status 2, one line on stderr, nothing on stdout.
     res = _render_cli("--run", str(no_ckpt), str(test_manifest), "--out", str(out))
     assert res.returncode == 2 and res.stdout == "" and len(res.stderr.strip().splitlines()) == 1
     assert not out.exists()
     # --dry-run checks and reports but writes nothing.
-    assert run_verb(render.main, ["--run", str(trained_run), str(test_manifest), "--out", str(out),
-                                  "--dry-run"]) == 0 and not out.exists()
+    assert (
+        run_verb(
+            render.main,
+            ["--run", str(trained_run), str(test_manifest), "--out", str(out), "--dry-run"],
+        )
+        == 0
+        and not out.exists()
+    )
 
 
 def _feature_run(folder: Path, train_manifest: Path) -> Path:
@@ -257,9 +337,14 @@ def _feature_run(folder: Path, train_manifest: Path) -> Path:
     runtime.setup("CPU", seed=3)
     arch = runs.ArchOptions(ngf=4, nef=4, load_size=128, instance_feat=True)
     folder.mkdir()
-    runs.write_options(folder, dataclasses.asdict(arch), {"path": str(train_manifest), "sha256": ""})
-    checkpoint.save(folder / "G.ckpt", {"netG": build_generator(arch), "netE": build_encoder(arch, 1)},
-                    {"epoch": 1, "step": 1})
+    runs.write_options(
+        folder, dataclasses.asdict(arch), {"path": str(train_manifest), "sha256": ""}
+    )
+    checkpoint.save(
+        folder / "G.ckpt",
+        {"netG": build_generator(arch), "netE": build_encoder(arch, 1)},
+        {"epoch": 1, "step": 1},
+    )
     return folder
 
 
@@ -267,8 +352,17 @@ def _clusters(path: Path) -> Path:
     """A cluster manifest by hand: road (7) 2 centres, car (26) 3 centres, others none."""
     rng = np.random.default_rng(0)
     with manifest.create(path, "clusters", "cluster", {}) as f:
-        f.attrs.update({"feat_num": 3, "label_nc": 35, "n_clusters": 3, "min_area": 0.0, "seed": 0,
-                        "n_init": 1, "features": json.dumps({"path": "", "sha256": ""})})
+        f.attrs.update(
+            {
+                "feat_num": 3,
+                "label_nc": 35,
+                "n_clusters": 3,
+                "min_area": 0.0,
+                "seed": 0,
+                "n_init": 1,
+                "features": json.dumps({"path": "", "sha256": ""}),
+            }
+        )
         for c, k in ((7, 2), (26, 3)):
             g = f.create_group(f"classes/{c}")
             g["centers"] = rng.uniform(-1, 1, (k, 3)).astype(np.float32)
@@ -276,25 +370,44 @@ def _clusters(path: Path) -> Path:
     return path
 
 
-def test_feature_run_with_clusters_variants_and_encoded_photos(work: Path, train_manifest: Path,
-                                                               tmp_path: Path) -> None:
+def test_feature_run_with_clusters_variants_and_encoded_photos(
+    work: Path, train_manifest: Path, tmp_path: Path
+) -> None:
     run = _feature_run(tmp_path / "feat", train_manifest)
     clusters = _clusters(tmp_path / "clusters.h5")
     out = tmp_path / "styles"
-    args = ["--run", str(run), str(train_manifest), "--clusters", str(clusters), "--out", str(out),
-            "--variants", "2", "--style", "car=1", "--batch_size", "2"]
+    args = [
+        "--run",
+        str(run),
+        str(train_manifest),
+        "--clusters",
+        str(clusters),
+        "--out",
+        str(out),
+        "--variants",
+        "2",
+        "--style",
+        "car=1",
+        "--batch_size",
+        "2",
+    ]
     assert run_verb(render.main, args) == 0
     ds = Dataset(train_manifest)
     m = read_manifest(out / "render.h5")
     assert m["attrs"]["mode"] == "clusters" and len(m["rows"]) == len(ds) == 8
     for r in m["rows"]:
-        assert r["synthesized"] == [f"{r['name']}_synthesized_v0.png", f"{r['name']}_synthesized_v1.png"]
+        assert r["synthesized"] == [
+            f"{r['name']}_synthesized_v0.png",
+            f"{r['name']}_synthesized_v1.png",
+        ]
         assert r["real_image"] == f"{r['name']}_real.png" and r["variant"] == [0, 1]
         for style in r["style"]:
             objects = json.loads(style)
             assert all(centre == 1 for _, cls, centre in objects if cls == 26)  # user's choice
             assert all(centre == -1 for _, cls, centre in objects if cls not in (7, 26))
-    road_draws = {tuple(c for _, cls, c in json.loads(s) if cls == 7) for r in m["rows"] for s in r["style"]}
+    road_draws = {
+        tuple(c for _, cls, c in json.loads(s) if cls == 7) for r in m["rows"] for s in r["style"]
+    }
     assert len(road_draws) > 1  # seeded draws differ between samples/variants
     v0 = np.asarray(Image.open(out / m["rows"][0]["synthesized"][0]))
     v1 = np.asarray(Image.open(out / m["rows"][0]["synthesized"][1]))
@@ -307,8 +420,13 @@ def test_feature_run_with_clusters_variants_and_encoded_photos(work: Path, train
         assert any(r["style"][0] != r["style"][1] for r in m["rows"])
 
     enc = tmp_path / "encoded"
-    assert run_verb(render.main, ["--run", str(run), str(train_manifest), "--use_encoded_image",
-                                  "--out", str(enc)]) == 0
+    assert (
+        run_verb(
+            render.main,
+            ["--run", str(run), str(train_manifest), "--use_encoded_image", "--out", str(enc)],
+        )
+        == 0
+    )
     m = read_manifest(enc / "render.h5")
     assert m["attrs"]["mode"] == "encoded" and all(r["style"] == ["encoded"] for r in m["rows"])
     assert len(list(enc.glob("*_synthesized.png"))) == 8
@@ -320,8 +438,9 @@ def test_feature_run_with_clusters_variants_and_encoded_photos(work: Path, train
     assert (enc / "holiday.png").exists()
 
 
-def test_original_size_and_a_run_trained_at_another_size(trained_run: Path, tiny_cityscapes: Path,
-                                                         tmp_path: Path) -> None:
+def test_original_size_and_a_run_trained_at_another_size(
+    trained_run: Path, tiny_cityscapes: Path, tmp_path: Path
+) -> None:
     # Stored at 32x64 (sources are 64x128); the run was trained at width 128, so G sees 64x128.
     small = _prepare(tiny_cityscapes, tmp_path / "small.h5", "--phase", "test", "--load_size", "64")
     args = ["--run", str(trained_run), str(small)]
@@ -351,17 +470,25 @@ def test_rgb_input_run_from_stdin_into_the_default_folder(tmp_path: Path) -> Non
         (tmp_path / "ab" / folder).mkdir(parents=True)
         for i in range(3):
             Image.fromarray(rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)).save(
-                tmp_path / "ab" / folder / f"pair{i}.png")
-    man = _prepare(tmp_path / "ab", tmp_path / "ab.h5", "--label_nc", "0", "--no_instance",
-                   "--load_size", "0")
+                tmp_path / "ab" / folder / f"pair{i}.png"
+            )
+    man = _prepare(
+        tmp_path / "ab", tmp_path / "ab.h5", "--label_nc", "0", "--no_instance", "--load_size", "0"
+    )
     run = tmp_path / "rgb_run"
     run.mkdir()
     arch = runs.ArchOptions(ngf=4, load_size=128, label_nc=0, no_instance=True)
     runs.write_options(run, dataclasses.asdict(arch), {"path": str(man), "sha256": ""})
     from p2phd.nets import build_generator
+
     checkpoint.save(run / "G.ckpt", {"netG": build_generator(arch)}, {"epoch": 1, "step": 1})
-    res = subprocess.run([sys.executable, str(BIN / "render"), "--run", str(run), "-"],
-                         input=f"{man}\n", capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, str(BIN / "render"), "--run", str(run), "-"],
+        input=f"{man}\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     out = run / "render-train"
     assert res.stdout == f"{out}\n"

@@ -26,8 +26,14 @@ def _probe(**env: str) -> tuple[str, list[str]]:
     """(ISA seen by the process, oneDNN convolution implementations it executed)."""
     full = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
     full.update(ONEDNN_VERBOSE="1", PYTHONPATH=str(REPO), **env)
-    proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                          env=full, cwd="/", timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        env=full,
+        cwd="/",
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     isa = next(line.removeprefix("ISA=") for line in lines if line.startswith("ISA="))
@@ -55,7 +61,13 @@ def test_setup_seeds_and_versions() -> None:
     from p2phd import runtime
 
     rt = runtime.setup("CPU", seed=3)
-    assert (rt.rank, rt.world_size, rt.is_main, rt.distributed, rt.graph_mode) == (0, 1, True, False, True)
+    assert (rt.rank, rt.world_size, rt.is_main, rt.distributed, rt.graph_mode) == (
+        0,
+        1,
+        True,
+        False,
+        True,
+    )
     a = np.random.rand(3)
     runtime.setup("CPU", seed=3)
     np.testing.assert_array_equal(a, np.random.rand(3))

@@ -38,10 +38,18 @@ def scene() -> tuple[np.ndarray, np.ndarray]:
     label = np.full((32, 64), ROAD, np.uint8)
     label[:10] = BUILDING
     inst = label.astype(np.int32)
-    for k, (cls, y, x) in enumerate([(CAR, 12, 2), (CAR, 12, 20), (CAR, 22, 40), (PERSON, 20, 2),
-                                     (PERSON, 22, 20), (BUS, 12, 50)]):
-        label[y:y + 6, x:x + 10] = cls
-        inst[y:y + 6, x:x + 10] = cls * 1000 + k
+    for k, (cls, y, x) in enumerate(
+        [
+            (CAR, 12, 2),
+            (CAR, 12, 20),
+            (CAR, 22, 40),
+            (PERSON, 20, 2),
+            (PERSON, 22, 20),
+            (BUS, 12, 50),
+        ]
+    ):
+        label[y : y + 6, x : x + 10] = cls
+        inst[y : y + 6, x : x + 10] = cls * 1000 + k
     return label, inst
 
 
@@ -68,8 +76,12 @@ def test_seed_sample_and_variant_change_the_choice(clusters: Clusters) -> None:
     assert not np.array_equal(base, feature_map(label, inst, clusters, 0, "b"))
     assert not np.array_equal(base, feature_map(label, inst, clusters, 0, "a", variant=1))
     # over many seeds every car centre gets used: the choice is spread over the clusters
-    used = {s.center for seed in range(40) for s in choose_styles(label, inst, clusters, seed, "a")[0]
-            if s.label == CAR}
+    used = {
+        s.center
+        for seed in range(40)
+        for s in choose_styles(label, inst, clusters, seed, "a")[0]
+        if s.label == CAR
+    }
     assert used == set(range(clusters.k(CAR)))
 
 
@@ -130,10 +142,19 @@ def test_choices_checked_against_the_clusters(clusters: Clusters) -> None:
 
 
 def test_derived_seed_is_stable_across_processes() -> None:
-    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from p2phd.styles import derived_seed; "
-            "print(derived_seed(7, 'frankfurt_000000_000576', 26001, 2))")
-    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           env={"PYTHONHASHSEED": str(h)}).stdout.strip() for h in (1, 2)}
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r}); from p2phd.styles import derived_seed; "
+        "print(derived_seed(7, 'frankfurt_000000_000576', 26001, 2))"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={"PYTHONHASHSEED": str(h)},
+        ).stdout.strip()
+        for h in (1, 2)
+    }
     assert outs == {str(derived_seed(7, "frankfurt_000000_000576", 26001, 2))}
     assert derived_seed(0, "a", 1) != derived_seed(0, "a", 2) != derived_seed(1, "a", 2)
 

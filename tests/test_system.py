@@ -20,8 +20,23 @@ from p2phd import demo_data
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / "bin"
-ARCH = ["--n_downsample_global", "2", "--n_blocks_global", "1", "--n_blocks_local", "1",
-        "--ndf", "8", "--nef", "4", "--n_layers_D", "2", "--no_vgg_loss", "--print_freq", "4"]
+ARCH = [
+    "--n_downsample_global",
+    "2",
+    "--n_blocks_global",
+    "1",
+    "--n_blocks_local",
+    "1",
+    "--ndf",
+    "8",
+    "--nef",
+    "4",
+    "--n_layers_D",
+    "2",
+    "--no_vgg_loss",
+    "--print_freq",
+    "4",
+]
 N_TRAIN, N_TEST = 4, 2
 
 pytestmark = pytest.mark.slow
@@ -29,8 +44,14 @@ pytestmark = pytest.mark.slow
 
 def verb(name: str, *args: str | Path, stdin: str | None = None, cwd: Path) -> Path:
     """Run bin/<name>; it must exit 0 and print exactly one line: the path it wrote."""
-    r = subprocess.run([str(BIN / name), *map(str, args)], input=stdin, capture_output=True,
-                       text=True, cwd=cwd, timeout=600)
+    r = subprocess.run(
+        [str(BIN / name), *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
     assert r.returncode == 0, f"bin/{name} failed ({r.returncode}):\n{r.stderr[-3000:]}"
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 1, f"bin/{name} stdout is not one path: {r.stdout!r}"
@@ -41,41 +62,127 @@ def verb(name: str, *args: str | Path, stdin: str | None = None, cwd: Path) -> P
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory) -> dict[str, Path]:
     w = tmp_path_factory.mktemp("system")
-    data = demo_data.generate(w / "cityscapes", n_train=N_TRAIN, n_test=N_TEST, width=128,
-                              height=64, seed=1)
+    data = demo_data.generate(
+        w / "cityscapes", n_train=N_TRAIN, n_test=N_TEST, width=128, height=64, seed=1
+    )
     runs, man = w / "outputs", w / "manifests"
     p: dict[str, Path] = {"work": w, "data": data, "runs": runs}
 
     def prepare(phase: str, size: int) -> Path:
         out = man / f"demo-{phase}-{size}.h5"
-        return verb("prepare", "--dataroot", data, "--phase", phase, "--load_size", size,
-                    "--jobs", 2, "--out", out, cwd=w)
+        return verb(
+            "prepare",
+            "--dataroot",
+            data,
+            "--phase",
+            phase,
+            "--load_size",
+            size,
+            "--jobs",
+            2,
+            "--out",
+            out,
+            cwd=w,
+        )
 
     p["train64"], p["train128"] = prepare("train", 64), prepare("train", 128)
     common = ["--checkpoints_dir", runs, *ARCH]
-    g512 = ["--netG", "global", "--ngf", "8", "--num_D", "2", "--load_size", "64",
-            "--niter", "1", "--niter_decay", "0"]
-    g1024 = ["--netG", "local", "--ngf", "4", "--num_D", "3", "--resize_or_crop", "none",
-             "--load_size", "128", "--niter", "1", "--niter_decay", "1", "--niter_fix_global", "1"]
+    g512 = [
+        "--netG",
+        "global",
+        "--ngf",
+        "8",
+        "--num_D",
+        "2",
+        "--load_size",
+        "64",
+        "--niter",
+        "1",
+        "--niter_decay",
+        "0",
+    ]
+    g1024 = [
+        "--netG",
+        "local",
+        "--ngf",
+        "4",
+        "--num_D",
+        "3",
+        "--resize_or_crop",
+        "none",
+        "--load_size",
+        "128",
+        "--niter",
+        "1",
+        "--niter_decay",
+        "1",
+        "--niter_fix_global",
+        "1",
+    ]
     # the 512p run reads its manifest path from stdin, as in `bin/prepare ... | bin/train -`
-    p["512p"] = verb("train", "-", "--name", "s512", *common, *g512, stdin=f"{p['train64']}\n", cwd=w)
-    p["1024p"] = verb("train", p["train128"], "--name", "s1024", *common, *g1024,
-                      "--load_pretrain", p["512p"], cwd=w)
-    p["512p-feat"] = verb("train", p["train64"], "--name", "s512f", *common, *g512,
-                          "--instance_feat", cwd=w)
-    p["features"] = verb("precompute", "--run", p["512p-feat"], p["train64"], "--load_size", 128,
-                         "--out", man / "s512f-features.h5", cwd=w)
-    p["clusters"] = verb("cluster", "-", "--n_clusters", 2, "--out", man / "s512f-clusters.h5",
-                         stdin=f"{p['features']}\n", cwd=w)
-    p["1024p-feat"] = verb("train", p["train128"], "--name", "s1024f", *common, *g1024,
-                           "--load_pretrain", p["512p-feat"], "--instance_feat",
-                           "--load_features", p["features"], cwd=w)
+    p["512p"] = verb(
+        "train", "-", "--name", "s512", *common, *g512, stdin=f"{p['train64']}\n", cwd=w
+    )
+    p["1024p"] = verb(
+        "train",
+        p["train128"],
+        "--name",
+        "s1024",
+        *common,
+        *g1024,
+        "--load_pretrain",
+        p["512p"],
+        cwd=w,
+    )
+    p["512p-feat"] = verb(
+        "train", p["train64"], "--name", "s512f", *common, *g512, "--instance_feat", cwd=w
+    )
+    p["features"] = verb(
+        "precompute",
+        "--run",
+        p["512p-feat"],
+        p["train64"],
+        "--load_size",
+        128,
+        "--out",
+        man / "s512f-features.h5",
+        cwd=w,
+    )
+    p["clusters"] = verb(
+        "cluster",
+        "-",
+        "--n_clusters",
+        2,
+        "--out",
+        man / "s512f-clusters.h5",
+        stdin=f"{p['features']}\n",
+        cwd=w,
+    )
+    p["1024p-feat"] = verb(
+        "train",
+        p["train128"],
+        "--name",
+        "s1024f",
+        *common,
+        *g1024,
+        "--load_pretrain",
+        p["512p-feat"],
+        "--instance_feat",
+        "--load_features",
+        p["features"],
+        cwd=w,
+    )
     # render the test split straight from prepare's stdout
     r = subprocess.run(
         f"{BIN}/prepare --dataroot {data} --phase test --load_size 128 --out "
         f"{man}/demo-test-128.h5 | {BIN}/render --run {p['1024p-feat']} - --clusters "
-        f"{p['clusters']} --out {w}/render-feat", shell=True, capture_output=True, text=True,
-        cwd=w, timeout=600)
+        f"{p['clusters']} --out {w}/render-feat",
+        shell=True,
+        capture_output=True,
+        text=True,
+        cwd=w,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     p["test128"], p["render"] = man / "demo-test-128.h5", Path(r.stdout.strip())
     p["render-1024p"] = verb("render", "--run", p["1024p"], p["test128"], cwd=w)
@@ -85,9 +192,11 @@ def chain(tmp_path_factory) -> dict[str, Path]:
 def test_dataset_manifests(chain: dict[str, Path]) -> None:
     from p2phd.dataset import Dataset
 
-    for key, split, n, size in (("train64", "train", N_TRAIN, (32, 64)),
-                                ("train128", "train", N_TRAIN, (64, 128)),
-                                ("test128", "test", N_TEST, (64, 128))):
+    for key, split, n, size in (
+        ("train64", "train", N_TRAIN, (32, 64)),
+        ("train128", "train", N_TRAIN, (64, 128)),
+        ("test128", "test", N_TEST, (64, 128)),
+    ):
         with Dataset(chain[key]) as ds:
             assert ds.split == split and len(ds) == n and ds.label_nc == 35
             assert ds.has_instance and ds.has_photo
@@ -99,8 +208,12 @@ def test_dataset_manifests(chain: dict[str, Path]) -> None:
 def test_runs_load_with_their_architecture(chain: dict[str, Path]) -> None:
     from p2phd import runs
 
-    expect = {"512p": ("global", False), "1024p": ("local", False),
-              "512p-feat": ("global", True), "1024p-feat": ("local", True)}
+    expect = {
+        "512p": ("global", False),
+        "1024p": ("local", False),
+        "512p-feat": ("global", True),
+        "1024p-feat": ("local", True),
+    }
     for key, (net_g, feat) in expect.items():
         run = chain[key]
         assert run == chain["runs"] / run.name and (run / "G.ckpt").is_file()

@@ -34,8 +34,24 @@ def _l1(run: Path, manifest: Path) -> tuple[float, float]:
 
 
 def test_learns_and_writes_the_run_folder(work: Path, manifest: Path) -> None:
-    p = train([manifest, "--name", "learn", *TINY, "--no_vgg_loss", "--niter", "5",
-               "--niter_decay", "0", "--print_freq", "8", "--display_freq", "16"], work)
+    p = train(
+        [
+            manifest,
+            "--name",
+            "learn",
+            *TINY,
+            "--no_vgg_loss",
+            "--niter",
+            "5",
+            "--niter_decay",
+            "0",
+            "--print_freq",
+            "8",
+            "--display_freq",
+            "16",
+        ],
+        work,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     run = work / "outputs" / "learn"
     assert p.stdout == "outputs/learn\n"
@@ -44,22 +60,49 @@ def test_learns_and_writes_the_run_folder(work: Path, manifest: Path) -> None:
     assert trained < 0.6 * untrained, (trained, untrained)
     lines = stats(run)
     assert [ln["step"] for ln in lines] == [8, 16, 24, 32, 40]
-    assert set(lines[0]) >= {"G_GAN", "G_GAN_Feat", "G_VGG", "D_real", "D_fake", "lr", "sec_per_step",
-                             "epoch", "step"}
+    assert set(lines[0]) >= {
+        "G_GAN",
+        "G_GAN_Feat",
+        "G_VGG",
+        "D_real",
+        "D_fake",
+        "lr",
+        "sec_per_step",
+        "epoch",
+        "step",
+    }
     assert lines[-1]["G_VGG"] == 0.0 and lines[-1]["G_GAN_Feat"] > 0
     doc = json.loads((run / "options.json").read_text())
     assert doc["schema"] == "p2phd.run/1" and doc["options"]["ngf"] == 8
     page = (run / "web" / "index.html").read_text()
     for kind in ("input_label", "synthesized_image", "real_image"):
-        assert f"epoch004_{kind}.jpg" in page and (run / "web" / "images" / f"epoch002_{kind}.jpg").is_file()
+        assert (
+            f"epoch004_{kind}.jpg" in page
+            and (run / "web" / "images" / f"epoch002_{kind}.jpg").is_file()
+        )
 
 
 def test_vgg_loss_and_label_feat(work: Path, manifest: Path) -> None:
     """The VGG path reads a model-zoo layout checkpoint; label_feat trains E (in G's optimiser);
     --no_lsgan (BCE on a sigmoid D, which crashes in the MindSpore port) trains."""
     vgg = write_vgg(work / "vgg19.ckpt")
-    p = train([manifest, "--name", "vgg", *TINY, "--vgg_pre_trained", vgg, "--label_feat", "--no_lsgan",
-               "--max_steps", "2", "--print_freq", "1"], work)
+    p = train(
+        [
+            manifest,
+            "--name",
+            "vgg",
+            *TINY,
+            "--vgg_pre_trained",
+            vgg,
+            "--label_feat",
+            "--no_lsgan",
+            "--max_steps",
+            "2",
+            "--print_freq",
+            "1",
+        ],
+        work,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     run = work / "outputs" / "vgg"
     assert all(ln["G_VGG"] > 0 for ln in stats(run))
@@ -83,8 +126,24 @@ def test_load_features_mode(work: Path, manifest: Path) -> None:
     if not feat_run.exists():
         pytest.skip("needs test_vgg_loss_and_label_feat's run")
     assert precompute.main(["--run", str(feat_run), str(manifest), "--out", str(out)]) == 0
-    p = train([manifest, "--name", "loadfeat", *TINY, "--no_vgg_loss", "--no_ganFeat_loss", "--label_feat",
-               "--load_features", out, "--max_steps", "2", "--print_freq", "1"], work)
+    p = train(
+        [
+            manifest,
+            "--name",
+            "loadfeat",
+            *TINY,
+            "--no_vgg_loss",
+            "--no_ganFeat_loss",
+            "--label_feat",
+            "--load_features",
+            out,
+            "--max_steps",
+            "2",
+            "--print_freq",
+            "1",
+        ],
+        work,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     from train_util import state_arrays
 
@@ -119,7 +178,12 @@ def test_bad_inputs_exit_2_and_write_nothing(work: Path, manifest: Path, capsys)
         f.attrs["feat_num"] = 3
     _bad(work, [other, *TINY, "--no_vgg_loss"], "clusters", capsys)
     _bad(work, [manifest, *TINY, "--no_vgg_loss", "--label_nc", "20"], "label_nc 35", capsys)
-    _bad(work, [manifest, *TINY, "--vgg_pre_trained", work / "missing" / "vgg19.ckpt"], "--no_vgg_loss", capsys)
+    _bad(
+        work,
+        [manifest, *TINY, "--vgg_pre_trained", work / "missing" / "vgg19.ckpt"],
+        "--no_vgg_loss",
+        capsys,
+    )
     # a generator of another width: the trunk's shapes do not match
     runtime.setup("CPU", False, 0)
 
@@ -130,25 +194,56 @@ def test_bad_inputs_exit_2_and_write_nothing(work: Path, manifest: Path, capsys)
     arch.ngf, arch.n_downsample_global, arch.n_blocks_global = 4, 2, 1
     wrong = work / "wrong_G.ckpt"
     checkpoint.save(wrong, {"netG": build_generator(arch)}, {"step": 0})
-    _bad(work, [manifest, *TINY, "--no_vgg_loss", "--load_pretrain", wrong], "incompatible architecture", capsys)
+    _bad(
+        work,
+        [manifest, *TINY, "--no_vgg_loss", "--load_pretrain", wrong],
+        "incompatible architecture",
+        capsys,
+    )
     unrelated = work / "unrelated.ckpt"
     checkpoint.save(unrelated, {"netX": build_generator(arch)}, {"step": 0})
-    _bad(work, [manifest, *TINY, "--no_vgg_loss", "--load_pretrain", unrelated], "no generator trunk", capsys)
-    _bad(work, [manifest, *TINY, "--no_vgg_loss", "--load_pretrain", work / "nope"], "no such run", capsys)
+    _bad(
+        work,
+        [manifest, *TINY, "--no_vgg_loss", "--load_pretrain", unrelated],
+        "no generator trunk",
+        capsys,
+    )
+    _bad(
+        work,
+        [manifest, *TINY, "--no_vgg_loss", "--load_pretrain", work / "nope"],
+        "no such run",
+        capsys,
+    )
 
 
-@pytest.mark.parametrize("mode,args,expected", [
-    ("512p", [], {"G": 182_546_755, "D": 5_603_202}),
-    ("512p_feat", ["--instance_feat"], {"G": 182_556_163, "D": 5_603_202, "E": 788_803}),
-    ("1024p", ["--netG", "local", "--ngf", "32", "--num_D", "3"], {"G": 182_857_059, "D": 8_404_803}),
-])
-def test_dry_run_parameter_counts(work: Path, manifest: Path, mode: str, args: list, expected: dict,
-                                  capsys) -> None:
+@pytest.mark.parametrize(
+    "mode,args,expected",
+    [
+        ("512p", [], {"G": 182_546_755, "D": 5_603_202}),
+        ("512p_feat", ["--instance_feat"], {"G": 182_556_163, "D": 5_603_202, "E": 788_803}),
+        (
+            "1024p",
+            ["--netG", "local", "--ngf", "32", "--num_D", "3"],
+            {"G": 182_857_059, "D": 8_404_803},
+        ),
+    ],
+)
+def test_dry_run_parameter_counts(
+    work: Path, manifest: Path, mode: str, args: list, expected: dict, capsys
+) -> None:
     from p2phd import cli
     from p2phd import train as train_verb
 
-    argv = [str(manifest), "--name", f"dry{mode}", "--checkpoints_dir", str(work / "outputs"),
-            "--no_vgg_loss", "--dry_run", *args]
+    argv = [
+        str(manifest),
+        "--name",
+        f"dry{mode}",
+        "--checkpoints_dir",
+        str(work / "outputs"),
+        "--no_vgg_loss",
+        "--dry_run",
+        *args,
+    ]
     capsys.readouterr()
     assert cli.run_verb(train_verb.main, argv) == 0
     out, err = capsys.readouterr()

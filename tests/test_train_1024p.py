@@ -20,17 +20,41 @@ def _arg(args: list[str], flag: str, value: str) -> list[str]:
 
 def test_512p_to_1024p(tmp_path: Path) -> None:
     m = sample_manifest(tmp_path)
-    p = train([m, "--name", "g512", *_arg(BASE, "--ngf", "16"), "--niter", "1", "--niter_decay", "0"], tmp_path)
+    p = train(
+        [m, "--name", "g512", *_arg(BASE, "--ngf", "16"), "--niter", "1", "--niter_decay", "0"],
+        tmp_path,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     src = state_arrays(tmp_path / "outputs" / "g512" / "state" / "step-00000008" / "state.ckpt")
 
-    p = train([m, "--name", "g1024", *BASE, "--netG", "local", "--num_D", "3",
-               "--load_pretrain", "outputs/g512", "--niter", "2", "--niter_decay", "2",
-               "--niter_fix_global", "1"], tmp_path)
+    p = train(
+        [
+            m,
+            "--name",
+            "g1024",
+            *BASE,
+            "--netG",
+            "local",
+            "--num_D",
+            "3",
+            "--load_pretrain",
+            "outputs/g512",
+            "--niter",
+            "2",
+            "--niter_decay",
+            "2",
+            "--niter_fix_global",
+            "1",
+        ],
+        tmp_path,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     report = [ln for ln in p.stderr.splitlines() if ln.startswith("load_pretrain")]
     assert len(report) == 1
-    assert "(netD.scale0, netD.scale1, netG.model); new: netD.scale2, netG.model1_1, netG.model1_2" in report[0]
+    assert (
+        "(netD.scale0, netD.scale1, netG.model); new: netD.scale2, netG.model1_1, netG.model1_2"
+        in report[0]
+    )
 
     run = tmp_path / "outputs" / "g1024"
     states = {s: state_arrays(run / "state" / f"step-{s:08d}" / "state.ckpt") for s in (8, 16, 32)}

@@ -12,9 +12,25 @@ from train_util import TINY, TRAIN, sample_manifest, state_arrays, stats, train
 # 3 epochs of 8 samples = 24 steps; lr decays in epoch 3; E trains jointly; the image pool is on,
 # so its contents and RNG must survive the kill too.
 N = 24
-OPTS = [*TINY, "--no_vgg_loss", "--instance_feat", "--pool_size", "3", "--niter", "1",
-        "--niter_decay", "2", "--save_latest_freq", "4", "--print_freq", "2", "--display_freq", "8",
-        "--keep", "2"]
+OPTS = [
+    *TINY,
+    "--no_vgg_loss",
+    "--instance_feat",
+    "--pool_size",
+    "3",
+    "--niter",
+    "1",
+    "--niter_decay",
+    "2",
+    "--save_latest_freq",
+    "4",
+    "--print_freq",
+    "2",
+    "--display_freq",
+    "8",
+    "--keep",
+    "2",
+]
 
 
 def _latest_step(run: Path) -> int:
@@ -22,7 +38,9 @@ def _latest_step(run: Path) -> int:
     if not pointer.exists():
         return 0
     try:
-        return json.loads((run / "state" / pointer.read_text().strip() / "progress.json").read_text())["step"]
+        return json.loads(
+            (run / "state" / pointer.read_text().strip() / "progress.json").read_text()
+        )["step"]
     except (OSError, ValueError):
         return 0
 
@@ -59,11 +77,16 @@ def test_kill_and_resume_matches_one_run(tmp_path: Path) -> None:
     sa = state_arrays(run_a / "state" / f"step-{N:08d}" / "state.ckpt")
     sb = state_arrays(run_b / "state" / f"step-{N:08d}" / "state.ckpt")
     assert sa.keys() == sb.keys()
-    assert any(k.startswith("optG.moment1.netE.") for k in sa)  # E and Adam moments are in the state
+    assert any(
+        k.startswith("optG.moment1.netE.") for k in sa
+    )  # E and Adam moments are in the state
     for k in sa:
         np.testing.assert_allclose(sa[k], sb[k], rtol=0, atol=1e-6, err_msg=k)
     # only the newest --keep states remain
-    assert sorted(p.name for p in (run_b / "state").glob("step-*")) == [f"step-{N - 4:08d}", f"step-{N:08d}"]
+    assert sorted(p.name for p in (run_b / "state").glob("step-*")) == [
+        f"step-{N - 4:08d}",
+        f"step-{N:08d}",
+    ]
 
     # rerunning a finished run does nothing; raising --niter_decay continues it
     again = train([m, "--name", "b", *OPTS], tmp_path)

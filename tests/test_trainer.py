@@ -20,21 +20,39 @@ def _graph_cpu():
 
 def _batch(rng: np.random.Generator, label_nc: int, h: int = 32, w: int = 64) -> dict:
     inst = rng.integers(0, 3, (1, h, w)).astype(np.int32)
-    return {"label": rng.integers(0, label_nc, (1, h, w)).astype(np.int32), "inst": inst,
-            "pool": inst, "photo": rng.uniform(-1, 1, (1, 3, h, w)).astype(np.float32),
-            "feat": None}
+    return {
+        "label": rng.integers(0, label_nc, (1, h, w)).astype(np.int32),
+        "inst": inst,
+        "pool": inst,
+        "photo": rng.uniform(-1, 1, (1, 3, h, w)).astype(np.float32),
+        "feat": None,
+    }
 
 
 def test_batch_norm_trains_with_batch_statistics() -> None:
     """--norm batch: running statistics move during a step, so BatchNorm is in training mode."""
-    o = dataclasses.replace(TrainOptions(), label_nc=5, ngf=4, ndf=4, n_downsample_global=2,
-                            n_blocks_global=1, norm="batch", no_vgg_loss=True, name="bn")
+    o = dataclasses.replace(
+        TrainOptions(),
+        label_nc=5,
+        ngf=4,
+        ndf=4,
+        n_downsample_global=2,
+        n_blocks_global=1,
+        norm="batch",
+        no_vgg_loss=True,
+        name="bn",
+    )
     trainer = Trainer(o, max_instances=3)
     trainer.set_phase(fixed_global=False)
-    means = {n: p.asnumpy().copy() for n, p in trainer.G.parameters_and_names() if "moving_mean" in n}
+    means = {
+        n: p.asnumpy().copy() for n, p in trainer.G.parameters_and_names() if "moving_mean" in n
+    }
     assert means, "the generator has no BatchNorm layer"
     result = trainer.step(_batch(np.random.default_rng(0), 5), step=0)
-    moved = [n for n, p in trainer.G.parameters_and_names()
-             if n in means and not np.array_equal(p.asnumpy(), means[n])]
+    moved = [
+        n
+        for n, p in trainer.G.parameters_and_names()
+        if n in means and not np.array_equal(p.asnumpy(), means[n])
+    ]
     assert moved, "BatchNorm running means did not move: the step ran in inference mode"
     assert np.isfinite([result.G_GAN, result.D_real, result.D_fake]).all()

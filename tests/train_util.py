@@ -15,8 +15,24 @@ SAMPLE = (REPO / ".." / "shared" / "data" / "cityscapes-sample").resolve()
 TRAIN = REPO / "bin" / "train"
 
 # A tiny generator/discriminator: 128x64 images, stride 4, a few thousand parameters.
-TINY = ["--ngf", "8", "--ndf", "8", "--n_downsample_global", "2", "--n_blocks_global", "1",
-        "--n_blocks_local", "1", "--nef", "4", "--n_downsample_E", "2", "--load_size", "128"]
+TINY = [
+    "--ngf",
+    "8",
+    "--ndf",
+    "8",
+    "--n_downsample_global",
+    "2",
+    "--n_blocks_global",
+    "1",
+    "--n_blocks_local",
+    "1",
+    "--nef",
+    "4",
+    "--n_downsample_E",
+    "2",
+    "--load_size",
+    "128",
+]
 
 
 def sample_manifest(out_dir: Path, load_size: int = 128) -> Path:
@@ -27,8 +43,18 @@ def sample_manifest(out_dir: Path, load_size: int = 128) -> Path:
 
     out = out_dir / f"sample-{load_size}.h5"
     if not out.exists():
-        rc = prepare.main(["--dataroot", str(SAMPLE), "--load_size", str(load_size), "--jobs", "1",
-                           "--out", str(out)])
+        rc = prepare.main(
+            [
+                "--dataroot",
+                str(SAMPLE),
+                "--load_size",
+                str(load_size),
+                "--jobs",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
         assert rc == 0
     return out
 
@@ -36,8 +62,15 @@ def sample_manifest(out_dir: Path, load_size: int = 128) -> Path:
 def train(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess:
     """bin/train in a fresh process (its own MindSpore context), output captured."""
     env = dict(os.environ, PYTHONHASHSEED="0")
-    return subprocess.run([str(TRAIN), *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          env=env, timeout=600, **kw)
+    return subprocess.run(
+        [str(TRAIN), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        **kw,
+    )
 
 
 def free_port() -> int:
@@ -47,9 +80,21 @@ def free_port() -> int:
 
 
 # model zoo VGG19 `layers.<i>` convolutions up to conv5_1: (out, in) channels
-VGG_CONVS = {0: (64, 3), 2: (64, 64), 5: (128, 64), 7: (128, 128), 10: (256, 128), 12: (256, 256),
-             14: (256, 256), 16: (256, 256), 19: (512, 256), 21: (512, 512), 23: (512, 512),
-             25: (512, 512), 28: (512, 512)}
+VGG_CONVS = {
+    0: (64, 3),
+    2: (64, 64),
+    5: (128, 64),
+    7: (128, 128),
+    10: (256, 128),
+    12: (256, 256),
+    14: (256, 256),
+    16: (256, 256),
+    19: (512, 256),
+    21: (512, 512),
+    23: (512, 512),
+    25: (512, 512),
+    28: (512, 512),
+}
 
 
 def write_vgg(path: Path, seed: int = 0) -> Path:
@@ -59,9 +104,15 @@ def write_vgg(path: Path, seed: int = 0) -> Path:
     from mindspore import Tensor
 
     rng = np.random.default_rng(seed)
-    entries = [{"name": f"layers.{i}.weight",
-                "data": Tensor((rng.standard_normal((co, ci, 3, 3)) * np.sqrt(2 / (9 * ci))).astype(np.float32))}
-               for i, (co, ci) in VGG_CONVS.items()]
+    entries = [
+        {
+            "name": f"layers.{i}.weight",
+            "data": Tensor(
+                (rng.standard_normal((co, ci, 3, 3)) * np.sqrt(2 / (9 * ci))).astype(np.float32)
+            ),
+        }
+        for i, (co, ci) in VGG_CONVS.items()
+    ]
     ms.save_checkpoint(entries, str(path))
     return path
 

@@ -25,8 +25,18 @@ from .encoder import Encoder
 from .generator import GlobalGenerator, LocalEnhancer
 from .layers import count_parameters, prefix_parameter_names
 
-__all__ = ["g_input_nc", "d_input_nc", "build_generator", "build_discriminator", "build_encoder",
-           "count_parameters", "describe", "label_channels", "uses_edge", "trains_encoder"]
+__all__ = [
+    "g_input_nc",
+    "d_input_nc",
+    "build_generator",
+    "build_discriminator",
+    "build_encoder",
+    "count_parameters",
+    "describe",
+    "label_channels",
+    "uses_edge",
+    "trains_encoder",
+]
 
 
 def label_channels(o: Any) -> int:
@@ -52,11 +62,20 @@ def trains_encoder(o: Any) -> bool:
 
 def build_generator(o: Any) -> nn.Cell:
     if o.netG == "global":
-        net = GlobalGenerator(g_input_nc(o), o.output_nc, o.ngf, o.n_downsample_global,
-                              o.n_blocks_global, o.norm)
+        net = GlobalGenerator(
+            g_input_nc(o), o.output_nc, o.ngf, o.n_downsample_global, o.n_blocks_global, o.norm
+        )
     elif o.netG == "local":
-        net = LocalEnhancer(g_input_nc(o), o.output_nc, o.ngf, o.n_downsample_global,
-                            o.n_blocks_global, o.n_local_enhancers, o.n_blocks_local, o.norm)
+        net = LocalEnhancer(
+            g_input_nc(o),
+            o.output_nc,
+            o.ngf,
+            o.n_downsample_global,
+            o.n_blocks_global,
+            o.n_local_enhancers,
+            o.n_blocks_local,
+            o.norm,
+        )
     else:
         raise ValueError(f"unknown netG {o.netG!r} (global or local)")
     prefix_parameter_names(net, "netG")
@@ -64,9 +83,15 @@ def build_generator(o: Any) -> nn.Cell:
 
 
 def build_discriminator(o: Any) -> nn.Cell:
-    net = MultiscaleDiscriminator(d_input_nc(o), o.ndf, o.n_layers_D, o.norm,
-                                  use_sigmoid=bool(o.no_lsgan), num_D=o.num_D,
-                                  intermediate=not getattr(o, "no_ganFeat_loss", False))
+    net = MultiscaleDiscriminator(
+        d_input_nc(o),
+        o.ndf,
+        o.n_layers_D,
+        o.norm,
+        use_sigmoid=bool(o.no_lsgan),
+        num_D=o.num_D,
+        intermediate=not getattr(o, "no_ganFeat_loss", False),
+    )
     prefix_parameter_names(net, "netD")
     return net
 
@@ -84,8 +109,10 @@ def describe(o: Any) -> dict[str, int]:
     Built under no_init_parameters: shapes only, no weight memory (~0.1 s instead of ~4 s at 512p).
     """
     with no_init_parameters():
-        counts = {"G": count_parameters(build_generator(o)),
-                  "D": count_parameters(build_discriminator(o))}
+        counts = {
+            "G": count_parameters(build_generator(o)),
+            "D": count_parameters(build_discriminator(o)),
+        }
         if trains_encoder(o):
             counts["E"] = count_parameters(build_encoder(o, 1))
     return counts

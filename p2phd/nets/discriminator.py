@@ -33,8 +33,15 @@ def _blocks(input_nc: int, ndf: int, n_layers: int, norm: str, use_sigmoid: bool
 
 
 class NLayerDiscriminator(nn.Cell):
-    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "instance",
-                 use_sigmoid: bool = False, intermediate: bool = True) -> None:
+    def __init__(
+        self,
+        input_nc: int,
+        ndf: int = 64,
+        n_layers: int = 3,
+        norm: str = "instance",
+        use_sigmoid: bool = False,
+        intermediate: bool = True,
+    ) -> None:
         super().__init__()
         blocks = _blocks(input_nc, ndf, n_layers, norm, use_sigmoid)
         self.intermediate = intermediate
@@ -56,13 +63,24 @@ class NLayerDiscriminator(nn.Cell):
 
 
 class MultiscaleDiscriminator(nn.Cell):
-    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "instance",
-                 use_sigmoid: bool = False, num_D: int = 2, intermediate: bool = True) -> None:
+    def __init__(
+        self,
+        input_nc: int,
+        ndf: int = 64,
+        n_layers: int = 3,
+        norm: str = "instance",
+        use_sigmoid: bool = False,
+        num_D: int = 2,
+        intermediate: bool = True,
+    ) -> None:
         super().__init__()
         self.num_D = num_D
         for i in range(num_D):
-            setattr(self, f"scale{i}",
-                    NLayerDiscriminator(input_nc, ndf, n_layers, norm, use_sigmoid, intermediate))
+            setattr(
+                self,
+                f"scale{i}",
+                NLayerDiscriminator(input_nc, ndf, n_layers, norm, use_sigmoid, intermediate),
+            )
         self.downsample = downsample_pool()
 
     def construct(self, x):

@@ -28,23 +28,30 @@ class InstancePool(nn.Cell):
         n, c, h, w = x.shape
         k = self.max_instances
         offset = ops.arange(n, dtype=index.dtype).reshape(n, 1, 1) * k
-        seg = (index + offset).reshape(-1)                      # (N*H*W,)
-        values = x.transpose(0, 2, 3, 1).reshape(-1, c)         # (N*H*W, C)
-        sums = ops.unsorted_segment_sum(values, seg, n * k)     # (N*K, C)
+        seg = (index + offset).reshape(-1)  # (N*H*W,)
+        values = x.transpose(0, 2, 3, 1).reshape(-1, c)  # (N*H*W, C)
+        sums = ops.unsorted_segment_sum(values, seg, n * k)  # (N*K, C)
         ones = ops.ones((n * h * w, 1), x.dtype)
-        counts = ops.unsorted_segment_sum(ones, seg, n * k)     # (N*K, 1)
+        counts = ops.unsorted_segment_sum(ones, seg, n * k)  # (N*K, 1)
         means = sums / ops.maximum(counts, 1.0)
-        pooled = ops.gather(means, seg, 0)                      # (N*H*W, C)
+        pooled = ops.gather(means, seg, 0)  # (N*H*W, C)
         return pooled.reshape(n, h, w, c).transpose(0, 3, 1, 2)
 
 
 class Encoder(nn.Cell):
-    def __init__(self, input_nc: int, output_nc: int, nef: int = 16, n_down: int = 4,
-                 norm: str = "instance", max_instances: int = 1) -> None:
+    def __init__(
+        self,
+        input_nc: int,
+        output_nc: int,
+        nef: int = 16,
+        n_down: int = 4,
+        norm: str = "instance",
+        max_instances: int = 1,
+    ) -> None:
         super().__init__()
         layers = [reflection_pad(3)] + conv_norm_relu(input_nc, nef, 7, 1, 0, norm)
         for i in range(n_down):
-            mult = 2 ** i
+            mult = 2**i
             layers += conv_norm_relu(nef * mult, nef * mult * 2, 3, 2, 1, norm)
         for i in range(n_down):
             mult = 2 ** (n_down - i)

@@ -36,10 +36,14 @@ def one_hot(label, label_nc: int):
 
 def edge_map(index):
     """(N, H, W) int ids -> (N, 1, H, W) float32 4-neighbour boundary map (see module doc)."""
-    horiz = ops.cast(index[:, :, 1:] != index[:, :, :-1], ms.float32)   # (N, H, W-1)
-    vert = ops.cast(index[:, 1:, :] != index[:, :-1, :], ms.float32)    # (N, H-1, W)
-    marks = (ops.pad(horiz, (1, 0)) + ops.pad(horiz, (0, 1))
-             + ops.pad(vert, (0, 0, 1, 0)) + ops.pad(vert, (0, 0, 0, 1)))
+    horiz = ops.cast(index[:, :, 1:] != index[:, :, :-1], ms.float32)  # (N, H, W-1)
+    vert = ops.cast(index[:, 1:, :] != index[:, :-1, :], ms.float32)  # (N, H-1, W)
+    marks = (
+        ops.pad(horiz, (1, 0))
+        + ops.pad(horiz, (0, 1))
+        + ops.pad(vert, (0, 0, 1, 0))
+        + ops.pad(vert, (0, 0, 0, 1))
+    )
     return ops.expand_dims(ops.cast(marks > 0, ms.float32), 1)
 
 

@@ -19,14 +19,15 @@ from .layers import (
 )
 
 
-def global_trunk(input_nc: int, output_nc: int, ngf: int, n_down: int, n_blocks: int,
-                 norm: str) -> list:
+def global_trunk(
+    input_nc: int, output_nc: int, ngf: int, n_down: int, n_blocks: int, norm: str
+) -> list:
     """The 40 modules of NVIDIA's GlobalGenerator (at n_down 4, n_blocks 9), as a list."""
     layers = [reflection_pad(3)] + conv_norm_relu(input_nc, ngf, 7, 1, 0, norm)
     for i in range(n_down):
-        mult = 2 ** i
+        mult = 2**i
         layers += conv_norm_relu(ngf * mult, ngf * mult * 2, 3, 2, 1, norm)
-    mult = 2 ** n_down
+    mult = 2**n_down
     layers += [ResnetBlock(ngf * mult, norm) for _ in range(n_blocks)]
     for i in range(n_down):
         mult = 2 ** (n_down - i)
@@ -38,10 +39,19 @@ def global_trunk(input_nc: int, output_nc: int, ngf: int, n_down: int, n_blocks:
 class GlobalGenerator(nn.Cell):
     """(N, input_nc, H, W) -> (N, output_nc, H, W) in [-1, 1]; H, W multiples of 2**n_down."""
 
-    def __init__(self, input_nc: int, output_nc: int, ngf: int = 64, n_down: int = 4,
-                 n_blocks: int = 9, norm: str = "instance") -> None:
+    def __init__(
+        self,
+        input_nc: int,
+        output_nc: int,
+        ngf: int = 64,
+        n_down: int = 4,
+        n_blocks: int = 9,
+        norm: str = "instance",
+    ) -> None:
         super().__init__()
-        self.model = nn.SequentialCell(global_trunk(input_nc, output_nc, ngf, n_down, n_blocks, norm))
+        self.model = nn.SequentialCell(
+            global_trunk(input_nc, output_nc, ngf, n_down, n_blocks, norm)
+        )
 
     def construct(self, x):
         return self.model(x)
@@ -50,12 +60,20 @@ class GlobalGenerator(nn.Cell):
 class LocalEnhancer(nn.Cell):
     """NVIDIA's LocalEnhancer: global trunk at 1/2**n_local resolution plus local enhancers."""
 
-    def __init__(self, input_nc: int, output_nc: int, ngf: int = 32, n_down_global: int = 4,
-                 n_blocks_global: int = 9, n_local_enhancers: int = 1, n_blocks_local: int = 3,
-                 norm: str = "instance") -> None:
+    def __init__(
+        self,
+        input_nc: int,
+        output_nc: int,
+        ngf: int = 32,
+        n_down_global: int = 4,
+        n_blocks_global: int = 9,
+        n_local_enhancers: int = 1,
+        n_blocks_local: int = 3,
+        norm: str = "instance",
+    ) -> None:
         super().__init__()
         self.n_local_enhancers = n_local_enhancers
-        ngf_global = ngf * 2 ** n_local_enhancers
+        ngf_global = ngf * 2**n_local_enhancers
         trunk = global_trunk(input_nc, output_nc, ngf_global, n_down_global, n_blocks_global, norm)
         self.model = nn.SequentialCell(trunk[:-3])  # drop pad, conv, tanh: 64-ch features out
         for n in range(1, n_local_enhancers + 1):

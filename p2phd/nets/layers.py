@@ -69,15 +69,32 @@ def _torch_bias(fan_in: int) -> Uniform:
 def conv(cin: int, cout: int, k: int, stride: int = 1, padding: int = 0) -> nn.Conv2d:
     """Conv2d with zero padding ``padding`` (0 = valid), bias, NVIDIA's init."""
     mode = "pad" if padding else "valid"
-    return nn.Conv2d(cin, cout, k, stride=stride, pad_mode=mode, padding=padding, has_bias=True,
-                     weight_init=Normal(INIT_STD), bias_init=_torch_bias(cin * k * k))
+    return nn.Conv2d(
+        cin,
+        cout,
+        k,
+        stride=stride,
+        pad_mode=mode,
+        padding=padding,
+        has_bias=True,
+        weight_init=Normal(INIT_STD),
+        bias_init=_torch_bias(cin * k * k),
+    )
 
 
 def conv_transpose(cin: int, cout: int) -> nn.Conv2dTranspose:
     """torch ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1): doubles H, W."""
-    return nn.Conv2dTranspose(cin, cout, 3, stride=2, pad_mode="pad", padding=(1, 0, 1, 0),
-                              has_bias=True, weight_init=Normal(INIT_STD),
-                              bias_init=_torch_bias(cout * 9))
+    return nn.Conv2dTranspose(
+        cin,
+        cout,
+        3,
+        stride=2,
+        pad_mode="pad",
+        padding=(1, 0, 1, 0),
+        has_bias=True,
+        weight_init=Normal(INIT_STD),
+        bias_init=_torch_bias(cout * 9),
+    )
 
 
 def downsample_pool() -> nn.AvgPool2d:
@@ -90,10 +107,17 @@ class ResnetBlock(nn.Cell):
 
     def __init__(self, dim: int, norm: str) -> None:
         super().__init__()
-        self.conv_block = nn.SequentialCell([
-            reflection_pad(1), conv(dim, dim, 3), norm_layer(norm, dim), nn.ReLU(),
-            reflection_pad(1), conv(dim, dim, 3), norm_layer(norm, dim),
-        ])
+        self.conv_block = nn.SequentialCell(
+            [
+                reflection_pad(1),
+                conv(dim, dim, 3),
+                norm_layer(norm, dim),
+                nn.ReLU(),
+                reflection_pad(1),
+                conv(dim, dim, 3),
+                norm_layer(norm, dim),
+            ]
+        )
 
     def construct(self, x):
         return x + self.conv_block(x)

@@ -49,8 +49,9 @@ def d_loss(pred_fake, pred_real, use_lsgan: bool = True):
     return 0.5 * (fake + real), fake, real
 
 
-def feature_matching_loss(pred_fake, pred_real, n_layers_D: int, num_D: int,
-                          lambda_feat: float = 10.0):
+def feature_matching_loss(
+    pred_fake, pred_real, n_layers_D: int, num_D: int, lambda_feat: float = 10.0
+):
     weight = lambda_feat * (4.0 / (n_layers_D + 1)) / num_D
     loss = ops.zeros((), ms.float32)
     for i in range(len(pred_fake)):

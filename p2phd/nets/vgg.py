@@ -20,9 +20,11 @@ from mindspore import nn
 from ..cli import UsageError
 from .layers import freeze, set_parameter
 
-VGG19_URL = ("https://download.mindspore.cn/model_zoo/r1.3/"
-             "vgg19_ascend_v130_imagenet2012_research_cv_bs64_top1acc74__top5acc91.97/"
-             "vgg19_ascend_v130_imagenet2012_research_cv_bs64_top1acc74__top5acc91.97.ckpt")
+VGG19_URL = (
+    "https://download.mindspore.cn/model_zoo/r1.3/"
+    "vgg19_ascend_v130_imagenet2012_research_cv_bs64_top1acc74__top5acc91.97/"
+    "vgg19_ascend_v130_imagenet2012_research_cv_bs64_top1acc74__top5acc91.97.ckpt"
+)
 # torchvision vgg19.features up to relu5_1: channel counts, 'M' = 2x2 max pool.
 _CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512]
 _SLICE_ENDS = (2, 7, 12, 21, 30)
@@ -50,7 +52,8 @@ class VGG19Features(nn.Cell):
         cells, self._convs = _feature_layers()
         starts = (0,) + _SLICE_ENDS[:-1]
         self.slice1, self.slice2, self.slice3, self.slice4, self.slice5 = (
-            nn.SequentialCell(cells[a:b]) for a, b in zip(starts, _SLICE_ENDS, strict=True))
+            nn.SequentialCell(cells[a:b]) for a, b in zip(starts, _SLICE_ENDS, strict=True)
+        )
         freeze(self)
 
     def construct(self, x):
@@ -82,12 +85,16 @@ def load_vgg19(path: str | os.PathLike) -> VGG19Features:
     """Build the frozen VGG19 feature net and load the model zoo checkpoint at ``path``."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise UsageError(f"VGG19 weights not found at {path}: download vgg19.ckpt from {VGG19_URL} "
-                         "and pass --vgg_pre_trained PATH, or pass --no_vgg_loss")
+        raise UsageError(
+            f"VGG19 weights not found at {path}: download vgg19.ckpt from {VGG19_URL} "
+            "and pass --vgg_pre_trained PATH, or pass --no_vgg_loss"
+        )
     try:
         params = ms.load_checkpoint(path)
     except Exception as exc:  # MindSpore raises ValueError/RuntimeError for non-checkpoints
-        raise UsageError(f"{path} is not a readable MindSpore checkpoint ({exc})".splitlines()[0]) from exc
+        raise UsageError(
+            f"{path} is not a readable MindSpore checkpoint ({exc})".splitlines()[0]
+        ) from exc
     prefix = _find_prefix(params)
     if prefix is None:
         raise UsageError(f"{path} has no layers.0.weight: not the model zoo's VGG19 checkpoint")
@@ -97,10 +104,13 @@ def load_vgg19(path: str | os.PathLike) -> VGG19Features:
         weight = params.get(f"{prefix}layers.{i}.weight")
         if weight is None or tuple(weight.shape) != tuple(conv.weight.shape):
             got = None if weight is None else tuple(weight.shape)
-            raise UsageError(f"{path}: layers.{i}.weight is {got}, expected "
-                             f"{tuple(conv.weight.shape)} (not a VGG19 checkpoint)")
+            raise UsageError(
+                f"{path}: layers.{i}.weight is {got}, expected "
+                f"{tuple(conv.weight.shape)} (not a VGG19 checkpoint)"
+            )
         set_parameter(conv.weight, weight.asnumpy())
         bias = params.get(f"{prefix}layers.{i}.bias")
-        set_parameter(conv.bias, bias.asnumpy() if bias is not None
-                      else np.zeros(conv.bias.shape, np.float32))
+        set_parameter(
+            conv.bias, bias.asnumpy() if bias is not None else np.zeros(conv.bias.shape, np.float32)
+        )
     return net
