@@ -26,20 +26,17 @@
 - PNG encoding and writing run on ``--write_threads`` threads while G computes the next batch.
 """
 
-import dataclasses
 import json
 import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import field
 
-from . import manifest, runs
+from . import manifest
 from . import render_files as rf
 from .cli import UsageError, emit, log, options_dict, parse_options, resolve_input
-from .dataset import Dataset
 from .options import RuntimeOptions, flat_options, opt
 from .render_page import write_manifest, write_page
+from .render_plan import Plan, make_plan, parse_shard, sample_record
 
 
 @flat_options
@@ -104,13 +101,6 @@ class RenderOptions(RuntimeOptions):
                 raise UsageError("--merge assembles all shards: do not combine it with --shard")
 
 
-def parse_shard(spec: str) -> tuple[int, int]:
-    i, sep, n = spec.partition("/")
-    if not sep or not i.strip().isdigit() or not n.strip().isdigit() or not 0 <= int(i) < int(n):
-        raise UsageError(f"--shard must be I/N with 0 <= I < N (e.g. 0/2), got {spec!r}")
-    return int(i), int(n)
-
-
 def join_style_args(argv: list[str]) -> list[str]:
     """``--style car=3 person=1 --style bus=0`` -> one ``--style car=3,person=1,bus=0``.
 
@@ -131,213 +121,6 @@ def join_style_args(argv: list[str]) -> list[str]:
             out.append(argv[i])
         i += 1
     return out + (["--style", ",".join(s for s in specs if s)] if specs else [])
-
-
-@dataclass
-class Plan:
-    """Everything resolved and checked before anything is written."""
-
-    o: RenderOptions
-    run_dir: Path
-    run_options: dict[str, Any]
-    arch: Any
-    ds: Dataset
-    checkpoint: Path
-    checkpoint_sha: str
-    checkpoint_stat: tuple[int, int]
-    mode: str  # labels | clusters | encoded
-    clusters: Any  # styles.Clusters or None
-    choices: dict[int, int]
-    out: Path
-    rows: list[int]  # rows of the manifest this invocation is responsible for
-    shard: tuple[int, int] | None
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def variants(self) -> int:
-        return self.o.variants
-
-    def files(self, row: int) -> dict[str, Any]:
-        return rf.sample_files(self.ds.names[row], self.variants, self.ds.has_photo)
-
-    def out_size(self, row: int) -> tuple[int, int]:
-        size = self.ds.orig_sizes[row] if self.o.original_size else self.ds.sizes[row]
-        return int(size[0]), int(size[1])
-
-
-def check_compatible(arch: Any, ds: Dataset, run_dir: Path) -> None:
-    """The manifest must hold what the run was trained on (one line, exit 2)."""
-    where = f"{ds.path} vs run {run_dir}"
-    if ds.label_nc != arch.label_nc:
-        raise UsageError(
-            f"{where}: the manifest has label_nc {ds.label_nc}, the run was trained "
-            f"with label_nc {arch.label_nc}"
-        )
-    if arch.label_nc == 0 and ds.input_nc != arch.input_nc:
-        raise UsageError(
-            f"{where}: the manifest has {ds.input_nc}-channel inputs, the run "
-            f"expects input_nc {arch.input_nc}"
-        )
-    if not arch.no_instance and not ds.has_instance:
-        raise UsageError(
-            f"{where}: the run uses instance maps (edge map) but the manifest has "
-            "none; prepare it without --no_instance"
-        )
-    if arch.output_nc not in (1, 3):
-        raise UsageError(
-            f"run {run_dir}: output_nc {arch.output_nc} cannot be stored as PNG (1 or 3)"
-        )
-
-
-def resolve_mode(
-    o: RenderOptions, arch: Any, run_options: dict[str, Any], ds: Dataset, run_dir: Path
-) -> tuple[str, Any, dict[int, int]]:
-    """labels / clusters / encoded, with the cluster manifest and style choices checked."""
-    from . import styles
-
-    if not arch.use_features():
-        extra = [
-            f
-            for f, on in (
-                ("--clusters", o.clusters),
-                ("--style", o.style),
-                ("--variants", o.variants > 1),
-                ("--use_encoded_image", o.use_encoded_image),
-            )
-            if on
-        ]
-        if extra:
-            raise UsageError(
-                f"run {run_dir} does not use features: {', '.join(extra)} "
-                "only applies to --instance_feat/--label_feat runs"
-            )
-        return "labels", None, {}
-    if o.use_encoded_image:
-        if o.clusters or o.style or o.variants > 1:
-            raise UsageError(
-                "--use_encoded_image encodes the real photo: do not combine it with "
-                "--clusters, --style or --variants"
-            )
-        if run_options.get("load_features"):
-            raise UsageError(
-                f"run {run_dir} was trained on precomputed features and has no "
-                "encoder: render it with --clusters"
-            )
-        if not ds.has_photo:
-            raise UsageError(
-                f"{ds.path}: --use_encoded_image needs photos, the {ds.split} split "
-                "has none; use --clusters"
-            )
-        return "encoded", None, {}
-    if not o.clusters:
-        raise UsageError(
-            f"run {run_dir} uses instance features: pass --clusters FILE "
-            "(bin/cluster) or --use_encoded_image"
-        )
-    clusters = styles.Clusters(o.clusters)
-    clusters.check(arch.feat_num, arch.label_nc)
-    choices = styles.parse_style(o.style or None, arch.label_nc)
-    clusters.check_choices(choices)
-    return "clusters", clusters, choices
-
-
-def make_settings(p: Plan) -> dict[str, Any]:
-    """What decides the pixels (compared on reruns) plus, under 'paths', where it came from."""
-    s: dict[str, Any] = {
-        "schema": rf.SETTINGS_SCHEMA,
-        "mode": p.mode,
-        "checkpoint_sha256": p.checkpoint_sha,
-        "dataset_sha256": p.ds.sha256(),
-        "arch": dataclasses.asdict(p.arch),
-        "variants": p.variants,
-        "original_size": p.o.original_size,
-        "batch_size": p.o.batch_size,
-    }
-    if p.mode == "clusters":
-        s.update(
-            clusters_sha256=p.clusters.sha256(),
-            seed=p.o.seed,
-            style={str(c): k for c, k in sorted(p.choices.items())},
-        )
-    s["paths"] = {
-        "run": str(p.run_dir.resolve()),
-        "checkpoint": str(p.checkpoint.resolve()),
-        "dataset": str(p.ds.path.resolve()),
-        "clusters": str(p.clusters.path.resolve()) if p.clusters else "",
-    }
-    return s
-
-
-def make_plan(o: RenderOptions, manifest_path: str) -> Plan:
-    run_dir = Path(o.run)
-    doc = runs.read_options(run_dir)
-    arch = runs.arch_from_dict(doc["options"])
-    ckpt = runs.snapshot_path(run_dir)
-    if not ckpt.is_file():
-        raise UsageError(f"{run_dir}: no generator checkpoint {ckpt.name} (train this run first)")
-    ds = Dataset(manifest_path)
-    check_compatible(arch, ds, run_dir)
-    mode, clusters, choices = resolve_mode(o, arch, doc["options"], ds, run_dir)
-    st = ckpt.stat()
-    shard = parse_shard(o.shard) if o.shard else None
-    rows = list(range(len(ds)))
-    if shard:
-        rows = rows[shard[0] :: shard[1]]
-    out = Path(o.out) if o.out else run_dir / f"render-{ds.split}"
-    plan = Plan(
-        o,
-        run_dir,
-        doc["options"],
-        arch,
-        ds,
-        ckpt,
-        manifest.sha256_file(ckpt),
-        (st.st_size, st.st_mtime_ns),
-        mode,
-        clusters,
-        choices,
-        out,
-        rows,
-        shard,
-    )
-    plan.settings = make_settings(plan)
-    return plan
-
-
-# ---------------------------------------------------------------------------------------------
-# records, manifest, page
-
-
-def sample_styles(p: Plan, row: int) -> list[str]:
-    """Per variant: the style record of a cluster render, 'encoded', or ''."""
-    if p.mode == "encoded":
-        return ["encoded"]
-    if p.mode != "clusters":
-        return [""] * p.variants
-    from . import styles
-
-    s = p.ds.sample(row)
-    inst = s.inst if p.arch.instance_feat else None
-    return [
-        styles.styles_json(
-            styles.choose_styles(s.label, inst, p.clusters, p.o.seed, s.name, p.choices, k)[0]
-        )
-        for k in range(p.variants)
-    ]
-
-
-def sample_record(p: Plan, row: int, style_cache: dict[int, list[str]]) -> dict[str, Any]:
-    styles_ = style_cache.get(row) or sample_styles(p, row)
-    seed = p.o.seed if p.mode == "clusters" else -1
-    return {
-        "row": row,
-        "name": p.ds.names[row],
-        "files": p.files(row),
-        "size": p.out_size(row),
-        "seeds": [seed] * p.variants,
-        "variants": list(range(p.variants)),
-        "styles": styles_,
-    }
 
 
 def finish(p: Plan, style_cache: dict[int, list[str]], argv: list[str] | None) -> None:

@@ -42,7 +42,7 @@ def write_manifest(
     inputs: Sequence[dict[str, str]],
     argv: Sequence[str] | None,
 ) -> Path:
-    """Write a render manifest atomically. ``records`` come from render.sample_record."""
+    """Write a render manifest atomically. ``records`` come from render_plan.sample_record."""
     k = max((len(r["files"]["synthesized"]) for r in records), default=1)
 
     def grid(key: str, dtype: Any) -> np.ndarray:
