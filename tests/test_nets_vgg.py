@@ -11,23 +11,7 @@ from mindspore import Tensor
 from p2phd.cli import UsageError
 from p2phd.nets.layers import count_parameters
 from p2phd.nets.vgg import VGG19Features, load_vgg19
-
-# model zoo VGG19 ``layers`` indices of the convolutions up to conv5_1, with (out, in) channels
-CONVS = {
-    0: (64, 3),
-    2: (64, 64),
-    5: (128, 64),
-    7: (128, 128),
-    10: (256, 128),
-    12: (256, 256),
-    14: (256, 256),
-    16: (256, 256),
-    19: (512, 256),
-    21: (512, 512),
-    23: (512, 512),
-    25: (512, 512),
-    28: (512, 512),
-}
+from train_util import VGG_CONVS
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +23,7 @@ def graph_mode():
 def _write_zoo_ckpt(path, rng, with_bias: bool, prefix: str = "") -> dict:
     """A random checkpoint named as the model zoo's VGG19 (plus the rest of that file's entries)."""
     entries, values = [], {}
-    for i, (co, ci) in CONVS.items():
+    for i, (co, ci) in VGG_CONVS.items():
         values[f"layers.{i}.weight"] = (rng.standard_normal((co, ci, 3, 3)) * 0.05).astype(
             np.float32
         )
@@ -74,10 +58,10 @@ def test_load_zoo_layout(tmp_path, with_bias, prefix):
     values = _write_zoo_ckpt(path, rng, with_bias, prefix)
     vgg = load_vgg19(path)
     assert count_parameters(vgg) == 0 and len(list(vgg.get_parameters())) == 26  # frozen
-    for i in CONVS:
+    for i in VGG_CONVS:
         conv = vgg.conv_at(i)
         np.testing.assert_array_equal(conv.weight.asnumpy(), values[f"layers.{i}.weight"])
-        bias = values.get(f"layers.{i}.bias", np.zeros(CONVS[i][0], np.float32))
+        bias = values.get(f"layers.{i}.bias", np.zeros(VGG_CONVS[i][0], np.float32))
         np.testing.assert_array_equal(conv.bias.asnumpy(), bias)
     x = rng.uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)
     h1 = vgg(Tensor(x))[0].asnumpy()
