@@ -17,7 +17,6 @@ Classes 0..label_nc-1 (or, for RGB input, the classes seen) without qualifying r
 and are listed in ``classes_without_clusters``; render gives their pixels zero features.
 """
 
-import dataclasses
 import json
 import sys
 import warnings
@@ -29,7 +28,7 @@ import numpy as np
 from . import manifest
 from .cli import UsageError, emit, log, options_dict, parse_options, resolve_input
 from .features import FeatureManifest
-from .options import flat_options, opt
+from .options import flat_options, opt, positional
 from .styles import KIND, class_name
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,15 +37,9 @@ DEFAULT_MIN_AREA = 1 / 64
 
 @flat_options
 class ClusterOptions:
-    features: str = dataclasses.field(
-        default="",
-        metadata={
-            "args": ["features"],
-            "nargs": "?",
-            "type": str,
-            "metavar": "FEATURES",
-            "help": "feature manifest written by bin/precompute; '-' reads its path from stdin",
-        },
+    features: str = positional(
+        "features",
+        "feature manifest written by bin/precompute; '-' reads its path from stdin",
     )
     n_clusters: int = opt(10, "clusters per class (at most; k = min(rows, n_clusters))")
     min_area: float = opt(

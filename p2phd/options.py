@@ -28,6 +28,18 @@ def opt(default: Any, help: str, *, choices: tuple | None = None, metavar: str |
     return dataclasses.field(default=default, metadata=meta)
 
 
+def positional(name: str, help: str, *, required: bool = False):
+    """A positional input path (a manifest, or '-' to read its path from stdin).
+
+    Not required by argparse unless ``required``: the verb's validate() then says what is
+    missing in its own words (argparse would name only the metavar).
+    """
+    meta: dict[str, Any] = {"args": [name], "type": str, "metavar": name.upper(), "help": help}
+    if not required:
+        meta["nargs"] = "?"
+    return dataclasses.field(default="", metadata=meta)
+
+
 def _with_flag_names(cls: type) -> type:
     """Give every field the flags ``--name`` and ``--name-with-dashes`` (seed + modern spelling)."""
     for f in dataclasses.fields(cls):

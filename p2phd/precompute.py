@@ -13,7 +13,6 @@ manifest the 1024p feature run will train on (prepared at 2048 wide): E runs at 
 1024x512 and the maps come out at 2048x1024 on that manifest's own instance maps.
 """
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from . import manifest
 from .cli import UsageError, emit, log, options_dict, parse_options, resolve_input
 from .dataset import Dataset, Sample
 from .features import KIND, FeatureWriter
-from .options import DEVICE_TARGETS, flat_options, opt
+from .options import DEVICE_TARGETS, flat_options, opt, positional
 from .styles import segment_classes
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -37,16 +36,10 @@ _BICUBIC = Image.Resampling.BICUBIC
 
 @flat_options
 class PrecomputeOptions:
-    manifest: str = dataclasses.field(
-        default="",
-        metadata={
-            "args": ["manifest"],
-            "nargs": "?",
-            "type": str,
-            "metavar": "MANIFEST",
-            "help": "dataset manifest to encode (with photos): best the one the later (1024p) run "
-            "trains on, so the maps follow its own instance maps; '-' reads the path from stdin",
-        },
+    manifest: str = positional(
+        "manifest",
+        "dataset manifest to encode (with photos): best the one the later (1024p) run "
+        "trains on, so the maps follow its own instance maps; '-' reads the path from stdin",
     )
     run: str = opt(
         "",

@@ -29,25 +29,21 @@
 import json
 import sys
 import time
-from dataclasses import field
 
 from . import manifest
 from . import render_files as rf
 from .cli import UsageError, emit, log, options_dict, parse_options, resolve_input
-from .options import RuntimeOptions, flat_options, opt
+from .options import RuntimeOptions, flat_options, opt, positional
 from .render_page import write_manifest, write_page
 from .render_plan import Plan, make_plan, parse_shard, sample_record
 
 
 @flat_options
 class RenderOptions(RuntimeOptions):
-    manifest: str = field(
-        default="",
-        metadata={
-            "args": ["manifest"],
-            "metavar": "MANIFEST",
-            "help": "dataset manifest to render (bin/prepare), or - to read its path from stdin",
-        },
+    manifest: str = positional(
+        "manifest",
+        "dataset manifest to render (bin/prepare), or - to read its path from stdin",
+        required=True,
     )
     run: str = opt("", "run folder (bin/train): options.json and G.ckpt (required)", metavar="RUN")
     clusters: str = opt("", "cluster manifest (bin/cluster) for feature runs", metavar="FILE")

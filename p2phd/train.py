@@ -9,7 +9,6 @@ pool); --niter, --niter_decay and --max_steps may be raised to train longer. Und
 Layout of the run folder: p2phd/runs.py. Step and losses: p2phd/trainer.py.
 """
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from .options import (
     RuntimeOptions,
     flat_options,
     opt,
+    positional,
     validate_data_model,
 )
 
@@ -49,15 +49,9 @@ RESUMABLE = {
 
 @flat_options
 class TrainOptions(RuntimeOptions, DataOptions, ModelOptions):
-    manifest: str = dataclasses.field(
-        default="",
-        metadata={
-            "args": ["manifest"],
-            "nargs": "?",
-            "type": str,
-            "metavar": "MANIFEST",
-            "help": "dataset manifest (bin/prepare) of the training split; '-' reads its path from stdin",
-        },
+    manifest: str = positional(
+        "manifest",
+        "dataset manifest (bin/prepare) of the training split; '-' reads its path from stdin",
     )
     name: str = opt("", "run name: the run folder is <checkpoints_dir>/<name>")
     checkpoints_dir: str = opt("outputs", "folder holding run folders")
