@@ -22,9 +22,9 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from . import manifest
@@ -128,26 +128,27 @@ class Style:
     chosen_by: str  # "seed", "user" or "none"
 
 
-class Clusters:
-    """Read-only view of a cluster manifest ``p2phd.clusters/1`` (written by ``bin/cluster``)."""
+class Clusters(manifest.ManifestReader):
+    """Read-only view of a cluster manifest ``p2phd.clusters/1`` (written by ``bin/cluster``).
+
+    The centres are small: they are read into memory and the file is closed at once.
+    """
+
+    kind = KIND
 
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        with manifest.open_manifest(self.path, KIND) as f:
-            self.attrs = manifest.read_attrs(f)
-            try:
-                self.feat_num = int(self.attrs["feat_num"])
-                self.label_nc = int(self.attrs["label_nc"])
-                groups = f["classes"] if "classes" in f else {}
-                self._centers = {
-                    int(c): g["centers"][()].astype(np.float32) for c, g in groups.items()
-                }
-                self._counts = {int(c): g["counts"][()].astype(np.int64) for c, g in groups.items()}
-            except KeyError as exc:
-                raise UsageError(
-                    f"{self.path}: incomplete cluster manifest (missing {exc})"
-                ) from None
-        self._sha: str | None = None
+        super().__init__(path)
+        self.close()
+
+    def _load(self, f: h5py.File) -> None:
+        try:
+            self.feat_num = int(self.attrs["feat_num"])
+            self.label_nc = int(self.attrs["label_nc"])
+            groups = f["classes"] if "classes" in f else {}
+            self._centers = {int(c): g["centers"][()].astype(np.float32) for c, g in groups.items()}
+            self._counts = {int(c): g["counts"][()].astype(np.int64) for c, g in groups.items()}
+        except KeyError as exc:
+            raise UsageError(f"{self.path}: incomplete cluster manifest (missing {exc})") from None
 
     @property
     def classes(self) -> list[int]:
@@ -164,11 +165,6 @@ class Clusters:
     def k(self, c: int) -> int:
         got = self._centers.get(int(c))
         return 0 if got is None else len(got)
-
-    def sha256(self) -> str:
-        if self._sha is None:
-            self._sha = manifest.sha256_file(self.path)
-        return self._sha
 
     def check(self, feat_num: int, label_nc: int) -> None:
         """Refuse clusters made for another feature width or label set (one line, exit 2)."""
