@@ -85,7 +85,7 @@ def _build(ngf: int):
     import dataclasses
 
     from p2phd import nets
-    from p2phd.options import DataOptions, ModelOptions
+    from p2phd.core.options import DataOptions, ModelOptions
 
     @dataclasses.dataclass
     class Opts(DataOptions, ModelOptions):

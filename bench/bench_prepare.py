@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from p2phd import prepare  # noqa: E402
-from p2phd.cli import run_verb  # noqa: E402
+from p2phd.core.cli import run_verb  # noqa: E402
+from p2phd.data import prepare  # noqa: E402
 
 
 def _args(dataroot: str, jobs: int, out: Path, load_size: int) -> list[str]:

@@ -38,7 +38,9 @@ def make_run(folder: Path, ngf: int, load_size: int) -> Path:
     code = f"""
 import dataclasses, sys
 sys.path.insert(0, {str(ROOT)!r})
-from p2phd import checkpoint, runs, runtime
+from p2phd.core import checkpoint
+from p2phd.core import runs
+from p2phd.core import runtime
 runtime.setup("CPU")
 from p2phd.nets import build_generator
 a = runs.ArchOptions(ngf={ngf}, load_size={load_size})

@@ -2,7 +2,7 @@
 
 Full network widths (512p: global ngf 64, 2 D scales; 1024p: local enhancer ngf 32 over the
 ngf-64 trunk, 3 D scales; E nef 16), VGG19 loss on (random weights: same cost as the real ones),
-batch 1, graph mode, the exact step bin/train runs (p2phd.trainer.Trainer.step). Images are
+batch 1, graph mode, the exact step bin/train runs (p2phd.training.trainer.Trainer.step). Images are
 reduced: 512p modes at 128x256 and 1024p modes at 256x512 (Cityscapes is 512x1024 and
 1024x2048), i.e. 1/16 of the pixels. Each mode: 2 warm-up steps (compilation), then the median
 of --steps timed steps. The projected full Cityscapes epoch (2975 images) scales the measured
@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from p2phd import runtime  # noqa: E402  (env fixes before MindSpore)
-from p2phd.train import TrainOptions  # noqa: E402
+from p2phd.core import runtime  # noqa: E402  (env fixes before MindSpore)
+from p2phd.training.train import TrainOptions  # noqa: E402
 
 CITYSCAPES_TRAIN = 2975
 MODES = {
@@ -69,7 +69,7 @@ def batch(o, h: int, w: int, rng: np.random.Generator) -> dict:
 def bench_mode(name: str, steps: int) -> dict:
     from p2phd.nets import describe
     from p2phd.nets.vgg import VGG19Features
-    from p2phd.trainer import Trainer
+    from p2phd.training.trainer import Trainer
 
     overrides, (h, w), full = MODES[name]
     o = TrainOptions(manifest="-", name="bench", **overrides)

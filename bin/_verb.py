@@ -20,6 +20,6 @@ if os.path.exists(VENV_PY) and os.path.realpath(sys.prefix) != os.path.realpath(
 sys.path.insert(0, ROOT)
 from importlib import import_module  # noqa: E402
 
-from p2phd.cli import run_verb  # noqa: E402
+from p2phd.core.cli import run_verb  # noqa: E402
 
 sys.exit(run_verb(import_module(f"p2phd.{VERB}").main))

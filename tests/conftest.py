@@ -76,7 +76,7 @@ def tiny_cityscapes(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiny_manifest(tiny_cityscapes: Path, tmp_path: Path) -> Path:
-    from p2phd import prepare
+    from p2phd.data import prepare
 
     out = tmp_path / "manifests" / "tiny-train-orig.h5"
     rc = prepare.main(

@@ -10,7 +10,7 @@ import p2phd  # noqa: F401  (env fixes before MindSpore)
 import mindspore as ms
 from mindspore import Tensor, nn
 
-from p2phd import checkpoint
+from p2phd.core import checkpoint
 from p2phd.nets.layers import conv, prefix_parameter_names
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from p2phd import cli, options
-from p2phd.options import DataOptions, ModelOptions, RuntimeOptions, flat_options, opt
-from p2phd.prepare import PrepareOptions
+from p2phd.core import cli, options
+from p2phd.core.options import DataOptions, ModelOptions, RuntimeOptions, flat_options, opt
+from p2phd.data.prepare import PrepareOptions
 
 REPO = Path(__file__).resolve().parents[1]
 

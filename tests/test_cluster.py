@@ -9,11 +9,11 @@ import pytest
 from conftest import REPO
 from sklearn.cluster import KMeans
 
-from p2phd import cluster
-from p2phd.cli import UsageError, run_verb
-from p2phd.dataset import Dataset
-from p2phd.features import FeatureManifest, write_feature_manifest
-from p2phd.styles import Clusters
+from p2phd.core.cli import UsageError, run_verb
+from p2phd.data.dataset import Dataset
+from p2phd.features import cluster
+from p2phd.features.feature_manifest import FeatureManifest, write_feature_manifest
+from p2phd.features.styles import Clusters
 
 CAR, PERSON, ROAD, BUS = 26, 24, 7, 28
 

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from p2phd import data
-from p2phd.dataset import Sample
+from p2phd.data import pipeline as data
+from p2phd.data.dataset import Sample
 
 
 def _opts(**kw):

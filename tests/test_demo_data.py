@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from p2phd import demo_data
+from p2phd.data import demo as demo_data
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,11 +15,11 @@ import pytest
 from conftest import REPO, SAMPLE
 from PIL import Image
 
-from p2phd import checkpoint, manifest, runs
-from p2phd.dataset import Dataset
-from p2phd.features import FeatureManifest
-from p2phd.render_page import read_manifest
-from p2phd.styles import Clusters
+from p2phd.core import checkpoint, manifest, runs
+from p2phd.data.dataset import Dataset
+from p2phd.features.feature_manifest import FeatureManifest
+from p2phd.features.styles import Clusters
+from p2phd.rendering.page import read_manifest
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,9 @@ import h5py
 import numpy as np
 import pytest
 
-from p2phd import manifest
-from p2phd.cli import UsageError
-from p2phd.dataset import Dataset, DatasetWriter, Record, encode, write_dataset
+from p2phd.core import manifest
+from p2phd.core.cli import UsageError
+from p2phd.data.dataset import Dataset, DatasetWriter, Record, encode, write_dataset
 
 
 def _records(n: int = 3, h: int = 8, w: int = 16) -> list[Record]:

@@ -10,10 +10,11 @@ import p2phd  # noqa: F401  (env fixes before MindSpore)
 import mindspore as ms
 from mindspore import Tensor, ops
 
-from p2phd import checkpoint, nets
+from p2phd.core import checkpoint
+from p2phd import nets
 from p2phd.nets import encoding, losses
 from p2phd.nets.vgg import VGG19Features
-from p2phd.options import DataOptions, ModelOptions
+from p2phd.core.options import DataOptions, ModelOptions
 
 
 @dataclasses.dataclass

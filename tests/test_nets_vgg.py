@@ -8,7 +8,7 @@ import p2phd  # noqa: F401  (env fixes before MindSpore)
 import mindspore as ms
 from mindspore import Tensor
 
-from p2phd.cli import UsageError
+from p2phd.core.cli import UsageError
 from p2phd.nets.layers import count_parameters
 from p2phd.nets.vgg import VGG19Features, load_vgg19
 from train_util import VGG_CONVS

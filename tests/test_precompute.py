@@ -15,10 +15,12 @@ import pytest
 from conftest import REPO, TINY_TRAIN, write_frame
 from PIL import Image
 
-from p2phd import checkpoint, manifest, precompute, prepare, runs
-from p2phd.cli import run_verb
-from p2phd.dataset import Dataset
-from p2phd.features import FeatureManifest, FeatureWriter
+from p2phd.core import checkpoint, manifest, runs
+from p2phd.core.cli import run_verb
+from p2phd.data import prepare
+from p2phd.data.dataset import Dataset
+from p2phd.features import precompute
+from p2phd.features.feature_manifest import FeatureManifest, FeatureWriter
 
 TINY_RUN = [
     "--netG",

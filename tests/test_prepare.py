@@ -9,10 +9,10 @@ import pytest
 from conftest import REPO, TINY_H, TINY_TEST, TINY_TRAIN, TINY_W, tiny_frame
 from PIL import Image
 
-from p2phd import prepare
-from p2phd.cli import run_verb
-from p2phd.dataset import Dataset
-from p2phd.sources import sample_name, target_size
+from p2phd.core.cli import run_verb
+from p2phd.data import prepare
+from p2phd.data.dataset import Dataset
+from p2phd.data.sources import sample_name, target_size
 
 
 def run_prepare(*args: str) -> int:

@@ -16,10 +16,12 @@ import pytest
 from conftest import REPO, SAMPLE
 from PIL import Image
 
-from p2phd import manifest, prepare, render, runs
-from p2phd.cli import run_verb
-from p2phd.dataset import Dataset
-from p2phd.render_page import read_manifest
+from p2phd.core import manifest, runs
+from p2phd.core.cli import run_verb
+from p2phd.data import prepare
+from p2phd.data.dataset import Dataset
+from p2phd.rendering import render
+from p2phd.rendering.page import read_manifest
 
 BIN = REPO / "bin"
 TEST_NAMES = 15
@@ -112,7 +114,7 @@ def _generator_output(run: Path, ds: Dataset, i: int) -> np.ndarray:
     """G's float output for sample i, with the input built here in NumPy (one-hot | edge)."""
     import mindspore as ms
 
-    from p2phd import checkpoint
+    from p2phd.core import checkpoint
     from p2phd.nets import build_generator
 
     arch = runs.arch_from_dict(runs.read_options(run)["options"])
@@ -166,7 +168,7 @@ def test_renders_every_test_label_map(
         truncated = ((y + 1) / 2 * 255).astype(np.uint8).transpose(1, 2, 0)
         differs_from_truncation |= bool((truncated != got).any())
         label_png = np.asarray(Image.open(reference / f"{ds.names[i]}_label.png"))
-        from p2phd.palette import colourise
+        from p2phd.core.palette import colourise
 
         np.testing.assert_array_equal(label_png, colourise(ds.sample(i).label, 35))
     assert differs_from_truncation  # the check can tell rounding from the seed's truncation
@@ -181,8 +183,9 @@ def test_kill_mid_render_then_resume(
     script = f"""
 import os, signal, sys
 sys.path.insert(0, {str(REPO)!r})
-from p2phd import render, render_files as rf
-from p2phd.cli import run_verb
+from p2phd.rendering import render
+from p2phd.rendering import files as rf
+from p2phd.core.cli import run_verb
 orig, n = rf.save_png, [0]
 def dying(array, path):
     if path.name.endswith("_synthesized.png"):
@@ -331,7 +334,7 @@ def test_mismatched_inputs_exit_2_and_write_nothing(
 
 def _feature_run(folder: Path, train_manifest: Path) -> Path:
     """A hand-made instance-feature run (random G and E, ngf 4, nef 4)."""
-    from p2phd import checkpoint, runtime
+    from p2phd.core import checkpoint, runtime
     from p2phd.nets import build_encoder, build_generator
 
     runtime.setup("CPU", seed=3)
@@ -463,7 +466,7 @@ def test_style_words_do_not_swallow_the_manifest() -> None:
 
 def test_rgb_input_run_from_stdin_into_the_default_folder(tmp_path: Path) -> None:
     """label_nc 0 (RGB inputs, no instances), the manifest path on stdin, <run>/render-<split>."""
-    from p2phd import checkpoint
+    from p2phd.core import checkpoint
 
     rng = np.random.default_rng(1)
     for folder in ("train_A", "train_B"):

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Runs in a fresh interpreter: import the runtime, set MindSpore up, run one small convolution.
 PROBE = """
 import os
-import p2phd.runtime as rt
+import p2phd.core.runtime as rt
 print("ISA=" + os.environ.get("ONEDNN_MAX_CPU_ISA", ""), flush=True)
 rt.setup("CPU", pynative=True)
 import numpy as np, mindspore as ms
@@ -58,7 +58,7 @@ def test_user_value_is_kept() -> None:
 
 
 def test_setup_seeds_and_versions() -> None:
-    from p2phd import runtime
+    from p2phd.core import runtime
 
     rt = runtime.setup("CPU", seed=3)
     assert (rt.rank, rt.world_size, rt.is_main, rt.distributed, rt.graph_mode) == (

@@ -9,9 +9,9 @@ import pytest
 from conftest import REPO
 from test_cluster import BUS, CAR, PERSON, ROAD, make_features
 
-from p2phd import cluster
-from p2phd.cli import UsageError, run_verb
-from p2phd.styles import (
+from p2phd.core.cli import UsageError, run_verb
+from p2phd.features import cluster
+from p2phd.features.styles import (
     CITYSCAPES_NAMES,
     Clusters,
     choose_styles,
@@ -143,7 +143,7 @@ def test_choices_checked_against_the_clusters(clusters: Clusters) -> None:
 
 def test_derived_seed_is_stable_across_processes() -> None:
     code = (
-        f"import sys; sys.path.insert(0, {str(REPO)!r}); from p2phd.styles import derived_seed; "
+        f"import sys; sys.path.insert(0, {str(REPO)!r}); from p2phd.features.styles import derived_seed; "
         "print(derived_seed(7, 'frankfurt_000000_000576', 26001, 2))"
     )
     outs = {

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from p2phd import demo_data
+from p2phd.data import demo as demo_data
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / "bin"
@@ -190,7 +190,7 @@ def chain(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_dataset_manifests(chain: dict[str, Path]) -> None:
-    from p2phd.dataset import Dataset
+    from p2phd.data.dataset import Dataset
 
     for key, split, n, size in (
         ("train64", "train", N_TRAIN, (32, 64)),
@@ -206,7 +206,7 @@ def test_dataset_manifests(chain: dict[str, Path]) -> None:
 
 
 def test_runs_load_with_their_architecture(chain: dict[str, Path]) -> None:
-    from p2phd import runs
+    from p2phd.core import runs
 
     expect = {
         "512p": ("global", False),
@@ -229,9 +229,9 @@ def test_runs_load_with_their_architecture(chain: dict[str, Path]) -> None:
 
 
 def test_features_and_clusters(chain: dict[str, Path]) -> None:
-    from p2phd.dataset import Dataset
-    from p2phd.features import FeatureManifest
-    from p2phd.styles import Clusters
+    from p2phd.data.dataset import Dataset
+    from p2phd.features.feature_manifest import FeatureManifest
+    from p2phd.features.styles import Clusters
 
     fm = FeatureManifest(chain["features"])
     with Dataset(chain["train64"]) as ds:
@@ -254,8 +254,8 @@ def test_features_and_clusters(chain: dict[str, Path]) -> None:
 
 
 def test_render_folder_has_every_image_and_page(chain: dict[str, Path]) -> None:
-    from p2phd.dataset import Dataset
-    from p2phd.render_page import read_manifest
+    from p2phd.data.dataset import Dataset
+    from p2phd.rendering.page import read_manifest
 
     with Dataset(chain["test128"]) as ds:
         names = ds.names

@@ -20,9 +20,10 @@ def manifest(work: Path) -> Path:
 
 def _l1(run: Path, manifest: Path) -> tuple[float, float]:
     """Mean |G(label) - photo| over the 8 frames for the trained run and for an untrained G."""
-    from p2phd import loop, runs, runtime
-    from p2phd.dataset import Dataset
+    from p2phd.core import runs, runtime
+    from p2phd.data.dataset import Dataset
     from p2phd.nets import build_generator
+    from p2phd.training import loop
 
     runtime.setup("CPU", False, 0)
     with Dataset(manifest) as ds:
@@ -108,7 +109,7 @@ def test_vgg_loss_and_label_feat(work: Path, manifest: Path) -> None:
     assert all(ln["G_VGG"] > 0 for ln in stats(run))
     from train_util import state_arrays
 
-    from p2phd.checkpoint import read_meta
+    from p2phd.core.checkpoint import read_meta
 
     snap = state_arrays(run / "G.ckpt")
     assert any(k.startswith("netE.") for k in snap) and read_meta(run / "G.ckpt")["step"] == 2
@@ -120,7 +121,7 @@ def test_load_features_mode(work: Path, manifest: Path) -> None:
     """--load_features reads precomputed maps: no encoder is built or saved (and D without
     intermediate outputs under --no_ganFeat_loss)."""
     feat_run = work / "outputs" / "vgg"  # trained with --label_feat above
-    from p2phd import precompute
+    from p2phd.features import precompute
 
     out = work / "features.h5"
     if not feat_run.exists():
@@ -154,8 +155,8 @@ def test_load_features_mode(work: Path, manifest: Path) -> None:
 
 def _bad(work: Path, args: list, expect: str, capsys, name: str = "bad") -> None:
     """In-process (one MindSpore import for all cases): exit 2, one line, nothing written."""
-    from p2phd import cli
-    from p2phd import train as train_verb
+    from p2phd.core import cli
+    from p2phd.training import train as train_verb
 
     capsys.readouterr()
     argv = [str(a) for a in args] + ["--name", name, "--checkpoints_dir", str(work / "outputs")]
@@ -168,10 +169,10 @@ def _bad(work: Path, args: list, expect: str, capsys, name: str = "bad") -> None
 
 
 def test_bad_inputs_exit_2_and_write_nothing(work: Path, manifest: Path, capsys) -> None:
-    from p2phd import checkpoint, runtime
-    from p2phd import manifest as mf
+    from p2phd.core import checkpoint, runtime
+    from p2phd.core import manifest as mf
+    from p2phd.core.options import DataOptions, ModelOptions
     from p2phd.nets import build_generator
-    from p2phd.options import DataOptions, ModelOptions
 
     other = work / "clusters.h5"
     with mf.create(other, "clusters", "cluster", {}) as f:
@@ -231,8 +232,8 @@ def test_bad_inputs_exit_2_and_write_nothing(work: Path, manifest: Path, capsys)
 def test_dry_run_parameter_counts(
     work: Path, manifest: Path, mode: str, args: list, expected: dict, capsys
 ) -> None:
-    from p2phd import cli
-    from p2phd import train as train_verb
+    from p2phd.core import cli
+    from p2phd.training import train as train_verb
 
     argv = [
         str(manifest),

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from train_util import TINY, sample_manifest, state_arrays, stats, train
 
-from p2phd import schedule
+from p2phd.training import schedule
 
 BASE = [*TINY, "--no_vgg_loss", "--print_freq", "8", "--save_latest_freq", "8", "--keep", "10"]
 

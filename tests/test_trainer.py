@@ -9,8 +9,8 @@ import pytest
 import p2phd  # noqa: F401
 import mindspore as ms
 
-from p2phd.train import TrainOptions
-from p2phd.trainer import Trainer
+from p2phd.training.train import TrainOptions
+from p2phd.training.trainer import Trainer
 
 
 @pytest.fixture(autouse=True)

@@ -39,7 +39,7 @@ def sample_manifest(out_dir: Path, load_size: int = 128) -> Path:
     """The real sample's 8 training frames prepared at `load_size` wide (128 -> 128x64)."""
     if not (SAMPLE / "train_label").is_dir():
         pytest.skip(f"Cityscapes sample not found at {SAMPLE}")
-    from p2phd import prepare
+    from p2phd.data import prepare
 
     out = out_dir / f"sample-{load_size}.h5"
     if not out.exists():

@@ -1,6 +1,6 @@
 """pix2pixHD networks, losses and input encoding in MindSpore (NVIDIA's layers and names).
 
-Builders take any object with the attribute names of ``p2phd.options.ModelOptions`` and
+Builders take any object with the attribute names of ``p2phd.core.options.ModelOptions`` and
 ``DataOptions`` (plus, optionally, ``no_ganFeat_loss`` and ``load_features``):
 
 - ``g_input_nc(o)``, ``d_input_nc(o)``: input channels (label_nc, or input_nc for label_nc 0;
@@ -12,7 +12,7 @@ Builders take any object with the attribute names of ``p2phd.options.ModelOption
 - ``count_parameters(cell)``, ``describe(o)`` -> {"G": n, "D": n[, "E": n]}.
 
 Built cells have globally unique Parameter names (``netG.``/``netD.``/``netE.`` prefixes) so
-optimizers over several nets do not clash; checkpoints use attribute paths (p2phd.checkpoint).
+optimizers over several nets do not clash; checkpoints use attribute paths (p2phd.core.checkpoint).
 """
 
 from typing import Any

@@ -146,7 +146,7 @@ def prefix_parameter_names(cell: nn.Cell, prefix: str) -> None:
 
     MindSpore names optimizer moments after Parameter.name, and G and E both have
     ``model.1.weight``; one optimizer over both would otherwise hold two ``moment1.model.1.weight``.
-    Checkpoints do not depend on this: p2phd.checkpoint uses attribute paths.
+    Checkpoints do not depend on this: p2phd.core.checkpoint uses attribute paths.
     """
     for name, p in cell.parameters_and_names():
         p.name = f"{prefix}.{name}"

@@ -17,7 +17,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from ..cli import UsageError
+from p2phd.core.cli import UsageError
+
 from .layers import freeze, set_parameter
 
 VGG19_URL = (

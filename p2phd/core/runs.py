@@ -22,8 +22,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .cli import UsageError, atomic_path, write_json
-from .options import DataOptions, ModelOptions
+from p2phd.core.cli import UsageError, atomic_path, write_json
+from p2phd.core.options import DataOptions, ModelOptions
 
 RUN_SCHEMA = "p2phd.run/1"
 OPTIONS_FILE = "options.json"
@@ -43,7 +43,7 @@ def arch_from_dict(d: dict[str, Any]) -> ArchOptions:
 
 
 def write_options(run_dir: str | Path, options: dict[str, Any], dataset: dict[str, str]) -> Path:
-    from .runtime import versions
+    from p2phd.core.runtime import versions
 
     path = Path(run_dir) / OPTIONS_FILE
     write_json(
@@ -88,8 +88,8 @@ def load_inference(run_dir: str | Path, max_instances: int = 0):
     Returns (G, E or None, ArchOptions, meta). Raises UsageError when the snapshot is missing or
     does not fit the architecture the options describe.
     """
-    from . import checkpoint
-    from .nets import build_encoder, build_generator
+    from p2phd.core import checkpoint
+    from p2phd.nets import build_encoder, build_generator
 
     doc = read_options(run_dir)
     arch = arch_from_dict(doc["options"])

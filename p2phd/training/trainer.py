@@ -24,11 +24,11 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn, ops
 
-from . import schedule
-from .nets import build_discriminator, build_encoder, build_generator
-from .nets.encoding import encode_condition
-from .nets.layers import prefix_parameter_names
-from .nets.losses import VGGLoss, d_loss, feature_matching_loss, gan_loss
+from p2phd.nets import build_discriminator, build_encoder, build_generator
+from p2phd.nets.encoding import encode_condition
+from p2phd.nets.layers import prefix_parameter_names
+from p2phd.nets.losses import VGGLoss, d_loss, feature_matching_loss, gan_loss
+from p2phd.training import schedule
 
 
 class GLoss(nn.Cell):
@@ -275,7 +275,7 @@ class Trainer:
 
     # -- state -------------------------------------------------------------------------------
     def state_cells(self) -> dict[str, nn.Cell]:
-        """Everything resume needs, for p2phd.checkpoint.save/load: the nets by attribute path,
+        """Everything resume needs, for p2phd.core.checkpoint.save/load: the nets by attribute path,
         the optimisers by their own state (moments, step counts, beta powers, lr)."""
         return {**self.cells(), "optG": self.optG, "optD": self.optD}
 

@@ -27,8 +27,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import manifest
-from .cli import UsageError
+from p2phd.core import manifest
+from p2phd.core.cli import UsageError
 
 KIND = "clusters"
 

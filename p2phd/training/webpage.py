@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .cli import atomic_path
-from .palette import colourise, to_uint8
+from p2phd.core.cli import atomic_path
+from p2phd.core.palette import colourise, to_uint8
 
 KINDS = ("input_label", "synthesized_image", "real_image")
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .cli import UsageError, write_json
+from p2phd.core.cli import UsageError, write_json
 
 # The PNG names render writes; --overwrite removes only these (never other pictures in --out).
 _OURS = re.compile(r"^.+_(synthesized(_v\d+)?|label|real)\.png$")

@@ -10,29 +10,20 @@ manifest.
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import manifest, runs
-from . import render_files as rf
-from .cli import UsageError
-from .dataset import Dataset
-
-if TYPE_CHECKING:
-    from .render import RenderOptions
-
-
-def parse_shard(spec: str) -> tuple[int, int]:
-    i, sep, n = spec.partition("/")
-    if not sep or not i.strip().isdigit() or not n.strip().isdigit() or not 0 <= int(i) < int(n):
-        raise UsageError(f"--shard must be I/N with 0 <= I < N (e.g. 0/2), got {spec!r}")
-    return int(i), int(n)
+from p2phd.core import manifest, runs
+from p2phd.core.cli import UsageError
+from p2phd.data.dataset import Dataset
+from p2phd.rendering import files as rf
+from p2phd.rendering.options import RenderOptions, parse_shard
 
 
 @dataclass
 class Plan:
     """Everything resolved and checked before anything is written."""
 
-    o: "RenderOptions"
+    o: RenderOptions
     run_dir: Path
     run_options: dict[str, Any]
     arch: Any
@@ -85,10 +76,10 @@ def check_compatible(arch: Any, ds: Dataset, run_dir: Path) -> None:
 
 
 def resolve_mode(
-    o: "RenderOptions", arch: Any, run_options: dict[str, Any], ds: Dataset, run_dir: Path
+    o: RenderOptions, arch: Any, run_options: dict[str, Any], ds: Dataset, run_dir: Path
 ) -> tuple[str, Any, dict[int, int]]:
     """labels / clusters / encoded, with the cluster manifest and style choices checked."""
-    from . import styles
+    from p2phd.features import styles
 
     if not arch.use_features():
         extra = [
@@ -163,7 +154,7 @@ def make_settings(p: Plan) -> dict[str, Any]:
     return s
 
 
-def make_plan(o: "RenderOptions", manifest_path: str) -> Plan:
+def make_plan(o: RenderOptions, manifest_path: str) -> Plan:
     run_dir = Path(o.run)
     doc = runs.read_options(run_dir)
     arch = runs.arch_from_dict(doc["options"])
@@ -205,7 +196,7 @@ def sample_styles(p: Plan, row: int) -> list[str]:
         return ["encoded"]
     if p.mode != "clusters":
         return [""] * p.variants
-    from . import styles
+    from p2phd.features import styles
 
     s = p.ds.sample(row)
     inst = s.inst if p.arch.instance_feat else None

@@ -2,7 +2,7 @@
 
 Render manifest ``p2phd.render/1`` (``render.h5``, or ``render-shard-<I>-of-<N>.h5`` for a shard),
 one row per sample of the render, in dataset order. Root attributes besides the common ones of
-``p2phd.manifest``: ``run``, ``checkpoint`` and ``checkpoint_sha256`` (the G.ckpt used), its
+``p2phd.core.manifest``: ``run``, ``checkpoint`` and ``checkpoint_sha256`` (the G.ckpt used), its
 ``epoch``/``step``, ``clusters`` and ``clusters_sha256`` ('' without), ``dataset`` and
 ``dataset_sha256``, ``split``, ``mode`` (labels | clusters | encoded), ``seed``, ``style`` (the
 user's class -> centre choices, JSON), ``variants``, ``original_size``, ``shard`` ('' or "I/N"),
@@ -28,7 +28,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import manifest
+from p2phd.core import manifest
 
 KIND = "render"
 _STR = h5py.string_dtype("utf-8")
@@ -144,7 +144,7 @@ def write_page(path: Path, records: Sequence[dict[str, Any]], info: dict[str, An
         + "\n".join(rows)
         + "\n</table>\n</body></html>\n"
     )
-    from .cli import atomic_path
+    from p2phd.core.cli import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(doc)

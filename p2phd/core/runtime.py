@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__  # noqa: F401  (importing the package applies the env defaults)
+from p2phd import __version__  # noqa: F401  (importing the package applies the env defaults)
 
 # Environment variables msrun (and the manual MS_ROLE launch) set for every worker.
 _MSRUN_VARS = ("MS_WORKER_NUM", "MS_ROLE")

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from . import render_files as rf
+from p2phd.rendering import files as rf
 
 _BICUBIC = Image.Resampling.BICUBIC
 _NEAREST = Image.Resampling.NEAREST
@@ -51,7 +51,7 @@ def resize_picture(img: np.ndarray, size_hw: tuple[int, int], resample) -> np.nd
 
 def to_picture(out_chw: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """G output -> uint8 HxW(x3) at the output size: clip(round((x+1)/2*255)), then BICUBIC."""
-    from .palette import to_uint8
+    from p2phd.core.palette import to_uint8
 
     img = to_uint8(out_chw)
     if out_chw.shape[0] == 1:
@@ -63,7 +63,7 @@ class Preparer:
     """Builds `Prepared` samples from the dataset with the run's own preprocessing."""
 
     def __init__(self, p: Any) -> None:
-        from .data import Preprocessor
+        from p2phd.data.pipeline import Preprocessor
 
         self.p = p
         self._feat: np.ndarray | None = None
@@ -76,7 +76,7 @@ class Preparer:
         )
 
     def __call__(self, row: int) -> Prepared:
-        from .palette import colourise
+        from p2phd.core.palette import colourise
 
         p = self.p
         s = p.ds.sample(row)
@@ -84,7 +84,7 @@ class Preparer:
         styles_: list[str] = ["encoded"] if p.mode == "encoded" else [""]
         item = None
         if p.mode == "clusters":
-            from . import styles
+            from p2phd.features import styles
 
             inst = s.inst if p.arch.instance_feat else None
             feats, styles_ = [], []
@@ -157,8 +157,8 @@ def build_net(p: Any, G: Any, E: Any) -> Any:
     """A Cell computing G's input from label/index (+ features or encoded photo), then G."""
     from mindspore import nn
 
-    from .nets import uses_edge
-    from .nets.encoding import encode_condition, generator_input
+    from p2phd.nets import uses_edge
+    from p2phd.nets.encoding import encode_condition, generator_input
 
     label_nc, use_edge = p.arch.label_nc, uses_edge(p.arch)
 
@@ -229,7 +229,7 @@ def _jobs(p: Any, prepared: Iterable[Prepared]) -> Iterator[list[tuple[Prepared,
 
 def render_samples(p: Any, rows: list[int], style_cache: dict[int, list[str]]) -> dict[str, float]:
     """Render the given rows into p.out; returns timings: images, seconds, first batch (compile)."""
-    from . import runs, runtime
+    from p2phd.core import runs, runtime
 
     runtime.setup(p.o.device_target, p.o.pynative, p.o.seed, p.o.verbose, data_parallel=False)
     G, E, _, _ = runs.load_inference(p.run_dir, p.ds.max_instances)

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .cli import UsageError
+from p2phd.core.cli import UsageError
 
 DEVICE_TARGETS = ("CPU", "Ascend", "GPU")
 RESIZE_MODES = ("scale_width", "scale_width_and_crop", "resize_and_crop", "crop", "none")

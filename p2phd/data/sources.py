@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .cli import UsageError
-from .dataset import Record, encode
+from p2phd.core.cli import UsageError
+from p2phd.data.dataset import Record, encode
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
 # One-channel modes whose pixel values are ids (labels must still fit uint8 after the check).

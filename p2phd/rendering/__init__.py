@@ -1,0 +1,1 @@
+"""Stage 4, bin/render: plan, inference loop, files, page and render manifest."""

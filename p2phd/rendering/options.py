@@ -1,0 +1,92 @@
+"""bin/render's options (one flat dataclass) and the parsing of --shard and --style words."""
+
+from p2phd.core.cli import UsageError
+from p2phd.core.options import RuntimeOptions, flat_options, opt, positional
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    i, sep, n = spec.partition("/")
+    if not sep or not i.strip().isdigit() or not n.strip().isdigit() or not 0 <= int(i) < int(n):
+        raise UsageError(f"--shard must be I/N with 0 <= I < N (e.g. 0/2), got {spec!r}")
+    return int(i), int(n)
+
+
+@flat_options
+class RenderOptions(RuntimeOptions):
+    manifest: str = positional(
+        "manifest",
+        "dataset manifest to render (bin/prepare), or - to read its path from stdin",
+        required=True,
+    )
+    run: str = opt("", "run folder (bin/train): options.json and G.ckpt (required)", metavar="RUN")
+    clusters: str = opt("", "cluster manifest (bin/cluster) for feature runs", metavar="FILE")
+    out: str = opt("", "output folder; '' = <run>/render-<split>", metavar="DIR")
+    batch_size: int = opt(1, "samples per generator call (same-size samples are batched)")
+    shard: str = opt(
+        "", "render only rows I, I+N, I+2N... of the manifest (I in 0..N-1)", metavar="I/N"
+    )
+    merge: bool = opt(
+        False,
+        "render nothing: check every sample is on disk (e.g. after shards) "
+        "and write index.html and render.h5",
+    )
+    seed: int = opt(0, "seed of the per-object style draws (feature runs) and of MindSpore")
+    style: str = opt(
+        "",
+        "fix the cluster centre of classes: CLASS=K[,CLASS=K...] with a class "
+        "id or Cityscapes name (car=3,person=1); the flag may repeat",
+        metavar="CLASS=K",
+    )
+    variants: int = opt(
+        1,
+        "styles per label map (feature runs with --clusters): draw k uses "
+        "variant k of the seeded choice",
+    )
+    use_encoded_image: bool = opt(
+        False,
+        "feature runs: encode the real photo with the run's encoder instead of using clusters",
+    )
+    original_size: bool = opt(False, "resize outputs (BICUBIC) back to the source images' size")
+    overwrite: bool = opt(False, "discard renders of another checkpoint/options in the folder")
+    write_threads: int = opt(
+        2,
+        "threads encoding and writing PNGs while G runs; 0 = write in "
+        "the inference loop (no overlap)",
+    )
+
+    def validate(self) -> None:
+        if not self.run:
+            raise UsageError("--run RUN is required (the run folder written by bin/train)")
+        if not self.manifest:
+            raise UsageError("a dataset MANIFEST (or - for stdin) is required")
+        for name in ("batch_size", "variants"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.write_threads < 0:
+            raise UsageError(f"--write_threads must be 0 or more, got {self.write_threads}")
+        if self.shard:
+            parse_shard(self.shard)
+            if self.merge:
+                raise UsageError("--merge assembles all shards: do not combine it with --shard")
+
+
+def join_style_args(argv: list[str]) -> list[str]:
+    """``--style car=3 person=1 --style bus=0`` -> one ``--style car=3,person=1,bus=0``.
+
+    Lets --style take several CLASS=K words and repeat without swallowing the MANIFEST argument.
+    """
+    out, specs, i = [], [], 0
+    while i < len(argv):
+        if argv[i] == "--style" or argv[i].startswith("--style="):
+            first = argv[i].partition("=")[2] if argv[i].startswith("--style=") else None
+            if first is None:
+                i += 1
+                first = argv[i] if i < len(argv) else ""
+            specs.append(first)
+            while i + 1 < len(argv) and "=" in argv[i + 1] and not argv[i + 1].startswith("-"):
+                i += 1
+                specs.append(argv[i])
+        else:
+            out.append(argv[i])
+        i += 1
+    return out + (["--style", ",".join(s for s in specs if s)] if specs else [])

@@ -1,0 +1,180 @@
+"""bin/render: turn every label map of a dataset manifest into an image with a trained run.
+
+``bin/render --run RUN MANIFEST|- [--clusters FILE] [--out DIR] [--batch_size 1] [--shard I/N]
+[--merge] [--seed 0] [--style CLASS=K,...] [--variants K] [--use_encoded_image] [--original_size]``
+
+- The run folder's options.json gives the architecture; G.ckpt gives the weights. Inputs go
+  through ``data.Preprocessor(train=False)``, i.e. exactly the resizing training applied.
+- Output (default ``<run>/render-<split>/``, i.e. ``outputs/<run-name>/render-<split>/``): one
+  lossless PNG per sample named after it (``frankfurt_000000_000576_synthesized.png``), at the
+  manifest's size or, with ``--original_size``, resized (BICUBIC) to the source size; the
+  colourised label and the real photo (when the split has photos; both are the manifest's arrays,
+  resized to the output size); ``index.html`` and the render manifest ``render.h5`` (see
+  render_page.py). Prints the folder on stdout.
+- Pixels: ``uint8 = clip(round((x + 1) / 2 * 255), 0, 255)`` of G's float32 tanh output
+  (``palette.to_uint8``; the MindSpore port casts without clipping, which wraps values around).
+  They are bit-identical across reruns, resumes and shards for one --batch_size (every generator
+  call gets exactly that many samples); another batch size moves a few pixels by 1/255.
+- Resumable: samples whose files all exist are skipped (files are renamed into place when
+  complete). ``render-settings.json`` records the checkpoint/dataset/cluster hashes and the
+  options that decide the pixels; a folder holding other renders is refused (or --overwrite).
+- ``--shard I/N`` renders rows I, I+N, ... and writes ``render-shard-I-of-N.h5``; a later run
+  without --shard (or with --merge, which never renders) writes the complete page and manifest.
+- Feature runs: ``--clusters`` fills each object with a cluster centre of its class (seeded by
+  --seed, the sample and the instance; ``--style car=3`` fixes a class; ``--variants K`` renders
+  K draws), or ``--use_encoded_image`` encodes the real photo with the run's encoder.
+- PNG encoding and writing run on ``--write_threads`` threads while G computes the next batch.
+"""
+
+import json
+import sys
+import time
+
+from p2phd.core import manifest
+from p2phd.core.cli import UsageError, emit, log, options_dict, parse_options, resolve_input
+from p2phd.rendering import files as rf
+from p2phd.rendering.options import RenderOptions, join_style_args, parse_shard  # noqa: F401
+from p2phd.rendering.page import write_manifest, write_page
+from p2phd.rendering.plan import Plan, make_plan, sample_record
+
+
+def finish(p: Plan, style_cache: dict[int, list[str]], argv: list[str] | None) -> None:
+    """Write the shard's manifest, or the complete manifest and page, from what is on disk."""
+    present = rf.existing(p.out)
+    missing = rf.missing_samples(
+        ((r, p.ds.names[r]) for r in p.rows), p.variants, p.ds.has_photo, present
+    )
+    if missing:
+        raise UsageError(
+            f"{p.out}: {len(missing)} of {len(p.rows)} samples are not rendered yet "
+            f"(e.g. {p.ds.names[missing[0]]}); run again without --merge to render them"
+        )
+    records = [sample_record(p, r, style_cache) for r in p.rows]
+    ckpt_meta = _checkpoint_meta(p)
+    attrs = {
+        "run": str(p.run_dir.resolve()),
+        "checkpoint": str(p.checkpoint.resolve()),
+        "checkpoint_sha256": p.checkpoint_sha,
+        **ckpt_meta,
+        "clusters": str(p.clusters.path.resolve()) if p.clusters else "",
+        "clusters_sha256": p.clusters.sha256() if p.clusters else "",
+        "dataset": str(p.ds.path.resolve()),
+        "dataset_sha256": p.ds.sha256(),
+        "split": p.ds.split,
+        "mode": p.mode,
+        "seed": p.o.seed,
+        "style": {str(c): k for c, k in p.choices.items()},
+        "variants": p.variants,
+        "original_size": p.o.original_size,
+        "shard": p.o.shard,
+        "split_samples": len(p.ds),
+        "complete": len(p.rows) == len(p.ds),
+    }
+    inputs = [
+        manifest.input_record(p.ds.path, p.ds.sha256()),
+        manifest.input_record(p.checkpoint, p.checkpoint_sha),
+    ]
+    if p.clusters:
+        inputs.append(manifest.input_record(p.clusters.path, p.clusters.sha256()))
+    opts = options_dict(p.o)
+    if p.shard:
+        write_manifest(p.out / rf.shard_manifest_name(*p.shard), records, attrs, opts, inputs, argv)
+        return
+    write_manifest(p.out / rf.MANIFEST_FILE, records, attrs, opts, inputs, argv)
+    info = {
+        "run": p.run_dir.name,
+        "split": p.ds.split,
+        "samples": len(records),
+        "checkpoint": f"{p.checkpoint} (sha256 {p.checkpoint_sha[:12]}, "
+        f"epoch {ckpt_meta.get('epoch', '?')}, step {ckpt_meta.get('step', '?')})",
+        "dataset": str(p.ds.path),
+        "mode": p.mode,
+    }
+    if p.mode == "clusters":
+        info.update(clusters=str(p.clusters.path), seed=p.o.seed, style=p.o.style or "(seeded)")
+    write_page(p.out / rf.PAGE_FILE, records, info)
+
+
+def _checkpoint_meta(p: Plan) -> dict[str, int]:
+    from p2phd.core import checkpoint
+
+    meta = checkpoint.read_meta(p.checkpoint)
+    return {k: int(meta[k]) for k in ("epoch", "step") if isinstance(meta.get(k), int | float)}
+
+
+# ---------------------------------------------------------------------------------------------
+# the verb
+
+
+def main(argv: list[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    o = parse_options(RenderOptions, join_style_args(raw), "render", (__doc__ or "").split("\n")[0])
+    p = make_plan(o, resolve_input(o.manifest))
+    try:
+        return _run(p, None if argv is None else ["render", *raw])
+    finally:
+        p.ds.close()
+
+
+def _run(p: Plan, argv: list[str] | None) -> int:
+    o = p.o
+    overwrite = rf.check_settings(p.out, p.settings, o.overwrite)
+    present = rf.existing(p.out) if not overwrite else set()
+    todo = rf.missing_samples(
+        ((r, p.ds.names[r]) for r in p.rows), p.variants, p.ds.has_photo, present
+    )
+    what = f"{len(todo)} of {len(p.rows)} samples ({len(p.ds)} in the {p.ds.split} split)"
+    if o.dry_run:
+        log(json.dumps(options_dict(o), indent=2, sort_keys=True))
+        log(f"would render {what} into {p.out} ({p.mode}, {p.variants} variant(s))")
+        return 0
+    if o.merge:
+        if overwrite:
+            raise UsageError(
+                f"{p.out}: holds renders made with other settings; --merge cannot "
+                "combine them (render again with --overwrite instead)"
+            )
+        if rf.read_settings(p.out) is None:
+            raise UsageError(f"{p.out}: nothing rendered there yet (no {rf.SETTINGS_FILE})")
+        finish(p, {}, argv)
+        emit(p.out)
+        return 0
+    p.out.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        log(f"render: --overwrite: discarding the earlier renders in {p.out}")
+        rf.discard_outputs(p.out)
+    rf.write_settings(p.out, p.settings)
+    stale = rf.remove_stale_temporaries(p.out)
+    log(
+        f"render: {what} to render with {p.run_dir.name} ({p.mode}) into {p.out}"
+        + (f"; removed {stale} stale temporaries" if stale else "")
+    )
+    style_cache: dict[int, list[str]] = {}
+    if todo:
+        from p2phd.rendering.loop import render_samples
+
+        t0 = time.perf_counter()
+        st = render_samples(p, todo, style_cache)
+        n, dt = st["images"], time.perf_counter() - t0
+        rest = n - st["first_images"]
+        steady = (
+            f", then {(st['seconds'] - st['first_seconds']) / rest:.3f} s/image" if rest else ""
+        )
+        log(
+            f"render: {n} images in {dt:.1f} s with start-up ({n / dt:.3f} images/s); first batch of "
+            f"{st['first_images']} in {st['first_seconds']:.1f} s (includes compile){steady}"
+        )
+    finish(p, style_cache, argv)
+    if p.shard and len(p.rows) < len(p.ds):
+        log(
+            f"render: shard {o.shard} done; after all shards run again without --shard "
+            "(or with --merge) for index.html and render.h5"
+        )
+    emit(p.out)
+    return 0
+
+
+if __name__ == "__main__":
+    from p2phd.core.cli import run_verb
+
+    sys.exit(run_verb(main))

@@ -1,0 +1,99 @@
+"""What a training run tells the user: the tqdm bar, `stats.jsonl` lines and the web page.
+
+One ``Progress`` per rank; only rank 0 writes files. A line of `stats.jsonl` holds the losses of
+the step it was logged at (G_GAN, G_GAN_Feat, G_VGG, D_real, D_fake), the lr and the mean seconds
+per step since the last line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from p2phd.core import cli
+from p2phd.training import schedule, webpage
+
+STATS_FILE = "stats.jsonl"
+LOSSES = ("G_GAN", "G_GAN_Feat", "G_VGG", "D_real", "D_fake")
+
+
+class Progress:
+    def __init__(self, o: Any, run_dir: Path, is_main: bool, steps_per_epoch: int) -> None:
+        self.o, self.run_dir, self.is_main, self.spe = o, run_dir, is_main, steps_per_epoch
+        self.bar = None
+        self._t_last = time.perf_counter()
+        self._steps_since = 0
+
+    def truncate_stats(self, step: int) -> None:
+        """Drop stats lines written after the state we resume from (they will be redone)."""
+        path = self.run_dir / STATS_FILE
+        if not self.is_main or not path.exists():
+            return
+        keep = [
+            ln
+            for ln in path.read_text().splitlines()
+            if ln.strip() and json.loads(ln)["step"] <= step
+        ]
+        with cli.atomic_path(path) as tmp:
+            tmp.write_text("".join(ln + "\n" for ln in keep))
+
+    def open_epoch(self, epoch: int, epoch_step: int) -> None:
+        self._t_last, self._steps_since = time.perf_counter(), 0
+        if not self.is_main:
+            return
+        from tqdm import tqdm
+
+        total = schedule.total_epochs(self.o.niter, self.o.niter_decay)
+        self.bar = tqdm(
+            total=self.spe,
+            initial=epoch_step,
+            desc=f"epoch {epoch}/{total}",
+            unit="step",
+            mininterval=2.0,
+            dynamic_ncols=True,
+            leave=False,
+        )
+
+    def close_epoch(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def stepped(self) -> None:
+        self._steps_since += 1
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def log(self, res: Any, lr: float, epoch: int, epoch_step: int, step: int) -> None:
+        now = time.perf_counter()
+        sec = (now - self._t_last) / max(self._steps_since, 1)
+        self._t_last, self._steps_since = now, 0
+        line = {"epoch": epoch, "epoch_step": epoch_step, "step": step}
+        line["images"] = step * self.o.batch_size
+        line.update({k: round(float(getattr(res, k)), 6) for k in LOSSES})
+        line.update({"lr": lr, "sec_per_step": round(sec, 4)})
+        if not self.is_main:
+            return
+        with open(self.run_dir / STATS_FILE, "a") as f:
+            f.write(json.dumps(line) + "\n")
+        msg = " ".join(f"{k} {line[k]:.3f}" for k in LOSSES) + f" lr {lr:.2e} {sec:.2f}s/step"
+        if self.bar is not None:
+            self.bar.set_postfix_str(msg, refresh=False)
+            self.bar.write(f"epoch {epoch} step {step}: {msg}", file=sys.stderr)
+        else:
+            cli.log(f"epoch {epoch} step {step}: {msg}")
+
+    def display(self, epoch: int, step: int, batch: dict, fake: Any) -> None:
+        if self.is_main:
+            webpage.write_display(
+                self.run_dir / "web",
+                epoch,
+                step,
+                batch["label"][0],
+                fake[0],
+                batch["photo"][0],
+                self.o.label_nc,
+            )
