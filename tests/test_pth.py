@@ -1,0 +1,116 @@
+"""p2phd.interop.pth: torch-free .pth reading, both formats, and the unpickling allow-list.
+
+The .pth fixtures were written by torch.save (tests/fixtures/make_nvidia_fixtures.py); the
+hostile pickles are crafted here with the standard pickle module.
+"""
+
+import os
+import pickle
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from p2phd.interop.pth import LEGACY_MAGIC, LEGACY_PROTOCOL, PthError, read_state_dict
+
+FIX = Path(__file__).parent / "fixtures" / "nvidia"
+
+
+@pytest.mark.parametrize("fmt", ["legacy", "zip"])
+def test_every_dtype_and_layout_matches_torch(fmt):
+    expected = np.load(FIX / "pth_cases.npz")
+    got = read_state_dict(FIX / f"pth_cases_{fmt}.pth")
+    assert list(got) == list(expected.files)  # the file's order
+    for name, arr in got.items():
+        want = expected[name]
+        assert arr.dtype == want.dtype, name  # bf16 comes out as float32, like .float()
+        assert arr.shape == want.shape, name
+        np.testing.assert_array_equal(arr, want, err_msg=name)
+        assert arr.flags.c_contiguous, name
+    assert got["f16"].dtype == np.float16 and got["bf16"].dtype == np.float32
+    # views of one storage come out as independent arrays
+    got["shared_whole"][:] = -1
+    assert got["at_offset"].min() >= 4
+    got["f32"][:] = 0
+    assert np.abs(got["transposed"]).sum() > 0
+
+
+@pytest.mark.parametrize("fmt", ["legacy", "zip"])
+def test_wrapped_state_dict(fmt):
+    expected = np.load(FIX / "pth_wrapped.npz")
+    got = read_state_dict(FIX / f"pth_wrapped_{fmt}.pth")
+    assert list(got) == list(expected.files)
+    for name in got:
+        np.testing.assert_array_equal(got[name], expected[name])
+
+
+class _Call:
+    """Pickles as a call of fn(*args): what a hostile .pth does."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+def _legacy_file(path: Path, obj) -> Path:
+    with open(path, "wb") as f:
+        for part in (LEGACY_MAGIC, LEGACY_PROTOCOL, {"little_endian": True}, obj, []):
+            pickle.dump(part, f, protocol=2)
+    return path
+
+
+def _zip_file(path: Path, obj) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", pickle.dumps(obj, protocol=2))
+        zf.writestr("archive/version", "3\n")
+    return path
+
+
+def _payloads(marker: Path):
+    touch = f"touch {marker}"
+    return {
+        "os.system": _Call(os.system, touch),
+        "builtins.eval": _Call(eval, f"open({str(marker)!r}, 'w')"),
+        "subprocess": _Call(subprocess.call, ["touch", str(marker)]),
+    }
+
+
+@pytest.mark.parametrize("kind", ["os.system", "builtins.eval", "subprocess"])
+@pytest.mark.parametrize("writer", [_legacy_file, _zip_file])
+def test_hostile_pickle_is_refused_and_never_runs(tmp_path, kind, writer):
+    marker = tmp_path / "pwned"
+    payload = {"weight": _payloads(marker)[kind]}
+    path = writer(tmp_path / "evil.pth", payload)
+    # the payload is real: plain pickle would run it
+    with pytest.raises(PthError, match=r"evil\.pth.*not allowed") as err:
+        read_state_dict(path)
+    assert "\n" not in str(err.value)
+    assert not marker.exists()
+    pickle.loads(pickle.dumps(payload["weight"]))
+    assert marker.exists()  # proves the payload would have run
+
+
+def test_truncated_file_names_the_file(tmp_path):
+    for fmt in ("legacy", "zip"):
+        data = (FIX / f"pth_cases_{fmt}.pth").read_bytes()
+        for cut in (len(data) // 3, len(data) - 5):
+            path = tmp_path / f"cut_{fmt}_{cut}.pth"
+            path.write_bytes(data[:cut])
+            with pytest.raises(PthError, match=path.name):
+                read_state_dict(path)
+
+
+def test_not_a_state_dict_of_tensors(tmp_path):
+    with pytest.raises(PthError, match=r"leaf\.pth.*'lr' is a float"):
+        read_state_dict(_legacy_file(tmp_path / "leaf.pth", {"lr": 0.1}))
+    with pytest.raises(PthError, match=r"list\.pth.*holds a list"):
+        read_state_dict(_legacy_file(tmp_path / "list.pth", [1, 2]))
+    (tmp_path / "text.pth").write_text("hello\n")
+    with pytest.raises(PthError, match=r"text\.pth"):
+        read_state_dict(tmp_path / "text.pth")
+    with pytest.raises(PthError, match=r"missing\.pth"):
+        read_state_dict(tmp_path / "missing.pth")
