@@ -52,6 +52,13 @@ class ImportOptions(RuntimeOptions, DataOptions, ModelOptions):
     name: str = opt("", "run name; '' = <NVIDIA run name (its folder's name)>_nvidia")
     checkpoints_dir: str = opt("outputs", "folder holding run folders")
     no_ganFeat_loss: bool = opt(False, "D without intermediate outputs (NVIDIA: no getIntermFeat)")
+    # training options recorded for continuing on p2phd (given here, they override opt.txt)
+    niter: int = opt(100, "epochs at the starting learning rate")
+    niter_decay: int = opt(100, "epochs of linear learning-rate decay after niter")
+    niter_fix_global: int = opt(0, "epochs during which only the local enhancer trains")
+    lr: float = opt(0.0002, "initial Adam learning rate")
+    batch_size: int = opt(1, "samples per step (per device)")
+    no_vgg_loss: bool = opt(False, "no VGG19 perceptual loss")
     overwrite: bool = opt(False, "replace an existing non-empty run folder")
 
     def validate(self) -> None:

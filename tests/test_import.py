@@ -1,0 +1,386 @@
+"""bin/import: NVIDIA pix2pixHD checkpoints (made by NVIDIA's code and torch.save, see
+tests/fixtures/make_nvidia_fixtures.py) become p2phd runs whose G, D and E compute what NVIDIA's
+did; hostile, broken and foreign files exit 2 naming the file. No torch here.
+"""
+
+import json
+import os
+import pickle
+import shutil
+import struct
+import subprocess
+import sys
+import types
+from collections import OrderedDict
+from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor
+
+from p2phd.core import checkpoint, runs
+from p2phd.core.cli import run_verb
+from p2phd.interop import importer
+from p2phd.interop.nvidia import read_opt_txt
+from p2phd.interop.pth import LEGACY_MAGIC, LEGACY_PROTOCOL, read_state_dict
+from p2phd.nets import build_discriminator
+from p2phd.nets.encoding import dense_index
+
+REPO = Path(__file__).resolve().parents[1]
+FIX = REPO / "tests" / "fixtures" / "nvidia"
+RUNS = {  # imported run name -> NVIDIA checkpoints folder
+    "global": FIX / "tiny_global",
+    "global_zip": FIX / "tiny_global" / "zip",
+    "local_feat": FIX / "tiny_local_feat",
+    "batch": FIX / "tiny_batch",
+}
+TOL = 1e-5
+
+
+def _import(*argv) -> int:
+    return run_verb(importer.main, [str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("imported")
+
+
+@pytest.fixture(scope="module")
+def imported(out: Path) -> dict[str, Path]:
+    for name, folder in RUNS.items():
+        assert _import(folder, "--checkpoints_dir", out, "--name", name) == 0, name
+    return {name: out / name for name in RUNS}
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_outputs_equal_nvidia(imported, name):
+    """G (and E, and every D scale and layer) on NVIDIA's fixed input: <= 1e-5 relative L2."""
+    run = imported[name]
+    exp = np.load(
+        RUNS[name].parent / "expected.npz" if name == "global_zip" else RUNS[name] / "expected.npz"
+    )
+    G, E, arch, meta = runs.load_inference(run, max_instances=64)
+    assert _rel(G(Tensor(exp["G_input"])).asnumpy(), exp["G"]) <= TOL
+    if name == "local_feat":
+        index, _ = dense_index(exp["inst"])
+        assert E is not None
+        assert _rel(E(Tensor(exp["image"]), Tensor(index)).asnumpy(), exp["E"]) <= TOL
+    state = runs.latest_state(run)
+    if name in ("global", "local_feat"):
+        D = build_discriminator(arch)
+        D.set_train(False)
+        assert checkpoint.load(state / "state.ckpt", {"netD": D}).complete
+        outs = D(Tensor(exp["D_input"]))
+        keys = [k for k in exp.files if k.startswith("D_") and k != "D_input"]
+        assert len(keys) == sum(len(s) for s in outs) == {"global": 2 * 4, "local_feat": 3}[name]
+        for i, scale in enumerate(outs):
+            for j, o in enumerate(scale):
+                assert _rel(o.asnumpy(), exp[f"D_{i}_{j}"]) <= TOL, (i, j)
+    else:
+        assert state is None  # no latest_net_D.pth: inference snapshot only
+
+
+def test_legacy_and_zip_give_identical_runs(imported):
+    a = ms.load_checkpoint(str(imported["global"] / "G.ckpt"))
+    b = ms.load_checkpoint(str(imported["global_zip"] / "G.ckpt"))
+    names = [n for n in a if "." in n]
+    assert names == [n for n in b if "." in n] and len(names) == 20
+    for n in names:
+        np.testing.assert_array_equal(a[n].asnumpy(), b[n].asnumpy())
+    oa = json.loads((imported["global"] / "options.json").read_text())
+    ob = json.loads((imported["global_zip"] / "options.json").read_text())
+    assert oa["imported"]["files"]["netG"]["torch_format"] == "legacy"
+    assert ob["imported"]["files"]["netG"]["torch_format"] == "zip"
+    drop = ("name",)
+    assert {k: v for k, v in oa["options"].items() if k not in drop} == {
+        k: v for k, v in ob["options"].items() if k not in drop
+    }
+
+
+@pytest.mark.parametrize("name", ["global", "local_feat"])
+def test_inferred_architecture_equals_opt_txt(imported, tmp_path, name):
+    """Without opt.txt the tensors alone give the architecture opt.txt states."""
+    bare = tmp_path / RUNS[name].name
+    shutil.copytree(RUNS[name], bare, ignore=shutil.ignore_patterns("opt.txt", "zip"))
+    assert _import(bare, "--checkpoints_dir", tmp_path / "out", "--name", "x") == 0
+    inferred = json.loads((tmp_path / "out" / "x" / "options.json").read_text())
+    with_opt = json.loads((imported[name] / "options.json").read_text())
+    arch = runs.ArchOptions.__dataclass_fields__
+    skip = {"load_size", "fine_size", "resize_or_crop"}  # data options: not in the tensors
+    if name == "global":  # unused by a global G or without features: opt.txt has defaults
+        skip |= {"n_local_enhancers", "n_blocks_local", "feat_num", "nef", "n_downsample_E"}
+    for k in arch:
+        if k not in skip:
+            assert inferred["options"][k] == with_opt["options"][k], k
+    assert inferred["imported"]["architecture_from"] == "tensors"
+    opt_txt = read_opt_txt(RUNS[name] / "opt.txt", importer.train_option_types())
+    for k, v in inferred["imported"]["inferred"].items():
+        assert opt_txt[k] == v, k
+
+
+def test_run_folder_like_a_trained_run(imported):
+    run = imported["global"]
+    doc = runs.read_options(run)
+    assert doc["schema"] == runs.RUN_SCHEMA and doc["dataset"] == {"path": "", "sha256": ""}
+    o = doc["options"]
+    assert (o["netG"], o["ngf"], o["n_downsample_global"], o["n_blocks_global"]) == (
+        "global",
+        4,
+        2,
+        2,
+    )
+    assert (o["num_D"], o["n_layers_D"], o["ndf"], o["label_nc"], o["batch_size"]) == (
+        2,
+        2,
+        4,
+        35,
+        1,
+    )
+    rec = doc["imported"]
+    g = rec["files"]["netG"]
+    import hashlib
+
+    assert (
+        g["sha256"]
+        == hashlib.sha256((FIX / "tiny_global" / "latest_net_G.pth").read_bytes()).hexdigest()
+    )
+    assert set(rec["files"]) == {"netG", "netD", "opt.txt", "iter.txt"}
+    assert checkpoint.read_meta(run / "G.ckpt") == {"epoch": 5, "step": 0}
+    prog = runs.read_progress(runs.latest_state(run))
+    assert prog["epoch"] == 6 and prog["step"] == 0  # iter.txt: NVIDIA resumes at epoch 6
+    batch = runs.read_options(imported["batch"])
+    assert (
+        batch["options"]["norm"] == "batch" and batch["imported"]["architecture_from"] == "tensors"
+    )
+    dropped = batch["imported"]["files"]["netG"]["dropped"]
+    assert dropped and all(n.endswith("num_batches_tracked") for n in dropped)
+    stored = ms.load_checkpoint(str(imported["batch"] / "G.ckpt"))
+    assert "netG.model.2.moving_mean" in stored and "netG.model.2.gamma" in stored
+
+
+def test_bin_import_and_module_entry_point(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    res = subprocess.run(
+        [str(REPO / "bin" / "import"), "-", "--checkpoints_dir", str(tmp_path), "--name", "a"],
+        input=f"{FIX / 'tiny_batch'}\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr[-1500:]
+    assert res.stdout == f"{tmp_path / 'a'}\n"  # stdout: only the run folder
+    assert "dropped" in res.stderr
+    cmd = [sys.executable, "-m", "p2phd.import", str(FIX / "tiny_batch"), "--dry-run"]
+    res = subprocess.run(
+        [*cmd, "--checkpoints_dir", str(tmp_path), "--name", "b"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert res.returncode == 0 and res.stdout == "" and "would_write" in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]  # nothing else, no temp folder
+
+
+def test_overwrite_and_user_options_override(tmp_path):
+    args = [FIX / "tiny_global" / "zip", "--checkpoints_dir", tmp_path, "--name", "r"]
+    assert _import(*args) == 0
+    assert _import(*args) == 2  # refuses a non-empty run folder
+    assert _import(*args, "--overwrite", "--lr", "0.001", "--no_lsgan") == 0
+    assert runs.read_options(tmp_path / "r")["options"]["no_lsgan"] is True
+    assert runs.read_options(tmp_path / "r")["options"]["lr"] == 0.001
+    # an override that contradicts the tensors: exit 2 naming the file and the first misfit
+    assert _import(*args, "--overwrite", "--ngf", "8") == 2
+    assert runs.read_options(tmp_path / "r")["options"]["lr"] == 0.001  # old run untouched
+
+
+def test_render_an_imported_run(imported, tiny_cityscapes, tmp_path):
+    from p2phd.data import prepare
+    from p2phd.rendering import render
+
+    manifest = tmp_path / "test.h5"
+    argv = [
+        "--dataroot",
+        str(tiny_cityscapes),
+        "--phase",
+        "test",
+        "--load_size",
+        "0",
+        "--jobs",
+        "1",
+    ]
+    assert run_verb(prepare.main, [*argv, "--out", str(manifest)]) == 0
+    dest = tmp_path / "render"
+    assert (
+        run_verb(render.main, ["--run", str(imported["global"]), str(manifest), "--out", str(dest)])
+        == 0
+    )
+    pngs = sorted(p.name for p in dest.glob("*_synthesized.png"))
+    assert len(pngs) == 2
+
+
+def test_train_load_pretrain_from_imported_run(imported, tiny_manifest, tmp_path, capsys):
+    from p2phd.training import train
+
+    argv = [
+        str(tiny_manifest), "--name", "cont", "--checkpoints_dir", str(tmp_path),
+        "--ngf", "4", "--n_downsample_global", "2", "--n_blocks_global", "2",
+        "--num_D", "2", "--n_layers_D", "2", "--ndf", "4", "--load_size", "128",
+        "--no_vgg_loss", "--niter", "1", "--niter_decay", "0", "--max_steps", "1",
+        "--load_pretrain", str(imported["global"]),
+    ]  # fmt: skip
+    assert run_verb(train.main, argv) == 0
+    err = capsys.readouterr().err
+    assert "load_pretrain" in err and "new: none" in err  # G and D both loaded, nothing fresh
+    assert runs.read_progress(runs.latest_state(tmp_path / "cont"))["step"] == 1
+
+
+# -- hostile and malformed inputs -----------------------------------------------------------------
+class _Call:
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+@contextmanager
+def _fake_torch():
+    """Just enough of a `torch` module for pickle to name torch.FloatStorage and
+    torch._utils._rebuild_tensor_v2 when writing test files (removed afterwards)."""
+    torch_mod, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+
+    class FloatStorage:
+        pass
+
+    def _rebuild_tensor_v2(*args):
+        raise AssertionError("never called")
+
+    FloatStorage.__module__, FloatStorage.__qualname__ = "torch", "FloatStorage"
+    _rebuild_tensor_v2.__module__ = "torch._utils"
+    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
+    torch_mod.FloatStorage, utils._rebuild_tensor_v2, torch_mod._utils = (
+        FloatStorage, _rebuild_tensor_v2, utils,
+    )  # fmt: skip
+    with mock.patch.dict(sys.modules, {"torch": torch_mod, "torch._utils": utils}):
+        yield FloatStorage, _rebuild_tensor_v2
+
+
+def write_legacy_pth(path: Path, tensors: dict[str, np.ndarray]) -> Path:
+    """A legacy-format .pth of float32 tensors, as torch < 1.6 writes it."""
+    with _fake_torch() as (storage_cls, rebuild):
+
+        class Storage:
+            def __init__(self, key, arr):
+                self.key, self.arr = key, arr
+
+        class Tens:
+            def __init__(self, storage, shape):
+                self.storage, self.shape = storage, shape
+
+            def __reduce__(self):
+                strides = tuple(int(s) // 4 for s in np.empty(self.shape, np.float32).strides)
+                return rebuild, (self.storage, 0, self.shape, strides, False, OrderedDict())
+
+        class Pickler(pickle.Pickler):
+            def persistent_id(self, obj):
+                if isinstance(obj, Storage):
+                    return ("storage", storage_cls, obj.key, "cpu", obj.arr.size, None)
+                return None
+
+        storages = [
+            Storage(str(i), np.ascontiguousarray(a, np.float32))
+            for i, a in enumerate(tensors.values())
+        ]
+        sd = OrderedDict(
+            (n, Tens(s, tuple(a.shape)))
+            for (n, a), s in zip(tensors.items(), storages, strict=True)
+        )
+        with open(path, "wb") as f:
+            for part in (LEGACY_MAGIC, LEGACY_PROTOCOL, {"little_endian": True}):
+                pickle.dump(part, f, protocol=2)
+            Pickler(f, protocol=2).dump(sd)
+            pickle.dump([s.key for s in storages], f, protocol=2)
+            for s in storages:
+                f.write(struct.pack("<q", s.arr.size) + s.arr.astype("<f4").tobytes())
+    return path
+
+
+def _folder_with_g(tmp_path: Path, write) -> Path:
+    folder = tmp_path / "ckpts" / "bad"
+    folder.mkdir(parents=True)
+    write(folder / "latest_net_G.pth")
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["os.system", "builtins.eval", "subprocess"])
+def test_hostile_pickle_exits_2_and_never_runs(tmp_path, capsys, kind):
+    marker = tmp_path / "pwned"
+    payload = {
+        "os.system": _Call(os.system, f"touch {marker}"),
+        "builtins.eval": _Call(eval, f"open({str(marker)!r}, 'w')"),
+        "subprocess": _Call(subprocess.call, ["touch", str(marker)]),
+    }[kind]
+
+    def write(p):
+        with open(p, "wb") as f:
+            for part in (
+                LEGACY_MAGIC,
+                LEGACY_PROTOCOL,
+                {"little_endian": True},
+                {"w": payload},
+                [],
+            ):
+                pickle.dump(part, f, protocol=2)
+
+    folder = _folder_with_g(tmp_path, write)
+    capsys.readouterr()
+    assert _import(folder, "--checkpoints_dir", tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip()
+    assert "latest_net_G.pth" in err and "not allowed" in err and len(err.splitlines()) == 1
+    assert not marker.exists() and not (tmp_path / "out").exists()
+    pickle.loads(pickle.dumps(payload))  # the same payload, unpickled without the allow-list,
+    assert marker.exists()  # does run: the refusal above is what stopped it
+
+
+def test_malformed_inputs_exit_2_naming_the_file(tmp_path, capsys):
+    g = read_state_dict(FIX / "tiny_global" / "latest_net_G.pth")
+    cases = {
+        "truncated": lambda p: p.write_bytes(
+            (FIX / "tiny_global" / "latest_net_G.pth").read_bytes()[:30000]
+        ),
+        "vgg": lambda p: write_legacy_pth(
+            p,
+            {"features.0.weight": np.zeros((4, 3, 3, 3)), "classifier.0.weight": np.zeros((5, 4))},
+        ),
+        "bad_shape": lambda p: write_legacy_pth(
+            p, {**g, "model.10.conv_block.1.weight": np.zeros((16, 16, 5, 5))}
+        ),
+    }
+    expect = {
+        "truncated": "truncated",
+        "vgg": "not a pix2pixHD generator",
+        "bad_shape": "model.10.conv_block.1.weight has shape (16, 16, 5, 5)",
+    }
+    for case, write in cases.items():
+        folder = _folder_with_g(tmp_path / case, write)
+        capsys.readouterr()
+        assert _import(folder, "--checkpoints_dir", tmp_path / "out") == 2, case
+        err = capsys.readouterr().err.strip()
+        assert str(folder / "latest_net_G.pth") in err and expect[case] in err, err
+        assert len(err.splitlines()) == 1
+    # the writer itself is faithful: an unmodified G round-trips and imports
+    good = _folder_with_g(tmp_path / "good", lambda p: write_legacy_pth(p, g))
+    back = read_state_dict(good / "latest_net_G.pth")
+    assert list(back) == list(g) and all(np.array_equal(back[k], g[k]) for k in g)
+    assert _import(good, "--checkpoints_dir", tmp_path / "out") == 0
+    assert "torch" not in sys.modules
