@@ -186,6 +186,26 @@ bench-render: | $(STAMP) ## render's images/s on the 15 sample test maps, ngf 64
 
 bench: $(shell sed -nE 's/^(bench-[A-Za-z0-9_-]+):.*/\1/p' $(firstword $(MAKEFILE_LIST))) ## run every benchmark (bench-*)
 
+# ---- NVIDIA's trained models: bin/import (README: Using NVIDIA's trained models) --------------
+NV ?=#                             NVIDIA checkpoints folder for `make import` (checkpoints/<name>)
+IMPORT_EXTRA ?=#                   extra bin/import options (e.g. --overwrite, --which_epoch 20)
+NV_RUN ?= outputs/label2city_1024p_nvidia#  imported run that render-nvidia uses
+NV_FULL ?= /tmp/nv-full/label2city_1024p#  full-size G folder for bench-import
+
+import: | $(STAMP) ## import NVIDIA's pix2pixHD checkpoints folder NV as outputs/<name>_nvidia (no PyTorch); prints the run folder
+	@test -n "$(NV)" || { echo "make import: give NV=path/to/checkpoints/<name>" >&2; exit 2; }
+	$(BIN)/import $(NV) --checkpoints_dir outputs $(IMPORT_EXTRA)
+
+# The imported run renders at 1024p size (SIZE2 wide, 2048 by default: Cityscapes' own size).
+render-nvidia: $(call man,test,$(SIZE2)) ## render DATA's test split (Cityscapes: val) with the imported run NV_RUN; prints the folder
+	$(BIN)/render --run $(NV_RUN) $< --out $(NV_RUN)/render-test --overwrite \
+		--device_target $(DEVICE) $(RENDER_EXTRA)
+
+bench-import: | $(STAMP) ## bin/import time and peak RSS for a full-size label2city_1024p G (182,857,059 parameters) in NV_FULL
+	$(PY) bench/bench_import.py $(NV_FULL)
+
+.PHONY: import render-nvidia bench-import
+
 clean: ## remove the demo's data, manifests and runs, partial files and caches (keeps other runs)
 	rm -rf outputs/demo-* manifests/demo-* .pytest_cache .ruff_cache
 	find manifests outputs -name '*.tmp' -prune -exec rm -rf {} +

@@ -228,20 +228,35 @@ def test_render_an_imported_run(imported, tiny_cityscapes, tmp_path):
     assert len(pngs) == 2
 
 
+TINY_ARCH = [
+    "--ngf", "4", "--n_downsample_global", "2", "--n_blocks_global", "2",
+    "--num_D", "2", "--n_layers_D", "2", "--ndf", "4", "--load_size", "128", "--no_vgg_loss",
+]  # fmt: skip
+
+
 def test_train_load_pretrain_from_imported_run(imported, tiny_manifest, tmp_path, capsys):
     from p2phd.training import train
 
-    argv = [
-        str(tiny_manifest), "--name", "cont", "--checkpoints_dir", str(tmp_path),
-        "--ngf", "4", "--n_downsample_global", "2", "--n_blocks_global", "2",
-        "--num_D", "2", "--n_layers_D", "2", "--ndf", "4", "--load_size", "128",
-        "--no_vgg_loss", "--niter", "1", "--niter_decay", "0", "--max_steps", "1",
-        "--load_pretrain", str(imported["global"]),
-    ]  # fmt: skip
-    assert run_verb(train.main, argv) == 0
+    argv = [str(tiny_manifest), "--name", "cont", "--checkpoints_dir", str(tmp_path), *TINY_ARCH]
+    argv += ["--niter", "1", "--niter_decay", "0", "--max_steps", "1", "--pynative"]
+    assert run_verb(train.main, [*argv, "--load_pretrain", str(imported["global"])]) == 0
     err = capsys.readouterr().err
     assert "load_pretrain" in err and "new: none" in err  # G and D both loaded, nothing fresh
     assert runs.read_progress(runs.latest_state(tmp_path / "cont"))["step"] == 1
+
+
+def test_train_resumes_an_imported_run(tiny_manifest, tmp_path, capsys):
+    """Same options as the import recorded: bin/train continues NVIDIA's run at its epoch."""
+    from p2phd.training import train
+
+    args = [FIX / "tiny_global", "--checkpoints_dir", tmp_path, "--name", "nv", *TINY_ARCH[-3:]]
+    assert _import(*args) == 0
+    argv = [str(tiny_manifest), "--name", "nv", "--checkpoints_dir", str(tmp_path), *TINY_ARCH]
+    capsys.readouterr()
+    assert run_verb(train.main, [*argv, "--max_steps", "1", "--pynative"]) == 0
+    assert "resuming" in capsys.readouterr().err
+    prog = runs.read_progress(runs.latest_state(tmp_path / "nv"))
+    assert (prog["epoch"], prog["epoch_step"], prog["step"]) == (6, 1, 1)
 
 
 # -- hostile and malformed inputs -----------------------------------------------------------------
