@@ -12,7 +12,9 @@ label2city_1024p architecture (netG local, ngf 32, 182,857,059 parameters, legac
 Each run imports in a fresh subprocess (bin/import's own code path) and reports wall time, CPU
 time (user+sys of the child) and the child's peak RSS (ru_maxrss from wait4's rusage, = resource.getrusage of that child), beside the weights' own size
 (4 bytes x parameters) and the RSS of a process that only imports MindSpore and p2phd (the
-baseline every verb pays). Timings on the shared 2-core machine are noisy (+-20-30 %).
+baseline every verb pays). When the folder has NVIDIA's output on a fixed 128x256 input
+(``expected.npz``, written by the fixture script), the imported G's relative L2 error against it
+is reported too. Timings on the shared 2-core machine are noisy (+-20-30 %).
 """
 
 import argparse
@@ -52,11 +54,27 @@ def run_child(cmd: list[str]) -> dict:
     }
 
 
+def check(run: str, expected: str) -> None:
+    """Print the relative L2 error of the imported G against NVIDIA's stored output."""
+    import numpy as np
+    from mindspore import Tensor
+
+    from p2phd.core import runs
+
+    exp = np.load(expected)
+    G = runs.load_inference(run)[0]
+    out = G(Tensor(exp["G_input"])).asnumpy()
+    print(float(np.linalg.norm(out - exp["G"]) / np.linalg.norm(exp["G"])))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("folder", nargs="?", default=str(DEFAULT))
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--check", nargs=2, metavar=("RUN", "NPZ"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.check:
+        return check(*args.check)
     folder = Path(args.folder)
     if not (folder / "latest_net_G.pth").is_file():  # not an error: `make bench` goes on
         print(
@@ -74,6 +92,9 @@ def main() -> None:
             res = run_child(cmd)
             run = Path(res.pop("stdout"))
             res["G.ckpt_mb"] = round((run / "G.ckpt").stat().st_size / 2**20)
+            if i == 0 and (folder / "expected.npz").is_file():
+                chk = run_child([py, __file__, "--check", str(run), str(folder / "expected.npz")])
+                res["rel_l2_vs_nvidia"] = float(chk["stdout"])
             results.append(res)
             shutil.rmtree(out)
     report = {

@@ -220,12 +220,14 @@ def test_render_an_imported_run(imported, tiny_cityscapes, tmp_path):
     ]
     assert run_verb(prepare.main, [*argv, "--out", str(manifest)]) == 0
     dest = tmp_path / "render"
-    assert (
-        run_verb(render.main, ["--run", str(imported["global"]), str(manifest), "--out", str(dest)])
-        == 0
-    )
-    pngs = sorted(p.name for p in dest.glob("*_synthesized.png"))
+    argv = ["--run", str(imported["global"]), str(manifest), "--out", str(dest), "--pynative"]
+    assert run_verb(render.main, argv) == 0
+    pngs = sorted(dest.glob("*_synthesized.png"))
     assert len(pngs) == 2
+    from PIL import Image
+
+    img = np.asarray(Image.open(pngs[0]))
+    assert img.shape == (64, 128, 3) and img.std() > 0  # an image, not a blank
 
 
 TINY_ARCH = [
