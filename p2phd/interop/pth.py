@@ -67,11 +67,26 @@ class _Storage:
 
 
 @dataclass(frozen=True)
+class _Dtype:
+    name: str  # key of _DTYPES
+
+
+# torch dtype name -> numpy dtype, for _rebuild_tensor_v3 (torch >= 2 writes the dtypes that have
+# no typed storage class, e.g. uint16, as an untyped byte storage plus the dtype)
+_DTYPES = {
+    "float32": "<f4", "float64": "<f8", "float16": "<f2", "int64": "<i8", "int32": "<i4",
+    "int16": "<i2", "int8": "i1", "uint8": "u1", "bool": "?", "uint16": "<u2", "uint32": "<u4",
+    "uint64": "<u8",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class _Tensor:
     storage: _Storage
     offset: int
     size: tuple[int, ...]
     stride: tuple[int, ...]
+    dtype: str | None = None  # v3: the byte storage is read as this numpy dtype
 
 
 def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_rest: Any) -> _Tensor:
@@ -82,6 +97,16 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_rest: A
     if not all(isinstance(v, int) and v >= 0 for v in ints) or len(size) != len(stride):
         raise pickle.UnpicklingError("tensor with a malformed size, stride or offset")
     return _Tensor(storage, offset + storage.offset, tuple(size), tuple(stride))
+
+
+def _rebuild_tensor_v3(
+    storage: Any, offset: Any, size: Any, stride: Any, grad: Any, hooks: Any, dtype: Any, *_: Any
+) -> _Tensor:
+    """Stand-in for torch._utils._rebuild_tensor_v3: an untyped (byte) storage + a dtype."""
+    t = _rebuild_tensor(storage, offset, size, stride)
+    if not isinstance(dtype, _Dtype) or t.storage.kind != "UntypedStorage":
+        raise pickle.UnpicklingError("_rebuild_tensor_v3 without a byte storage and a dtype")
+    return _Tensor(t.storage, t.offset, t.size, t.stride, _DTYPES[dtype.name])
 
 
 def _rebuild_parameter(data: Any, *_rest: Any) -> Any:
@@ -96,8 +121,10 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): OrderedDict,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     **{("torch", name): _StorageType(name) for name in _STORAGES},
+    **{("torch", name): _Dtype(name) for name in _DTYPES},
     ("torch.storage", "UntypedStorage"): _StorageType("UntypedStorage"),
 }
 
@@ -174,7 +201,16 @@ def _arrays(
         if big_endian:
             data = data.view(data.dtype.newbyteorder(">")).astype(data.dtype.newbyteorder("="))
         for name in names:
-            out[name] = _cut(data, tensors[name], final, path, name)
+            t = tensors[name]
+            if t.dtype is None:
+                out[name] = _cut(data, t, final, path, name)
+            elif data.nbytes % np.dtype(t.dtype).itemsize:
+                raise PthError(
+                    f"{path}: tensor {name!r}: storage is not a whole number of {t.dtype}"
+                )
+            else:
+                dt = np.dtype(t.dtype)
+                out[name] = _cut(data.view(dt), t, dt.newbyteorder("=").name, path, name)
     return {name: out[name] for name in tensors}
 
 
