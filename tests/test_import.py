@@ -198,9 +198,48 @@ def test_overwrite_and_user_options_override(tmp_path):
     assert _import(*args, "--overwrite", "--lr", "0.001", "--no_lsgan") == 0
     assert runs.read_options(tmp_path / "r")["options"]["no_lsgan"] is True
     assert runs.read_options(tmp_path / "r")["options"]["lr"] == 0.001
-    # an override that contradicts the tensors: exit 2 naming the file and the first misfit
-    assert _import(*args, "--overwrite", "--ngf", "8") == 2
-    assert runs.read_options(tmp_path / "r")["options"]["lr"] == 0.001  # old run untouched
+
+
+def test_disagreements_with_the_tensors(tmp_path, capsys):
+    """An override or an opt.txt that contradicts the tensors: said on stderr, then exit 2
+    naming the file and the first tensor that does not fit; nothing is written."""
+    args = [FIX / "tiny_global" / "zip", "--checkpoints_dir", tmp_path, "--name", "r"]
+    capsys.readouterr()
+    assert _import(*args, "--ngf", "8") == 2
+    err = capsys.readouterr().err
+    assert "differ from the tensors: ngf 8 vs 4" in err
+    assert "zip/latest_net_G.pth: tensor model.1.weight has shape (4, 36, 7, 7)" in err
+    folder = tmp_path / "nv" / "edited"
+    shutil.copytree(FIX / "tiny_global", folder, ignore=shutil.ignore_patterns("zip"))
+    text = (folder / "opt.txt").read_text().replace("n_blocks_global: 2", "n_blocks_global: 3")
+    (folder / "opt.txt").write_text(text)
+    assert _import(folder, "--checkpoints_dir", tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "opt.txt/options given differ from the tensors: n_blocks_global 3 vs 2" in err
+    assert (
+        f"{folder / 'latest_net_G.pth'}: tensor model.12.weight (16, 8, 3, 3) has no place" in err
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nv"]
+
+
+def test_which_epoch_and_single_file(tmp_path):
+    folder = tmp_path / "ckpts" / "street"
+    folder.mkdir(parents=True)
+    for net in ("G", "D"):
+        shutil.copy(FIX / "tiny_global" / f"latest_net_{net}.pth", folder / f"20_net_{net}.pth")
+    shutil.copy(FIX / "tiny_global" / "opt.txt", folder)
+    assert _import(folder, "--checkpoints_dir", tmp_path) == 2  # no latest_net_G.pth
+    assert _import(folder, "--which_epoch", "20", "--checkpoints_dir", tmp_path) == 0
+    run = tmp_path / "street_nvidia"
+    assert checkpoint.read_meta(run / "G.ckpt")["epoch"] == 20
+    assert runs.read_progress(runs.latest_state(run))["epoch"] == 21
+    # a single .pth: G only, architecture from the tensors, named after its folder
+    assert _import(folder / "20_net_G.pth", "--checkpoints_dir", tmp_path / "one") == 0
+    doc = runs.read_options(tmp_path / "one" / "street_nvidia")
+    assert doc["imported"]["architecture_from"] == "tensors" and list(doc["imported"]["files"]) == [
+        "netG"
+    ]
+    assert runs.latest_state(tmp_path / "one" / "street_nvidia") is None
 
 
 def test_render_an_imported_run(imported, tiny_cityscapes, tmp_path):

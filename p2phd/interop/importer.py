@@ -72,14 +72,15 @@ class ImportOptions(RuntimeOptions, DataOptions, ModelOptions):
             )
 
 
-def explicit_options(argv: list[str], cls: type) -> set[str]:
-    """Option names spelled on the command line (their values override opt.txt and inference)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    given = set()
+def explicit_options(argv: list[str], o: Any) -> set[str]:
+    """Options given on the command line (their values override opt.txt and inference): spelled
+    out, or (argparse abbreviations) parsed to a value other than the default."""
+    fields = {f.name: f.default for f in dataclasses.fields(o)}
+    given = {k for k, default in fields.items() if getattr(o, k) != default}
     for tok in argv:
         if tok.startswith("--"):
             name = tok[2:].split("=", 1)[0].replace("-", "_")
-            if name in names:
+            if name in fields:
                 given.add(name)
     return given
 
@@ -166,7 +167,7 @@ def resolve(o: ImportOptions, argv: list[str], src: Source, sds: dict[str, dict]
     else:
         values.update(nvidia.guess_inputs(inf))
         values.update(inf.options)
-    given = explicit_options(argv, ImportOptions)
+    given = explicit_options(argv, o)
     values.update({k: getattr(o, k) for k in given if k in types})
     values.update(
         manifest="",
