@@ -7,19 +7,15 @@ import json
 import os
 import pickle
 import shutil
-import struct
 import subprocess
 import sys
-import types
-from collections import OrderedDict
-from contextlib import contextmanager
 from pathlib import Path
-from unittest import mock
 
 import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import Tensor
+from pth_writer import write_legacy_pth
 
 from p2phd.core import checkpoint, runs
 from p2phd.core.cli import run_verb
@@ -307,68 +303,6 @@ class _Call:
 
     def __reduce__(self):
         return self.fn, self.args
-
-
-@contextmanager
-def _fake_torch():
-    """Just enough of a `torch` module for pickle to name torch.FloatStorage and
-    torch._utils._rebuild_tensor_v2 when writing test files (removed afterwards)."""
-    torch_mod, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
-
-    class FloatStorage:
-        pass
-
-    def _rebuild_tensor_v2(*args):
-        raise AssertionError("never called")
-
-    FloatStorage.__module__, FloatStorage.__qualname__ = "torch", "FloatStorage"
-    _rebuild_tensor_v2.__module__ = "torch._utils"
-    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
-    torch_mod.FloatStorage, utils._rebuild_tensor_v2, torch_mod._utils = (
-        FloatStorage, _rebuild_tensor_v2, utils,
-    )  # fmt: skip
-    with mock.patch.dict(sys.modules, {"torch": torch_mod, "torch._utils": utils}):
-        yield FloatStorage, _rebuild_tensor_v2
-
-
-def write_legacy_pth(path: Path, tensors: dict[str, np.ndarray]) -> Path:
-    """A legacy-format .pth of float32 tensors, as torch < 1.6 writes it."""
-    with _fake_torch() as (storage_cls, rebuild):
-
-        class Storage:
-            def __init__(self, key, arr):
-                self.key, self.arr = key, arr
-
-        class Tens:
-            def __init__(self, storage, shape):
-                self.storage, self.shape = storage, shape
-
-            def __reduce__(self):
-                strides = tuple(int(s) // 4 for s in np.empty(self.shape, np.float32).strides)
-                return rebuild, (self.storage, 0, self.shape, strides, False, OrderedDict())
-
-        class Pickler(pickle.Pickler):
-            def persistent_id(self, obj):
-                if isinstance(obj, Storage):
-                    return ("storage", storage_cls, obj.key, "cpu", obj.arr.size, None)
-                return None
-
-        storages = [
-            Storage(str(i), np.ascontiguousarray(a, np.float32))
-            for i, a in enumerate(tensors.values())
-        ]
-        sd = OrderedDict(
-            (n, Tens(s, tuple(a.shape)))
-            for (n, a), s in zip(tensors.items(), storages, strict=True)
-        )
-        with open(path, "wb") as f:
-            for part in (LEGACY_MAGIC, LEGACY_PROTOCOL, {"little_endian": True}):
-                pickle.dump(part, f, protocol=2)
-            Pickler(f, protocol=2).dump(sd)
-            pickle.dump([s.key for s in storages], f, protocol=2)
-            for s in storages:
-                f.write(struct.pack("<q", s.arr.size) + s.arr.astype("<f4").tobytes())
-    return path
 
 
 def _folder_with_g(tmp_path: Path, write) -> Path:

@@ -114,3 +114,16 @@ def test_not_a_state_dict_of_tensors(tmp_path):
         read_state_dict(tmp_path / "text.pth")
     with pytest.raises(PthError, match=r"missing\.pth"):
         read_state_dict(tmp_path / "missing.pth")
+
+
+def test_sizes_are_checked_before_memory_is_taken(tmp_path):
+    """A file claiming a huge storage (or a stride-0 tensor bigger than its storage) is refused
+    without allocating it."""
+    from pth_writer import write_legacy_pth
+
+    arr = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    back = read_state_dict(write_legacy_pth(tmp_path / "ok.pth", arr))
+    np.testing.assert_array_equal(back["w"], arr["w"])
+    huge = write_legacy_pth(tmp_path / "huge.pth", arr, claim=10**12)
+    with pytest.raises(PthError, match=r"huge\.pth: truncated: the storages need"):
+        read_state_dict(huge)

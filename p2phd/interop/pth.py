@@ -221,6 +221,9 @@ def _cut(data: np.ndarray, t: _Tensor, final: str, path: Path, name: str) -> np.
         last = t.offset + sum((n - 1) * s for n, s in zip(t.size, t.stride, strict=True))
     if last >= data.size:
         raise PthError(f"{path}: tensor {name!r} reaches past the end of its storage")
+    if int(np.prod(t.size)) > max(data.size, 1):  # stride-0 views: no state dict has them, and a
+        # hostile file could otherwise ask for any amount of memory
+        raise PthError(f"{path}: tensor {name!r} has more elements than its storage")
     whole = t.offset == 0 and data.size == int(np.prod(t.size)) and _contiguous(t)
     if whole:  # the common case: one tensor owns its storage, no second copy needed
         arr = data.reshape(t.size)
@@ -260,6 +263,8 @@ def _read_zip(path: Path, f: BinaryIO) -> dict[str, np.ndarray]:
             member = f"{folder}/data/{key}"
             if member not in names:
                 raise PthError(f"{path}: storage {member} is missing from the archive")
+            if zf.getinfo(member).file_size < numel * dtype.itemsize:
+                raise PthError(f"{path}: storage {member} is shorter than its {numel} elements")
             buf = np.empty(numel, dtype)
             with zf.open(member) as sf:
                 _readinto(sf, buf, path, member)
@@ -283,18 +288,21 @@ def _read_legacy(path: Path, f: BinaryIO) -> dict[str, np.ndarray]:
     # Storages follow in key order, each as int64 element count + raw bytes: note where each is.
     where: dict[str, int] = {}
     pos = f.tell()
+    size = f.seek(0, 2)
     for key in map(str, keys):
         f.seek(pos)
         head = f.read(8)
         if len(head) != 8:
             raise PthError(f"{path}: truncated: storage {key} is missing")
         (numel,) = struct.unpack(">q" if big else "<q", head)
-        if numel != storages[key].numel:
+        if numel != storages[key].numel or numel < 0:
             raise PthError(
                 f"{path}: storage {key} holds {numel} elements, expected {storages[key].numel}"
             )
         where[key] = pos + 8
         pos += 8 + numel * np.dtype(_STORAGES[storages[key].kind][0]).itemsize
+    if pos > size:  # checked before any storage is allocated
+        raise PthError(f"{path}: truncated: the storages need {pos} bytes, the file has {size}")
 
     def read_storage(key: str, numel: int, dtype: np.dtype) -> np.ndarray:
         f.seek(where[key])
