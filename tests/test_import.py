@@ -265,6 +265,20 @@ def test_render_an_imported_run(imported, tiny_cityscapes, tmp_path):
     assert img.shape == (64, 128, 3) and img.std() > 0  # an image, not a blank
 
 
+def test_precompute_with_an_imported_encoder(imported, tiny_manifest, tmp_path):
+    """bin/precompute loads the imported E (netE in G.ckpt) like a trained one."""
+    from p2phd.features import precompute
+    from p2phd.features.feature_manifest import FeatureManifest
+
+    out = tmp_path / "feat.h5"
+    argv = ["--run", str(imported["local_feat"]), str(tiny_manifest), "--out", str(out)]
+    assert run_verb(precompute.main, [*argv, "--pynative"]) == 0
+    feats = FeatureManifest(out)
+    assert feats.feat_num == 3 and len(feats) == 3
+    m = feats.map(feats.names[0])
+    assert m.shape == (3, 64, 128) and np.abs(m).max() > 0
+
+
 TINY_ARCH = [
     "--ngf", "4", "--n_downsample_global", "2", "--n_blocks_global", "2",
     "--num_D", "2", "--n_layers_D", "2", "--ndf", "4", "--load_size", "128", "--no_vgg_loss",
