@@ -156,6 +156,7 @@ def test_run_folder_like_a_trained_run(imported):
     assert (
         batch["options"]["norm"] == "batch" and batch["imported"]["architecture_from"] == "tensors"
     )
+    assert (batch["options"]["label_nc"], batch["options"]["no_instance"]) == (35, False)
     dropped = batch["imported"]["files"]["netG"]["dropped"]
     assert dropped and all(n.endswith("num_batches_tracked") for n in dropped)
     stored = ms.load_checkpoint(str(imported["batch"] / "G.ckpt"))
@@ -230,8 +231,11 @@ def test_which_epoch_and_single_file(tmp_path):
     assert checkpoint.read_meta(run / "G.ckpt")["epoch"] == 20
     assert runs.read_progress(runs.latest_state(run))["epoch"] == 21
     # a single .pth: G only, architecture from the tensors, named after its folder
-    assert _import(folder / "20_net_G.pth", "--checkpoints_dir", tmp_path / "one") == 0
+    one = [folder / "20_net_G.pth", "--checkpoints_dir", tmp_path / "one", "--no_instance"]
+    assert _import(*one) == 0
     doc = runs.read_options(tmp_path / "one" / "street_nvidia")
+    # 36 input channels: with --no_instance all are labels (without it: 35 + edge, tiny_batch)
+    assert (doc["options"]["label_nc"], doc["options"]["no_instance"]) == (36, True)
     assert doc["imported"]["architecture_from"] == "tensors" and list(doc["imported"]["files"]) == [
         "netG"
     ]

@@ -161,13 +161,13 @@ def resolve(o: ImportOptions, argv: list[str], src: Source, sds: dict[str, dict]
         nvidia.infer_discriminator(sds["D"], src.files["D"], inf)
     types = train_option_types()
     values: dict[str, Any] = {}
+    given = explicit_options(argv, o)
     from_file = nvidia.read_opt_txt(src.opt_txt, types) if src.opt_txt else {}
     if from_file:
         values.update(from_file)
     else:
-        values.update(nvidia.guess_inputs(inf))
+        values.update(nvidia.guess_inputs(inf, "no_instance" in given and o.no_instance))
         values.update(inf.options)
-    given = explicit_options(argv, o)
     values.update({k: getattr(o, k) for k in given if k in types})
     values.update(
         manifest="",

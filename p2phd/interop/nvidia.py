@@ -167,12 +167,12 @@ def infer_discriminator(sd: dict[str, np.ndarray], path: Path, inf: Inferred) ->
     inf.channels["D"] = int(first.shape[1])
 
 
-def guess_inputs(inf: Inferred) -> dict[str, Any]:
+def guess_inputs(inf: Inferred, no_instance: bool = False) -> dict[str, Any]:
     """label_nc / edge / features from the input channel counts, for runs without opt.txt.
 
     G reads label (+1 edge) (+feat_num), D reads label (+1 edge) + output_nc, E reads output_nc.
     With D or E the feature channels are known; an edge channel is assumed (NVIDIA's default,
-    instance maps on) unless --no_instance is given.
+    instance maps on) unless `no_instance` (the user's --no_instance).
     """
     ch, o = inf.channels, inf.options
     out = o.get("output_nc", 3)
@@ -184,8 +184,8 @@ def guess_inputs(inf: Inferred) -> dict[str, Any]:
     guess: dict[str, Any] = {"instance_feat": feat > 0}
     if feat > 0:
         guess["feat_num"] = feat
-    guess["label_nc"] = ch["G"] - feat - 1
-    guess["no_instance"] = False
+    guess["label_nc"] = ch["G"] - feat - (0 if no_instance else 1)
+    guess["no_instance"] = no_instance
     return guess
 
 
