@@ -392,3 +392,14 @@ def test_malformed_inputs_exit_2_naming_the_file(tmp_path, capsys):
     assert list(back) == list(g) and all(np.array_equal(back[k], g[k]) for k in g)
     assert _import(good, "--checkpoints_dir", tmp_path / "out") == 0
     assert "torch" not in sys.modules
+
+
+def test_feature_run_without_its_encoder_exits_2(tmp_path, capsys):
+    folder = tmp_path / "nv" / "feat"
+    folder.mkdir(parents=True)
+    for f in ("latest_net_G.pth", "opt.txt"):
+        shutil.copy(FIX / "tiny_local_feat" / f, folder)
+    capsys.readouterr()
+    assert _import(folder, "--checkpoints_dir", tmp_path / "out") == 2
+    assert f"{folder}: a feature run" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -224,8 +224,11 @@ def parameter_shapes(t: Any, net: str) -> dict[str, tuple[int, ...]]:
 
 def map_all(t: Any, src: Source, sds: dict[str, dict]) -> tuple[dict[str, dict], dict[str, list]]:
     if t.use_features() and "E" not in sds:
-        cli.log(
-            f"import: {src.folder}: feature run without latest_net_E.pth: render needs --clusters"
+        # p2phd's feature runs carry their encoder (render and precompute rebuild it); NVIDIA's
+        # --load_features runs read precomputed maps and saved no E
+        raise UsageError(
+            f"{src.folder}: a feature run (G reads {t.feat_num} feature channels) without "
+            f"{src.files['G'].name.replace('_G.', '_E.')}: p2phd needs the encoder that made them"
         )
     mapped, dropped = {}, {}
     for net, sd in sds.items():
