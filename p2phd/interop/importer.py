@@ -310,7 +310,7 @@ def write_state(run: Path, t: Any, mapped: dict[str, dict], epoch: int) -> None:
     for key, cell in trainer.cells().items():
         arrays = mapped[key[-1]]
         for name, p in cell.parameters_and_names():
-            p.set_data(Tensor(arrays[name]))
+            p.set_data(Tensor(arrays.pop(name)))  # pop: G.ckpt is written; free as we go
     lr = schedule.lr_at(epoch, t.lr, t.niter, t.niter_decay)
     trainer.set_lr(lr)
     progress = {
