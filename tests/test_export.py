@@ -213,3 +213,19 @@ def test_render_mindir_refuses_another_size(test_manifest: Path, tmp_path: Path,
     assert "--size 64x128" in capsys.readouterr().err
     assert run_verb(render.main, [*args, "--run", str(run)]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_make_export_plan(tmp_path: Path) -> None:
+    """`make export MODE=512p` trains the 512p run if needed, then runs bin/export on it."""
+    res = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), "-n", "export", "MODE=512p"]
+        + ["RUN=zz_mk", f"DATA={tmp_path}", "EXPORT_EXTRA=--uint8"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    lines = [ln for ln in res.stdout.splitlines() if "bin/" in ln]
+    assert "bin/train" in lines[-2] and "--name zz_mk_512p" in lines[-2]
+    assert lines[-1].startswith("bin/export --run outputs/zz_mk_512p")
+    assert lines[-1].split()[-1] == "--uint8"
