@@ -229,3 +229,25 @@ def test_make_export_plan(tmp_path: Path) -> None:
     assert "bin/train" in lines[-2] and "--name zz_mk_512p" in lines[-2]
     assert lines[-1].startswith("bin/export --run outputs/zz_mk_512p")
     assert lines[-1].split()[-1] == "--uint8"
+
+
+def test_rgb_input_run_without_instances(tmp_path: Path) -> None:
+    """label_nc 0: the graph takes the RGB input alone (no instance input), --uint8 output."""
+    rng = np.random.default_rng(1)
+    for folder in ("train_A", "train_B"):
+        (tmp_path / "ab" / folder).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)).save(
+                tmp_path / "ab" / folder / f"pair{i}.png"
+            )
+    man = tmp_path / "ab.h5"
+    args = ["--dataroot", str(tmp_path / "ab"), "--label_nc", "0", "--no_instance"]
+    assert run_verb(prepare.main, [*args, "--load_size", "0", "--out", str(man)]) == 0
+    run = make_run(tmp_path / "rgb", man, label_nc=0, no_instance=True)
+    model = tmp_path / "rgb.mindir"
+    assert run_verb(export.main, ["--run", str(run), "--uint8", "--out", str(model)]) == 0
+    side = json.loads(sidecar.path_for(model).read_text())
+    assert [(i["name"], i["dtype"], i["shape"]) for i in side["inputs"]] == [
+        ("label", "float32", [1, 3, 64, 128])
+    ]
+    _same_renders(run, model, man, tmp_path)
