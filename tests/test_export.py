@@ -212,6 +212,10 @@ def test_render_mindir_refuses_another_size(test_manifest: Path, tmp_path: Path,
     assert run_verb(render.main, args) == 2
     assert "--size 64x128" in capsys.readouterr().err
     assert run_verb(render.main, [*args, "--run", str(run)]) == 2
+    side = sidecar.path_for(model)
+    side.write_text(side.read_text().replace(manifest.sha256_file(model), "0" * 64))
+    assert run_verb(render.main, args) == 2  # a model that is not the one its sidecar describes
+    assert "does not match the sha256 in its sidecar" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

@@ -195,13 +195,16 @@ def check_deployed(o: RenderOptions, mode: str, arch: Any, ds: Dataset, side: di
 
 def make_plan(o: RenderOptions, manifest_path: str) -> Plan:
     run_dir, run_options, ckpt, side = model_source(o)
+    st = ckpt.stat()  # before hashing: render re-checks it, so a file changed since is caught
+    sha = manifest.sha256_file(ckpt)
+    if side is not None and sha != side["sha256"]:
+        raise UsageError(f"{ckpt}: its content does not match the sha256 in its sidecar")
     arch = runs.arch_from_dict(run_options)
     ds = Dataset(manifest_path)
     check_compatible(arch, ds, run_dir)
     mode, clusters, choices = resolve_mode(o, arch, run_options, ds, run_dir)
     if side is not None:
         check_deployed(o, mode, arch, ds, side)
-    st = ckpt.stat()
     shard = parse_shard(o.shard) if o.shard else None
     rows = list(range(len(ds)))
     if shard:
@@ -215,7 +218,7 @@ def make_plan(o: RenderOptions, manifest_path: str) -> Plan:
         arch,
         ds,
         ckpt,
-        manifest.sha256_file(ckpt),
+        sha,
         (st.st_size, st.st_mtime_ns),
         mode,
         clusters,
