@@ -118,6 +118,50 @@ def bench_render(work: Path) -> None:
     print(f"  byte-identical PNGs: {a == b} ({len(a)} images)")
 
 
+def bench_calls(work: Path, size: tuple[int, int] = (256, 512), calls: int = 3) -> None:
+    """In one process: the Cell render builds vs the loaded MindIR's GraphCell, per call.
+
+    Process CPU time per call is less disturbed by other users of the cores than wall time.
+    """
+    sys.path.insert(0, str(ROOT))
+    import p2phd  # noqa: F401  (env fixes before MindSpore)
+    from p2phd.core import runs, runtime
+
+    runtime.setup("CPU")
+    import mindspore as ms
+    import numpy as np
+    from mindspore import nn
+
+    from p2phd.deploy import graph
+
+    run = work / "r512"
+    arch = runs.arch_from_dict(runs.read_options(run)["options"])
+    G = runs.load_inference(run)[0]
+    cell = graph.build(G, arch, uint8=False)
+    model = next(run.glob("*.mindir"))
+    loaded = nn.GraphCell(ms.load(str(model)))
+    rng = np.random.default_rng(0)
+    label = ms.Tensor(rng.integers(0, 35, (1, *size)).astype(np.int32))
+    inst = ms.Tensor(rng.integers(0, 9, (1, *size)).astype(np.int32))
+    print(f"\nper call at {size[0]}x{size[1]} (after one warm-up call), {calls} calls:")
+    results = {}
+    for name, net in (("Cell (render --run)", cell), ("GraphCell (MindIR)", loaded)):
+        results[name] = net(label, inst).asnumpy()
+        wall, cpu = [], []
+        for _ in range(calls):
+            t, c = time.perf_counter(), time.process_time()
+            net(label, inst).asnumpy()
+            wall.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
+        print(
+            f"  {name:20} median wall {np.median(wall):6.2f} s, median CPU {np.median(cpu):6.2f} s"
+            f" (load average {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
+    a, b = results.values()
+    print(f"  identical float outputs: {bool((a == b).all())}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", default="512p,1024p", help="export cases (512p,1024p)")
@@ -127,6 +171,7 @@ def main() -> None:
         bench_export(Path(tmp), [c for c in args.cases.split(",") if c])
         if not args.no_render:
             bench_render(Path(tmp))
+            bench_calls(Path(tmp))
 
 
 if __name__ == "__main__":
