@@ -53,6 +53,7 @@ DEVICE ?= CPU#                     MindSpore device target: CPU, Ascend or GPU
 VGG ?=#                            VGG19 checkpoint; default ./vgg19.ckpt if present, else no VGG loss
 EXTRA ?=#                          extra bin/train options (last, so they override)
 RENDER_EXTRA ?=#                   extra bin/render options (e.g. --style car=3 --variants 4)
+EXPORT_EXTRA ?=#                   extra bin/export options (e.g. --uint8 --batch_size 4 --size 512x1024)
 NITER_512 ?= 100
 DECAY_512 ?= 100
 NITER_1024 ?= 50
@@ -143,6 +144,11 @@ $(call page,$(1),$(2)): $(call run_done,$(1)) $(call man,$(2),$(SIZE_$(1))) $(if
 endef
 $(foreach mode,$(MODES),$(foreach split,train test val,$(eval $(call render_rule,$(mode),$(split)))))
 
+# ---- deployment: the MODE run's generator (+ condition encoding) as a MindIR, sidecar beside it
+export: $(call run_done,$(MODE)) ## export the MODE run as a MindIR at its training size (<run>/<run>-HxW.mindir + .json)
+	$(BIN)/export --run $(call run_dir,$(MODE)) --device_target $(DEVICE) $(EXPORT_EXTRA)
+.PHONY: export
+
 # ---- demo: every mode end to end at toy size on a generated (or the given) dataset ----------
 DEMO_TRAIN ?= 12
 DEMO_TEST ?= 4
@@ -183,6 +189,10 @@ bench-train: | $(STAMP) ## train s/step of the 4 modes, full widths at 1/16 of t
 bench-render: | $(STAMP) ## render's images/s on the 15 sample test maps, ngf 64: 512x1024 (4 maps), 256x512 (also --original_size), 64x128; overlapped vs in-loop PNG writing (~8 min)
 	$(PY) bench/bench_render.py
 .PHONY: bench-render
+
+bench-export: | $(STAMP) ## bin/export time, size and RSS for the full 512p and 1024p generators; render from MindIR vs checkpoint (~5 min)
+	$(PY) bench/bench_export.py
+.PHONY: bench-export
 
 bench: $(shell sed -nE 's/^(bench-[A-Za-z0-9_-]+):.*/\1/p' $(firstword $(MAKEFILE_LIST))) ## run every benchmark (bench-*)
 

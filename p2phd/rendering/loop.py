@@ -53,6 +53,9 @@ def to_picture(out_chw: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """G output -> uint8 HxW(x3) at the output size: clip(round((x+1)/2*255)), then BICUBIC."""
     from p2phd.core.palette import to_uint8
 
+    if out_chw.dtype == np.uint8:  # an exported --uint8 model already gives HxWx3 (or HxWx1)
+        img = out_chw if out_chw.shape[-1] == 3 else np.ascontiguousarray(out_chw[..., 0])
+        return resize_picture(img, size_hw, _BICUBIC)
     img = to_uint8(out_chw)
     if out_chw.shape[0] == 1:
         img = np.ascontiguousarray(img[..., 0])  # grey stays one channel
@@ -188,6 +191,19 @@ def build_net(p: Any, G: Any, E: Any) -> Any:
     return net
 
 
+def make_generator(p: Any) -> Any:
+    """What render calls on each batch: the run's G.ckpt in build_net, or (--mindir) the
+    exported graph as an nn.GraphCell, which takes the same inputs and computes the same."""
+    if p.deployed is not None:
+        from p2phd.deploy.graph import Loaded
+
+        return Loaded(p.checkpoint, p.deployed)
+    from p2phd.core import runs
+
+    G, E, _, _ = runs.load_inference(p.run_dir, p.ds.max_instances)
+    return build_net(p, G, E)
+
+
 def _inputs(p: Any, jobs: list[tuple[Prepared, int]]) -> list[Any]:
     from mindspore import Tensor
 
@@ -229,16 +245,15 @@ def _jobs(p: Any, prepared: Iterable[Prepared]) -> Iterator[list[tuple[Prepared,
 
 def render_samples(p: Any, rows: list[int], style_cache: dict[int, list[str]]) -> dict[str, float]:
     """Render the given rows into p.out; returns timings: images, seconds, first batch (compile)."""
-    from p2phd.core import runs, runtime
+    from p2phd.core import runtime
 
     runtime.setup(p.o.device_target, p.o.pynative, p.o.seed, p.o.verbose, data_parallel=False)
-    G, E, _, _ = runs.load_inference(p.run_dir, p.ds.max_instances)
+    net = make_generator(p)
     st = p.checkpoint.stat()
     if (st.st_size, st.st_mtime_ns) != p.checkpoint_stat:
         raise RuntimeError(
             f"{p.checkpoint} changed since it was hashed (is training still writing it?); rerun"
         )
-    net = build_net(p, G, E)
     total = len(rows) * (len(p.files(rows[0])["synthesized"]) if rows else 0)
     done, first_s, first_n, t0 = 0, 0.0, 0, time.perf_counter()
     with (

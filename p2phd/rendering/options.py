@@ -18,7 +18,12 @@ class RenderOptions(RuntimeOptions):
         "dataset manifest to render (bin/prepare), or - to read its path from stdin",
         required=True,
     )
-    run: str = opt("", "run folder (bin/train): options.json and G.ckpt (required)", metavar="RUN")
+    run: str = opt("", "run folder (bin/train): options.json and G.ckpt", metavar="RUN")
+    mindir: str = opt(
+        "",
+        "render with a model exported by bin/export instead of --run (its sidecar names the run)",
+        metavar="FILE",
+    )
     clusters: str = opt("", "cluster manifest (bin/cluster) for feature runs", metavar="FILE")
     out: str = opt("", "output folder; '' = <run>/render-<split>", metavar="DIR")
     batch_size: int = opt(1, "samples per generator call (same-size samples are batched)")
@@ -55,8 +60,12 @@ class RenderOptions(RuntimeOptions):
     )
 
     def validate(self) -> None:
-        if not self.run:
-            raise UsageError("--run RUN is required (the run folder written by bin/train)")
+        if not self.run and not self.mindir:
+            raise UsageError(
+                "--run RUN is required (the run folder written by bin/train), or --mindir FILE"
+            )
+        if self.run and self.mindir:
+            raise UsageError("give --run or --mindir, not both (the sidecar names the run)")
         if not self.manifest:
             raise UsageError("a dataset MANIFEST (or - for stdin) is required")
         for name in ("batch_size", "variants"):

@@ -38,6 +38,7 @@ class Plan:
     rows: list[int]  # rows of the manifest this invocation is responsible for
     shard: tuple[int, int] | None
     settings: dict[str, Any] = field(default_factory=dict)
+    deployed: dict[str, Any] | None = None  # --mindir: the export's sidecar (checkpoint = the file)
 
     @property
     def variants(self) -> int:
@@ -154,30 +155,70 @@ def make_settings(p: Plan) -> dict[str, Any]:
     return s
 
 
-def make_plan(o: RenderOptions, manifest_path: str) -> Plan:
+def model_source(o: RenderOptions) -> tuple[Path, dict[str, Any], Path, dict[str, Any] | None]:
+    """(run folder, run options, weights file, sidecar): the run's G.ckpt, or with --mindir the
+    exported file, whose sidecar carries the run's path and options (the run need not exist)."""
+    if o.mindir:
+        from p2phd.deploy import sidecar
+
+        side = sidecar.read(o.mindir)
+        return Path(side["run"]["path"]), side["run"]["options"], Path(o.mindir), side
     run_dir = Path(o.run)
     doc = runs.read_options(run_dir)
-    arch = runs.arch_from_dict(doc["options"])
     ckpt = runs.snapshot_path(run_dir)
     if not ckpt.is_file():
         raise UsageError(f"{run_dir}: no generator checkpoint {ckpt.name} (train this run first)")
+    return run_dir, doc["options"], ckpt, None
+
+
+def check_deployed(o: RenderOptions, mode: str, arch: Any, ds: Dataset, side: dict) -> None:
+    """An exported graph has one input size and batch and no encoder; --batch_size follows it."""
+    from p2phd.data.pipeline import target_size
+
+    if mode == "encoded":
+        raise UsageError(
+            f"{o.mindir}: an exported model has no encoder; use --run for encoded images"
+        )
+    n = int(side["batch_size"])
+    if o.batch_size not in (1, n):
+        raise UsageError(f"{o.mindir}: exported for batch {n}; --batch_size {o.batch_size} differs")
+    o.batch_size = n
+    size = tuple(side["size"])
+    for name, (h, w) in zip(ds.names, ds.sizes, strict=True):
+        if target_size(arch, int(h), int(w)) != size:
+            got = "x".join(map(str, target_size(arch, int(h), int(w))))
+            raise UsageError(
+                f"{o.mindir}: exported at {size[0]}x{size[1]}, but {ds.path} sample {name} "
+                f"needs {got} (bin/export --size {got})"
+            )
+
+
+def make_plan(o: RenderOptions, manifest_path: str) -> Plan:
+    run_dir, run_options, ckpt, side = model_source(o)
+    st = ckpt.stat()  # before hashing: render re-checks it, so a file changed since is caught
+    sha = manifest.sha256_file(ckpt)
+    if side is not None and sha != side["sha256"]:
+        raise UsageError(f"{ckpt}: its content does not match the sha256 in its sidecar")
+    arch = runs.arch_from_dict(run_options)
     ds = Dataset(manifest_path)
     check_compatible(arch, ds, run_dir)
-    mode, clusters, choices = resolve_mode(o, arch, doc["options"], ds, run_dir)
-    st = ckpt.stat()
+    mode, clusters, choices = resolve_mode(o, arch, run_options, ds, run_dir)
+    if side is not None:
+        check_deployed(o, mode, arch, ds, side)
     shard = parse_shard(o.shard) if o.shard else None
     rows = list(range(len(ds)))
     if shard:
         rows = rows[shard[0] :: shard[1]]
-    out = Path(o.out) if o.out else run_dir / f"render-{ds.split}"
+    default_out = ckpt.with_name(f"{ckpt.stem}-render-{ds.split}") if side else None
+    out = Path(o.out) if o.out else default_out or run_dir / f"render-{ds.split}"
     plan = Plan(
         o,
         run_dir,
-        doc["options"],
+        run_options,
         arch,
         ds,
         ckpt,
-        manifest.sha256_file(ckpt),
+        sha,
         (st.st_size, st.st_mtime_ns),
         mode,
         clusters,
@@ -185,6 +226,7 @@ def make_plan(o: RenderOptions, manifest_path: str) -> Plan:
         out,
         rows,
         shard,
+        deployed=side,
     )
     plan.settings = make_settings(plan)
     return plan

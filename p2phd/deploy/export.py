@@ -1,0 +1,257 @@
+"""bin/export: a trained (or imported) run's generator as a deployable MindIR file.
+
+``bin/export --run RUN [--size HxW] [--batch_size N] [--format MINDIR|ONNX] [--uint8] [--out FILE]``
+
+- The graph holds the condition encoding and G (``p2phd.deploy.graph``): inputs are the label-id
+  map, the instance-id map (unless --no_instance) and, for feature runs, the feature map, at one
+  fixed size and batch; the output is the image in [-1, 1], or uint8 RGB with ``--uint8``.
+- ``--size`` defaults to the size render feeds G for the run's training manifest (options.json:
+  resize_or_crop and load_size applied to the manifest's image size); H and W must be multiples
+  of the generator's stride (2**n_downsample_global, x2**n_local_enhancers for netG local).
+- Output (default ``<run>/<run-name>-<H>x<W>[-b<N>][-uint8].mindir``) and its sidecar
+  ``<file>.json`` (``p2phd.deploy.sidecar``). Both are written under temporary names and renamed,
+  the model last, so a model file that exists is complete and has its sidecar.
+- ``--format ONNX`` asks MindSpore's ONNX exporter for the same graph; MindSpore 2.10 has no ONNX
+  converter for ops the generator needs (PadV3, MirrorPad, GroupNorm, AvgPool3D), so it exits 2
+  naming the operator. No operator is replaced by a look-alike: the function must stay the same.
+"""
+
+import datetime as _dt
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from p2phd.core import manifest, runs
+from p2phd.core.cli import UsageError, emit, log, options_dict, parse_options, write_json
+from p2phd.core.options import RuntimeOptions, flat_options, opt
+from p2phd.deploy import sidecar
+
+FORMATS = ("MINDIR", "ONNX")
+SUFFIX = {"MINDIR": ".mindir", "ONNX": ".onnx"}
+# Where the ops MindSpore cannot write as ONNX come from (for the exit-2 message).
+ONNX_OP_ORIGIN = {
+    "PadV3": "the instance edge map's zero padding (p2phd.nets.encoding.edge_map)",
+    "MirrorPad": "reflection padding (nn.Pad REFLECT, torch ReflectionPad2d)",
+    "GroupNorm": "instance normalisation (ops.group_norm, one group per channel)",
+    "AvgPool3D": "the local enhancer's average pooling (count_include_pad=False)",
+}
+
+
+@flat_options
+class ExportOptions(RuntimeOptions):
+    run: str = opt(
+        "", "run folder (bin/train or bin/import): options.json and G.ckpt", metavar="RUN"
+    )
+    size: str = opt("", "H x W of the exported inputs; '' = the run's training size", metavar="HxW")
+    batch_size: int = opt(1, "samples per call (the graph's fixed batch dimension N)")
+    format: str = opt("MINDIR", "file format", choices=FORMATS)
+    uint8: bool = opt(False, "output uint8 RGB (N,H,W,3) instead of float32 in [-1,1]")
+    out: str = opt("", "output file; '' = <run>/<run-name>-<H>x<W>.mindir", metavar="FILE")
+
+    def validate(self) -> None:
+        if not self.run:
+            raise UsageError("--run RUN is required (the run folder written by bin/train)")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch_size must be at least 1, got {self.batch_size}")
+
+
+def parse_size(spec: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", spec)
+    if not m or int(m[1]) < 1 or int(m[2]) < 1:
+        raise UsageError(f"--size must be HxW in pixels (e.g. 512x1024), got {spec!r}")
+    return int(m[1]), int(m[2])
+
+
+def training_size(arch: Any, doc: dict[str, Any], run_dir: Path) -> tuple[int, int]:
+    """The (H, W) render gives G for the run's training manifest (its most common size)."""
+    from p2phd.data.pipeline import target_size
+
+    if arch.resize_or_crop == "resize_and_crop":
+        return arch.load_size, arch.load_size
+    path = (doc.get("dataset") or {}).get("path", "")
+    if not path or not Path(path).is_file():
+        raise UsageError(
+            f"{run_dir}: cannot tell the training size (its dataset manifest {path or '(none)'} "
+            "is not here); pass --size HxW"
+        )
+    from p2phd.data.dataset import Dataset
+
+    with Dataset(path) as ds:
+        sizes = Counter(target_size(arch, int(h), int(w)) for h, w in ds.sizes)
+    return sizes.most_common(1)[0][0]
+
+
+def check_size(size: tuple[int, int], arch: Any) -> None:
+    """Exit 2 unless G returns this size unchanged; name the nearest sizes it can take."""
+    stride = arch.generator_stride()
+    h, w = size
+    if h % stride == 0 and w % stride == 0:
+        return
+
+    def near(n: int) -> list[int]:
+        lo = max(stride, n // stride * stride)
+        return sorted({lo, lo + stride} if n % stride else {n})
+
+    options = [f"{a}x{b}" for a in near(h) for b in near(w)]
+    raise UsageError(
+        f"--size {h}x{w}: H and W must be multiples of {stride} (the stride of netG "
+        f"{arch.netG}, n_downsample_global {arch.n_downsample_global}); nearest: "
+        + ", ".join(options)
+    )
+
+
+def default_out(run_dir: Path, size: tuple[int, int], o: ExportOptions) -> Path:
+    name = f"{run_dir.resolve().name}-{size[0]}x{size[1]}"
+    name += (f"-b{o.batch_size}" if o.batch_size > 1 else "") + ("-uint8" if o.uint8 else "")
+    return run_dir / (name + SUFFIX[o.format])
+
+
+def check_out(out: Path, fmt: str) -> None:
+    if out.suffix.lower() != SUFFIX[fmt]:
+        raise UsageError(f"--out {out}: a {fmt} file must end with {SUFFIX[fmt]}")
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create its folder ({exc.strerror})") from None
+    if not os.access(out.parent, os.W_OK):
+        raise UsageError(f"--out {out}: folder {out.parent} is not writable")
+
+
+def onnx_failure(exc: Exception) -> UsageError | None:
+    """MindSpore's 'Can not find key <Op> in convert map' as one exit-2 line naming the op."""
+    m = re.search(
+        r"Exporting (\w+) operator is not yet supported|find key (\w+) in convert", str(exc)
+    )
+    if not m:
+        return None
+    op = m[1] or m[2]
+    where = ONNX_OP_ORIGIN.get(op, "an operator of the generator graph")
+    return UsageError(
+        f"--format ONNX: MindSpore {_ms_version()} cannot export operator {op} to ONNX "
+        f"({where}); export MINDIR instead"
+    )
+
+
+def _ms_version() -> str:
+    from p2phd.core.runtime import versions
+
+    return versions().get("mindspore", "?")
+
+
+# ---------------------------------------------------------------------------------------------
+# the verb
+
+
+def main(argv: list[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    o = parse_options(ExportOptions, raw, "export", (__doc__ or "").split("\n")[0])
+    run_dir = Path(o.run)
+    doc = runs.read_options(run_dir)
+    arch = runs.arch_from_dict(doc["options"])
+    ckpt = runs.snapshot_path(run_dir)
+    if not ckpt.is_file():
+        raise UsageError(f"{run_dir}: no generator checkpoint {ckpt.name} (train this run first)")
+    size = parse_size(o.size) if o.size else training_size(arch, doc, run_dir)
+    check_size(size, arch)
+    out = Path(o.out) if o.out else default_out(run_dir, size, o)
+    check_out(out, o.format)
+    if o.dry_run:
+        log(json.dumps(options_dict(o), indent=2, sort_keys=True))
+        log(
+            f"would export {run_dir} ({arch.netG}, ngf {arch.ngf}) at {size[0]}x{size[1]}, "
+            f"batch {o.batch_size}, to {out} and {sidecar.path_for(out)}"
+        )
+        return 0
+    export(o, run_dir, doc, arch, ckpt, size, out, ["export", *raw])
+    emit(out)
+    return 0
+
+
+def export(
+    o: ExportOptions,
+    run_dir: Path,
+    doc: dict[str, Any],
+    arch: Any,
+    ckpt: Path,
+    size: tuple[int, int],
+    out: Path,
+    argv: list[str],
+) -> None:
+    from p2phd.core import runtime
+
+    runtime.setup(o.device_target, o.pynative, o.seed, o.verbose, data_parallel=False)
+    import mindspore as ms
+
+    from p2phd.deploy import graph
+
+    ckpt_sha = manifest.sha256_file(ckpt)
+    G, _, _, meta = runs.load_inference(run_dir)
+    net = graph.build(G, arch, o.uint8)
+    inputs = graph.input_spec(arch, size, o.batch_size)
+    base = out.with_name(f".{out.stem}.{os.getpid()}.tmp")  # MindSpore appends the suffix
+    tmp = base.with_name(base.name + SUFFIX[o.format])
+    side_tmp = sidecar.path_for(tmp)
+    t0 = time.perf_counter()
+    try:
+        try:
+            ms.export(net, *graph.example_inputs(inputs), file_name=str(base), file_format=o.format)
+        except RuntimeError as exc:
+            err = onnx_failure(exc) if o.format == "ONNX" else None
+            if err is None:
+                raise
+            raise err from None
+        if not tmp.is_file():  # over 1 GB of weights MindSpore writes a graph + variables folder
+            raise RuntimeError(f"MindSpore did not write {tmp.name} (model over 1 GB?)")
+        seconds = time.perf_counter() - t0
+        os.chmod(tmp, 0o644)  # MindSpore leaves it read-only for the owner
+        write_json(
+            side_tmp,
+            {
+                "schema": sidecar.SCHEMA,
+                "format": o.format,
+                "file": out.name,
+                "sha256": manifest.sha256_file(tmp),
+                "bytes": tmp.stat().st_size,
+                "size": list(size),
+                "batch_size": o.batch_size,
+                "uint8": o.uint8,
+                "label_nc": arch.label_nc,
+                "output_nc": arch.output_nc,
+                "feat_num": arch.feat_num if arch.use_features() else 0,
+                "stride": arch.generator_stride(),
+                "inputs": inputs,
+                "output": graph.output_spec(arch, size, o.batch_size, o.uint8),
+                "run": {
+                    "path": str(run_dir.resolve()),
+                    "name": run_dir.resolve().name,
+                    "checkpoint": str(ckpt.resolve()),
+                    "checkpoint_sha256": ckpt_sha,
+                    "checkpoint_meta": {
+                        k: int(v) for k, v in meta.items() if k in ("epoch", "step")
+                    },
+                    "options": doc["options"],
+                    "dataset": doc.get("dataset", {}),
+                },
+                "options": options_dict(o),
+                "argv": argv,
+                "versions": runtime.versions(),
+                "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                "export_seconds": round(seconds, 3),
+            },
+        )
+        os.replace(side_tmp, sidecar.path_for(out))
+        os.replace(tmp, out)
+    finally:
+        for junk in (tmp, side_tmp):
+            junk.unlink(missing_ok=True)
+    log(
+        f"export: {out} ({out.stat().st_size / 2**20:.1f} MiB, {o.format}, "
+        f"{size[0]}x{size[1]}, batch {o.batch_size}) in {seconds:.1f} s"
+    )
