@@ -24,13 +24,16 @@
   --seed, the sample and the instance; ``--style car=3`` fixes a class; ``--variants K`` renders
   K draws), or ``--use_encoded_image`` encodes the real photo with the run's encoder.
 - PNG encoding and writing run on ``--write_threads`` threads while G computes the next batch.
+- Under ``msrun`` (N workers, one node or several) rank r renders rows r, r+N, ... on its own
+  device and rank 0 writes the complete page and manifest once every rank's PNGs are on disk
+  (rendering/ranked.py); a rank that fails fails the run, naming itself.
 """
 
 import json
 import sys
 import time
 
-from p2phd.core import manifest
+from p2phd.core import manifest, runtime
 from p2phd.core.cli import UsageError, emit, log, options_dict, parse_options, resolve_input
 from p2phd.rendering import files as rf
 from p2phd.rendering.options import RenderOptions, join_style_args, parse_shard  # noqa: F401
@@ -109,8 +112,15 @@ def _checkpoint_meta(p: Plan) -> dict[str, int]:
 def main(argv: list[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     o = parse_options(RenderOptions, join_style_args(raw), "render", (__doc__ or "").split("\n")[0])
+    place = runtime.place()
+    if place.scheduler:  # msrun's extra copy of the command: render needs no cluster to serve
+        return 0
     p = make_plan(o, resolve_input(o.manifest))
     try:
+        if place.distributed:
+            from p2phd.rendering import ranked
+
+            return ranked.run(p, place, None if argv is None else ["render", *raw], finish)
         return _run(p, None if argv is None else ["render", *raw])
     finally:
         p.ds.close()
