@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from p2phd.core import manifest
+from p2phd.core import manifest, runtime
 from p2phd.core.cli import UsageError, emit, log, options_dict, parse_options, resolve_input
 from p2phd.core.options import DEVICE_TARGETS, flat_options, opt, positional
 from p2phd.data.dataset import Dataset, Sample
@@ -307,7 +307,7 @@ def encode_rows(
     o: PrecomputeOptions, arch: Any, enc: Any, ds: Dataset, w: FeatureWriter, rows: list[int]
 ) -> None:
     """Encode the given rows of ds that ``w`` does not hold yet (a resumed run skips the rest)."""
-    from p2phd.core import ranks, runtime
+    from p2phd.core import ranks
 
     todo = [i for i in rows if not w.done(i)]
     if len(todo) < len(rows):
@@ -340,9 +340,7 @@ def shard_job(o: PrecomputeOptions, arch: Any, ckpt: Path, ds: Dataset, out: Pat
 
 def main(argv: list[str] | None = None) -> int:
     o = parse_options(PrecomputeOptions, argv, "precompute", (__doc__ or "").split("\n")[0])
-    from p2phd.core.runtime import place as this_place
-
-    place = this_place()
+    place = runtime.place()
     if place.scheduler:  # msrun's extra copy of the command: there is no cluster to serve
         return 0
     o.manifest = resolve_input(o.manifest)
@@ -357,7 +355,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"encoder in {ckpt}"
             )
             return 0
-        from p2phd.core.runtime import setup
         from p2phd.features import shards
 
         argv = argv if argv is None else ["precompute", *argv]
@@ -365,15 +362,14 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"under msrun rank 0 merges by itself ({place}): drop --merge")
         if o.merge:
             shards.merge(shard_job(o, arch, ckpt, ds, out), argv)
-        elif place.distributed or o.shard:
-            setup(o.device_target, o.pynative, 0, o.verbose, data_parallel=False)
-            written = shards.run(shard_job(o, arch, ckpt, ds, out), o.shard, place, argv)
-            if written is None:
-                return 0  # a rank other than 0: its shard is written, rank 0 merges
-            out = written
         else:
-            setup(o.device_target, o.pynative, 0, o.verbose, data_parallel=False)
-            write_features(o, arch, ckpt, ds, out, argv)
+            runtime.setup(o.device_target, o.pynative, 0, o.verbose, data_parallel=False)
+            if place.distributed or o.shard:
+                out = shards.run(shard_job(o, arch, ckpt, ds, out), o.shard, place, argv)
+                if out is None:
+                    return 0  # a rank other than 0: its shard is written, rank 0 merges
+            else:
+                write_features(o, arch, ckpt, ds, out, argv)
     emit(out)
     return 0
 
