@@ -67,8 +67,9 @@ def read_status(folder: Path, rank: int) -> dict[str, Any] | None:
 def reporting(folder: Path, place: Place, verb: str) -> Iterator[None]:
     """Keep this rank's status file beating while the block runs; record how it ended.
 
-    An error leaves the block renamed after the rank (``rank 1/2 failed: ...``), so msrun's
-    console and the worker's log say which worker failed.
+    An error leaving the block is raised again with the rank in its message (``rank 1/2
+    failed: OSError: ...``; a UsageError stays one, exit 2), so the worker's log and msrun's
+    console say which worker failed.
     """
     folder.mkdir(parents=True, exist_ok=True)
     if place.rank == 0:
