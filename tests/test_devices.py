@@ -19,7 +19,7 @@ from p2phd.core.cli import run_verb
 from p2phd.data import prepare
 from p2phd.data.dataset import Dataset
 from p2phd.features import precompute
-from p2phd.features.feature_manifest import FeatureManifest
+from p2phd.features.feature_manifest import FeatureManifest, FeatureWriter
 from p2phd.rendering import render
 from p2phd.rendering.page import read_manifest
 
@@ -221,19 +221,34 @@ def test_precompute_on_two_nodes_equals_one_process(
 
 
 def test_precompute_shard_and_merge_by_hand(
-    work: Path, single_features: Path, tmp_path: Path, capsys
+    work: Path, single_features: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
     run, data = work / "feat", work / "train.h5"
     single, out = single_features, tmp_path / "f.h5"
     base = ["--run", str(run), str(data)]
+    # shard 0/3 (rows 0, 3, 6) interrupted after its first sample, then resumed
+    real_add = FeatureWriter.add
+
+    def dying_add(self, i, fmap, rows):
+        if i == 3:
+            raise KeyboardInterrupt
+        real_add(self, i, fmap, rows)
+
+    monkeypatch.setattr(FeatureWriter, "add", dying_add)
+    assert run_verb(precompute.main, [*base, "--out", str(out), "--shard", "0/3"]) == 130
+    assert Path(f"{tmp_path / 'f.shard-0-of-3.h5'}.tmp").exists()
+    monkeypatch.setattr(FeatureWriter, "add", real_add)
     capsys.readouterr()
+    assert run_verb(precompute.main, [*base, "--out", str(out), "--shard", "0/3"]) == 0
+    assert "resuming, 1 of 3 samples already written" in capsys.readouterr().err
     assert run_verb(precompute.main, [*base, "--out", str(out), "--shard", "1/3"]) == 0
     assert capsys.readouterr().out == f"{tmp_path / 'f.shard-1-of-3.h5'}\n"
-    assert run_verb(precompute.main, [*base, "--out", str(out), "--merge"]) == 2  # 0, 2 missing
-    for i in (0, 2):
-        assert run_verb(precompute.main, [*base, "--out", str(out), "--shard", f"{i}/3"]) == 0
+    assert run_verb(precompute.main, [*base, "--out", str(out), "--merge"]) == 2  # 2 missing
+    assert run_verb(precompute.main, [*base, "--out", str(out), "--shard", "2/3"]) == 0
     assert run_verb(precompute.main, [*base, "--out", str(out), "--merge"]) == 0
     got, want = FeatureManifest(out), FeatureManifest(single)
+    for name in want.names:
+        np.testing.assert_array_equal(got.map(name), want.map(name))
     for col, values in want.rows().items():
         np.testing.assert_array_equal(got.rows()[col], values)
     assert not list(tmp_path.glob("f.shard-*"))
