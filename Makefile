@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
-	@echo 'variables: DATA RUN MODE SIZE NGF JOBS NPROC DEVICE VGG EXTRA ... (README: Make variables)'
+	@echo 'variables: DATA RUN MODE SIZE NGF JOBS NPROC NODES DEVICE VGG EXTRA ... (README: Make variables)'
 
 setup: $(STAMP) ## create .venv and install p2phd with pinned dependencies (quick when done)
 
@@ -47,7 +47,10 @@ MODE ?= 1024p#                     run that render-* uses: 512p, 1024p, 512p-fea
 SIZE ?= 1024#                      512p load width (pixels); the 1024p modes use twice that
 NGF ?= 64#                         512p generator width; the 1024p local enhancer uses NGF/2
 JOBS ?= 0#                         prepare worker processes (0 = all cores)
-NPROC ?= 1#                        train on NPROC devices/processes under msrun
+NPROC ?= 1#                        workers (devices) per node: train, precompute, render under msrun
+NODES ?= 1#                        nodes (machines) of one msrun job: NPROC*NODES workers in all
+NODE_RANK ?= 0#                    this node's number, 0..NODES-1 (node 0 runs the scheduler)
+MASTER_ADDR ?= 127.0.0.1#          node 0's address (every node gives the same)
 MASTER_PORT ?= 8118
 DEVICE ?= CPU#                     MindSpore device target: CPU, Ascend or GPU
 VGG ?=#                            VGG19 checkpoint; default ./vgg19.ckpt if present, else no VGG loss
@@ -79,10 +82,13 @@ FEATURES := manifests/$(RUN_512p-feat)-features.h5
 CLUSTERS := manifests/$(RUN_512p-feat)-clusters.h5
 DATA_DEP := $(if $(filter $(DEMO_DATA),$(DATA)),$(DEMO_DATA)/demo-dataset.json)
 
-# bin/train, or msrun with NPROC workers (the venv's bin first on PATH: msrun starts `python`)
-train_cmd = $(if $(filter 1,$(NPROC)),$(BIN)/train,PATH="$(CURDIR)/$(VENV)/bin:$$PATH" msrun \
-	--worker_num=$(NPROC) --local_worker_num=$(NPROC) --master_addr=127.0.0.1 \
-	--master_port=$(MASTER_PORT) --log_dir=$(call run_dir,$(1))-msrun-logs --join=True $(BIN)/train)
+# $(2) alone, or under msrun with NPROC workers here out of NPROC*NODES, logs in $(1) (the venv's
+# bin first on PATH: msrun starts `python`)
+WORKERS := $(shell echo $$(($(NPROC) * $(NODES))))
+msrun_cmd = $(if $(filter 1,$(WORKERS)),$(2),PATH="$(CURDIR)/$(VENV)/bin:$$PATH" msrun \
+	--worker_num=$(WORKERS) --local_worker_num=$(NPROC) --node_rank=$(NODE_RANK) \
+	--master_addr=$(MASTER_ADDR) --master_port=$(MASTER_PORT) --log_dir=$(1) --join=True $(2))
+train_cmd = $(call msrun_cmd,$(call run_dir,$(1))-msrun-logs,$(BIN)/train)
 COMMON := --device_target $(DEVICE) --checkpoints_dir outputs $(VGG_OPT)
 OPTS_512p := --netG global --ngf $(NGF) --num_D 2 --resize_or_crop scale_width \
 	--load_size $(SIZE) --niter $(NITER_512) --niter_decay $(DECAY_512)
@@ -130,7 +136,7 @@ $(call run_done,1024p-feat): $(call man,train,$(SIZE2)) $(call run_done,512p-fea
 	touch $@
 
 $(FEATURES): $(call run_done,512p-feat) $(call man,train,$(SIZE))
-	$(BIN)/precompute --run $(call run_dir,512p-feat) $(call man,train,$(SIZE)) \
+	$(call msrun_cmd,$(@:.h5=)-msrun-logs,$(BIN)/precompute) --run $(call run_dir,512p-feat) $(call man,train,$(SIZE)) \
 		--load_size $(SIZE2) --device_target $(DEVICE) --out $@
 
 $(CLUSTERS): $(FEATURES)
@@ -138,7 +144,7 @@ $(CLUSTERS): $(FEATURES)
 
 define render_rule
 $(call page,$(1),$(2)): $(call run_done,$(1)) $(call man,$(2),$(SIZE_$(1))) $(if $(findstring feat,$(1)),$(CLUSTERS))
-	$(BIN)/render --run $(call run_dir,$(1)) $(call man,$(2),$(SIZE_$(1))) \
+	$$(call msrun_cmd,$(call run_dir,$(1))/render-$(2)-msrun-logs,$(BIN)/render) --run $(call run_dir,$(1)) $(call man,$(2),$(SIZE_$(1))) \
 		--out $(call run_dir,$(1))/render-$(2) --overwrite --device_target $(DEVICE) \
 		$(if $(findstring feat,$(1)),--clusters $(CLUSTERS)) $(RENDER_EXTRA)
 endef

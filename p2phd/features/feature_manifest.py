@@ -125,6 +125,23 @@ class FeatureWriter:
         f.attrs["num_samples"] = n
 
 
+def discard_damaged_tmp(out: Path) -> None:
+    """A kill during an HDF5 write can leave ``<out>.tmp`` unreadable; start afresh then."""
+    from p2phd.core.cli import log
+
+    tmp = manifest.tmp_path(out)
+    if not tmp.exists():
+        return
+    try:
+        with h5py.File(tmp, "r") as f:
+            for ds in f.get("maps", {}).values():
+                ds.attrs.get("complete")
+            return
+    except Exception:  # noqa: BLE001 - any damage means: do not resume from it
+        log(f"precompute: {tmp} is damaged (killed mid-write?), starting afresh")
+        tmp.unlink()
+
+
 def write_feature_manifest(
     path: str | os.PathLike,
     names: Sequence[str],

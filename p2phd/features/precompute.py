@@ -7,6 +7,8 @@ the run's G.ckpt (checked), run over every sample at the size the run trained at
 flip), and each object's mean feature is painted onto the sample's own instance map at the map
 size, so every pixel of an object holds exactly that object's feature (see ``paint_map``).
 Resumable: rerunning the same command after a kill continues with the samples not yet written.
+``--shard I/N`` encodes rows I, I+N, ... into a shard file and ``--merge`` assembles the shards;
+under msrun every rank writes its shard and rank 0 merges (features/shards.py).
 
 Typical use (NVIDIA's train_1024p_feat script): precompute with the 512p feature run over the
 manifest the 1024p feature run will train on (prepared at 2048 wide): E runs at the 512p run's
@@ -18,15 +20,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 from PIL import Image
 
-from p2phd.core import manifest
+from p2phd.core import manifest, runtime
 from p2phd.core.cli import UsageError, emit, log, options_dict, parse_options, resolve_input
 from p2phd.core.options import DEVICE_TARGETS, flat_options, opt, positional
 from p2phd.data.dataset import Dataset, Sample
-from p2phd.features.feature_manifest import KIND, FeatureWriter
+from p2phd.features.feature_manifest import KIND, FeatureWriter, discard_damaged_tmp
 from p2phd.features.styles import segment_classes
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +64,15 @@ class PrecomputeOptions:
         "width of the maps, height from each sample's aspect ratio (the later "
         "run's scale_width --load_size); 0 = each sample's size in MANIFEST",
     )
+    shard: str = opt(
+        "",
+        "encode only rows I, I+N, ... into <out stem>.shard-I-of-N.h5 (I in 0..N-1); "
+        "under msrun the rank chooses",
+        metavar="I/N",
+    )
+    merge: bool = opt(
+        False, "encode nothing: assemble the complete shard files into the feature manifest"
+    )
     device_target: str = opt("CPU", "MindSpore device target", choices=DEVICE_TARGETS)
     pynative: bool = opt(False, "run in PyNative mode instead of graph mode (debugging)")
     verbose: bool = opt(False, "keep MindSpore's own log messages and print tracebacks")
@@ -78,6 +88,12 @@ class PrecomputeOptions:
         if self.load_size < 0:
             raise UsageError(f"--load_size must be a positive width, got {self.load_size}")
         parse_size(self.size)
+        if self.shard:
+            from p2phd.core.ranks import parse_shard
+
+            parse_shard(self.shard)
+            if self.merge:
+                raise UsageError("--merge assembles all shards: do not combine it with --shard")
 
 
 def parse_size(text: str) -> tuple[int, int] | None:
@@ -244,7 +260,7 @@ def paint_map(
 def resume_key(o: PrecomputeOptions) -> dict[str, Any]:
     """The options a resumed run must share with the killed one (not logging or dry-run)."""
     d = options_dict(o)
-    for k in ("verbose", "dry_run"):
+    for k in ("verbose", "dry_run", "shard", "merge"):  # shards and their merge share one key
         d.pop(k)
     return d
 
@@ -271,26 +287,9 @@ def root_attrs(
     }
 
 
-def discard_damaged_tmp(out: Path) -> None:
-    """A kill during an HDF5 write can leave ``<out>.tmp`` unreadable; start afresh then."""
-    tmp = manifest.tmp_path(out)
-    if not tmp.exists():
-        return
-    try:
-        with h5py.File(tmp, "r") as f:
-            for ds in f.get("maps", {}).values():
-                ds.attrs.get("complete")
-            return
-    except Exception:  # noqa: BLE001 - any damage means: do not resume from it
-        log(f"precompute: {tmp} is damaged (killed mid-write?), starting afresh")
-        tmp.unlink()
-
-
 def write_features(
     o: PrecomputeOptions, arch: Any, ckpt: Path, ds: Dataset, out: Path, argv: list[str] | None
 ) -> None:
-    from tqdm import tqdm
-
     discard_damaged_tmp(out)
     ckpt_sha = manifest.sha256_file(ckpt)
     attrs = root_attrs(o, arch, ckpt, ds, ckpt_sha)
@@ -300,19 +299,50 @@ def write_features(
         out, KIND, "precompute", resume_key(o), inputs, argv=argv, resume=True
     ) as f:
         w = FeatureWriter(f, ds.names, attrs)
-        todo = [i for i in range(len(ds)) if not w.done(i)]
-        if len(todo) < len(ds):
-            log(f"precompute: resuming, {len(ds) - len(todo)} of {len(ds)} samples already written")
-        for i in tqdm(todo, desc="precompute", unit="img", file=sys.stderr, dynamic_ncols=True):
-            sample = ds.sample(i)
-            rows = encode_sample(enc, sample, arch)
-            fmap = paint_map(rows, segments(sample, arch), map_size(o, *sample.label.shape[:2]))
-            w.add(i, fmap, rows)
+        encode_rows(o, arch, enc, ds, w, list(range(len(ds))))
         w.finish()
+
+
+def encode_rows(
+    o: PrecomputeOptions, arch: Any, enc: Any, ds: Dataset, w: FeatureWriter, rows: list[int]
+) -> None:
+    """Encode the given rows of ds that ``w`` does not hold yet (a resumed run skips the rest)."""
+    from p2phd.core import ranks
+
+    todo = [i for i in rows if not w.done(i)]
+    if len(todo) < len(rows):
+        log(f"precompute: resuming, {len(rows) - len(todo)} of {len(rows)} samples already written")
+    with ranks.progress_bar(runtime.place(), len(todo), "precompute") as bar:
+        for i in todo:
+            sample = ds.sample(i)
+            enc_rows = encode_sample(enc, sample, arch)
+            size = map_size(o, *sample.label.shape[:2])
+            w.add(i, paint_map(enc_rows, segments(sample, arch), size), enc_rows)
+            bar.update(1)
+
+
+def shard_job(o: PrecomputeOptions, arch: Any, ckpt: Path, ds: Dataset, out: Path) -> Any:
+    """What features/shards.py needs to write a shard or merge them (see shards.Job)."""
+    from p2phd.features import shards
+
+    sha = manifest.sha256_file(ckpt)
+    return shards.Job(
+        out,
+        ds,
+        ckpt,
+        sha,
+        resume_key(o),
+        root_attrs(o, arch, ckpt, ds, sha),
+        lambda: load_encoder(arch, ckpt, ds.label_nc if arch.label_feat else ds.max_instances),
+        lambda enc, w, rows: encode_rows(o, arch, enc, ds, w, rows),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     o = parse_options(PrecomputeOptions, argv, "precompute", (__doc__ or "").split("\n")[0])
+    place = runtime.place()
+    if place.scheduler:  # msrun's extra copy of the command: there is no cluster to serve
+        return 0
     o.manifest = resolve_input(o.manifest)
     doc, arch, ckpt = check_run(o.run)
     out = Path(o.out).expanduser() if o.out else default_out(o.run)
@@ -325,10 +355,21 @@ def main(argv: list[str] | None = None) -> int:
                 f"encoder in {ckpt}"
             )
             return 0
-        from p2phd.core.runtime import setup
+        from p2phd.features import shards
 
-        setup(o.device_target, o.pynative, 0, o.verbose, data_parallel=False)
-        write_features(o, arch, ckpt, ds, out, argv if argv is None else ["precompute", *argv])
+        argv = argv if argv is None else ["precompute", *argv]
+        if o.merge and place.distributed:
+            raise UsageError(f"under msrun rank 0 merges by itself ({place}): drop --merge")
+        if o.merge:
+            shards.merge(shard_job(o, arch, ckpt, ds, out), argv)
+        else:
+            runtime.setup(o.device_target, o.pynative, 0, o.verbose, data_parallel=False)
+            if place.distributed or o.shard:
+                out = shards.run(shard_job(o, arch, ckpt, ds, out), o.shard, place, argv)
+                if out is None:
+                    return 0  # a rank other than 0: its shard is written, rank 0 merges
+            else:
+                write_features(o, arch, ckpt, ds, out, argv)
     emit(out)
     return 0
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from p2phd.rendering import files as rf
 
@@ -245,7 +244,7 @@ def _jobs(p: Any, prepared: Iterable[Prepared]) -> Iterator[list[tuple[Prepared,
 
 def render_samples(p: Any, rows: list[int], style_cache: dict[int, list[str]]) -> dict[str, float]:
     """Render the given rows into p.out; returns timings: images, seconds, first batch (compile)."""
-    from p2phd.core import runtime
+    from p2phd.core import ranks, runtime
 
     runtime.setup(p.o.device_target, p.o.pynative, p.o.seed, p.o.verbose, data_parallel=False)
     net = make_generator(p)
@@ -258,7 +257,7 @@ def render_samples(p: Any, rows: list[int], style_cache: dict[int, list[str]]) -
     done, first_s, first_n, t0 = 0, 0.0, 0, time.perf_counter()
     with (
         rf.Writer(p.o.write_threads) as writer,
-        tqdm(total=total, unit="img", desc="render", dynamic_ncols=True) as bar,
+        ranks.progress_bar(runtime.place(), total, "render") as bar,
     ):
         for batch in _jobs(p, prefetch(map(Preparer(p), rows))):
             # Every call gets exactly --batch_size samples (the last one repeated): the result

@@ -2,13 +2,7 @@
 
 from p2phd.core.cli import UsageError
 from p2phd.core.options import RuntimeOptions, flat_options, opt, positional
-
-
-def parse_shard(spec: str) -> tuple[int, int]:
-    i, sep, n = spec.partition("/")
-    if not sep or not i.strip().isdigit() or not n.strip().isdigit() or not 0 <= int(i) < int(n):
-        raise UsageError(f"--shard must be I/N with 0 <= I < N (e.g. 0/2), got {spec!r}")
-    return int(i), int(n)
+from p2phd.core.ranks import parse_shard
 
 
 @flat_options

@@ -27,13 +27,16 @@
 - ``--mindir FILE`` instead of ``--run``: render with a model written by bin/export (its sidecar
   gives the run's options; see p2phd.deploy). Same files, page and manifest; default output
   ``<file stem>-render-<split>/`` beside the file.
+- Under ``msrun`` (N workers, one node or several) rank r renders rows r, r+N, ... on its own
+  device and rank 0 writes the complete page and manifest once every rank's PNGs are on disk
+  (rendering/ranked.py); a rank that fails fails the run, naming itself.
 """
 
 import json
 import sys
 import time
 
-from p2phd.core import manifest
+from p2phd.core import manifest, runtime
 from p2phd.core.cli import UsageError, emit, log, options_dict, parse_options, resolve_input
 from p2phd.rendering import files as rf
 from p2phd.rendering.options import RenderOptions, join_style_args, parse_shard  # noqa: F401
@@ -114,8 +117,15 @@ def _checkpoint_meta(p: Plan) -> dict[str, int]:
 def main(argv: list[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     o = parse_options(RenderOptions, join_style_args(raw), "render", (__doc__ or "").split("\n")[0])
+    place = runtime.place()
+    if place.scheduler:  # msrun's extra copy of the command: render needs no cluster to serve
+        return 0
     p = make_plan(o, resolve_input(o.manifest))
     try:
+        if place.distributed:
+            from p2phd.rendering import ranked
+
+            return ranked.run(p, place, None if argv is None else ["render", *raw], finish)
         return _run(p, None if argv is None else ["render", *raw])
     finally:
         p.ds.close()
