@@ -1,0 +1,1 @@
+"""NVIDIA pix2pixHD interop: torch-free .pth reader, state-dict mapping, the import verb."""
