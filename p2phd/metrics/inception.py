@@ -17,10 +17,8 @@ moving_variance (``torch_name``). Weights come from pytorch-fid's
 ``pt_inception-2015-12-05-6726825d.pth`` via the torch-free reader (``load_inception``).
 """
 
-import numpy as np
-
-import p2phd  # noqa: F401  (env fixes before MindSpore)
 import mindspore as ms
+import numpy as np
 from mindspore import nn, ops
 
 FID_WEIGHTS_URL = (
