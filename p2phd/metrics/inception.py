@@ -40,7 +40,10 @@ class Conv(nn.Cell):
         pad = (
             {"pad_mode": "pad", "padding": (ph, ph, pw, pw)} if ph or pw else {"pad_mode": "valid"}
         )
-        self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, has_bias=False, **pad)
+        # weights come from the .pth: skip the random initialisation (2 s for 22 M values)
+        self.conv = nn.Conv2d(
+            cin, cout, kernel, stride=stride, has_bias=False, weight_init="zeros", **pad
+        )
         self.bn = nn.BatchNorm2d(cout, eps=1e-3, use_batch_statistics=False)
         self.relu = nn.ReLU()
 
