@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
-	@echo 'variables: DATA RUN MODE SIZE NGF JOBS NPROC DEVICE VGG EXTRA ... (README: Make variables)'
+	@echo 'variables: DATA RUN MODE SIZE NGF JOBS NPROC DEVICE VGG INCEPTION EXTRA ... (README: Make variables)'
 
 setup: $(STAMP) ## create .venv and install p2phd with pinned dependencies (quick when done)
 
@@ -53,6 +53,8 @@ DEVICE ?= CPU#                     MindSpore device target: CPU, Ascend or GPU
 VGG ?=#                            VGG19 checkpoint; default ./vgg19.ckpt if present, else no VGG loss
 EXTRA ?=#                          extra bin/train options (last, so they override)
 RENDER_EXTRA ?=#                   extra bin/render options (e.g. --style car=3 --variants 4)
+INCEPTION ?= pt_inception-2015-12-05-6726825d.pth#  pytorch-fid's FID Inception weights (bin/evaluate)
+EVAL_EXTRA ?=#                     extra bin/evaluate options (e.g. --kid, --real MANIFEST)
 NITER_512 ?= 100
 DECAY_512 ?= 100
 NITER_1024 ?= 50
@@ -143,6 +145,19 @@ $(call page,$(1),$(2)): $(call run_done,$(1)) $(call man,$(2),$(SIZE_$(1))) $(if
 endef
 $(foreach mode,$(MODES),$(foreach split,train test val,$(eval $(call render_rule,$(mode),$(split)))))
 
+# ---- evaluate: FID (and KID) of a render against the split's real photos ----------------------
+metrics = $(call run_dir,$(1))/render-$(2)/metrics.json# mode, split
+evaluate-test: $(call metrics,$(MODE),test) ## FID of render-test against the real photos (INCEPTION=pt_inception-...pth; EVAL_EXTRA=--kid)
+evaluate-val: $(call metrics,$(MODE),val) ## FID of render-val against the real photos
+
+# The Inception file is not a prerequisite: when it is missing, bin/evaluate says where to get it.
+define evaluate_rule
+$(call metrics,$(1),$(2)): $(call page,$(1),$(2))
+	$(BIN)/evaluate $(call run_dir,$(1))/render-$(2) --inception $(INCEPTION) \
+		--device_target $(DEVICE) $(EVAL_EXTRA)
+endef
+$(foreach mode,$(MODES),$(foreach split,test val,$(eval $(call evaluate_rule,$(mode),$(split)))))
+
 # ---- demo: every mode end to end at toy size on a generated (or the given) dataset ----------
 DEMO_TRAIN ?= 12
 DEMO_TEST ?= 4
@@ -184,6 +199,10 @@ bench-render: | $(STAMP) ## render's images/s on the 15 sample test maps, ngf 64
 	$(PY) bench/bench_render.py
 .PHONY: bench-render
 
+bench-evaluate: | $(STAMP) ## FID Inception features/s at 299x299 (batch 1 and 8) on random weights (~2 min)
+	$(PY) bench/bench_evaluate.py
+.PHONY: bench-evaluate
+
 bench: $(shell sed -nE 's/^(bench-[A-Za-z0-9_-]+):.*/\1/p' $(firstword $(MAKEFILE_LIST))) ## run every benchmark (bench-*)
 
 clean: ## remove the demo's data, manifests and runs, partial files and caches (keeps other runs)
@@ -192,4 +211,5 @@ clean: ## remove the demo's data, manifests and runs, partial files and caches (
 	find p2phd tests bench -name __pycache__ -prune -exec rm -rf {} +
 
 .PHONY: prepare train-512p train-1024p train-512p-feat train-1024p-feat \
-	precompute cluster render-test render-val render-train bench demo demo-renders clean
+	precompute cluster render-test render-val render-train evaluate-test evaluate-val bench \
+	demo demo-renders clean

@@ -55,14 +55,14 @@ class EvaluateOptions(RuntimeOptions):
     render: str = positional(
         "render", "render folder (holding render.h5), or - to read it from stdin"
     )
-    real: str = opt("", "dataset manifest with the real photos (default: the one render.h5 names)")
+    real: str = opt("", "dataset manifest with the real photos; '' = the one render.h5 names")
     inception: str = opt(FID_WEIGHTS_NAME, "pytorch-fid's FID Inception weights (.pth)")
     kid: bool = opt(False, "also compute KID (mean and std over random subsets)")
     kid_subsets: int = opt(100, "KID: number of random subsets")
     kid_subset_size: int = opt(1000, "KID: images per subset (at most the number of images)")
     batch_size: int = opt(8, "images per Inception call")
-    out: str = opt("", "metrics file (default: RENDER/metrics.json)")
-    cache_dir: str = opt("", "folder for the real photos' feature cache (default: beside MANIFEST)")
+    out: str = opt("", "metrics file; '' = RENDER/metrics.json")
+    cache_dir: str = opt("", "folder of the real photos' feature cache; '' = beside the manifest")
     no_cache: bool = opt(False, "neither read nor write the real photos' feature cache")
 
     def validate(self) -> None:
