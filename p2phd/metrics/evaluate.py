@@ -42,7 +42,7 @@ from p2phd.core.cli import (
     write_json,
 )
 from p2phd.core.options import RuntimeOptions, flat_options, opt, positional
-from p2phd.metrics.inception import FID_WEIGHTS_NAME
+from p2phd.metrics import FID_WEIGHTS_NAME
 
 SCHEMA = "p2phd.metrics/1"
 CACHE_SCHEMA = "p2phd.fid-cache/1"

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from p2phd.core.cli import UsageError
-from p2phd.metrics.inception import FID_WEIGHTS_NAME, FID_WEIGHTS_URL, FIDInception, WeightsError
+from p2phd.metrics import FID_WEIGHTS_NAME, FID_WEIGHTS_URL
+from p2phd.metrics.inception import FIDInception, WeightsError
 
 
 def load_inception(path: str | Path) -> FIDInception:

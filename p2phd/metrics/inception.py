@@ -21,11 +21,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-FID_WEIGHTS_URL = (
-    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-    "pt_inception-2015-12-05-6726825d.pth"
-)
-FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
+from p2phd.metrics import FID_WEIGHTS_NAME, FID_WEIGHTS_URL  # noqa: F401  (re-exported)
+
 INPUT_SIZE = 299
 FEATURES = 2048
 FC_CLASSES = 1008  # the TF graph's classifier: how the FID weights differ from torchvision's 1000
