@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
-	@echo 'variables: DATA RUN MODE SIZE NGF JOBS NPROC NODES DEVICE VGG EXTRA ... (README: Make variables)'
+	@echo 'variables: DATA RUN MODE SIZE NGF JOBS NPROC NODES DEVICE VGG INCEPTION EXTRA ... (README: Make variables)'
 
 setup: $(STAMP) ## create .venv and install p2phd with pinned dependencies (quick when done)
 
@@ -57,6 +57,8 @@ VGG ?=#                            VGG19 checkpoint; default ./vgg19.ckpt if pre
 EXTRA ?=#                          extra bin/train options (last, so they override)
 RENDER_EXTRA ?=#                   extra bin/render options (e.g. --style car=3 --variants 4)
 EXPORT_EXTRA ?=#                   extra bin/export options (e.g. --uint8 --batch_size 4 --size 512x1024)
+INCEPTION ?= pt_inception-2015-12-05-6726825d.pth#  pytorch-fid's FID Inception weights (bin/evaluate)
+EVAL_EXTRA ?=#                     extra bin/evaluate options (e.g. --kid, --real MANIFEST)
 NITER_512 ?= 100
 DECAY_512 ?= 100
 NITER_1024 ?= 50
@@ -154,6 +156,18 @@ $(foreach mode,$(MODES),$(foreach split,train test val,$(eval $(call render_rule
 export: $(call run_done,$(MODE)) ## export the MODE run as a MindIR at its training size (<run>/<run>-HxW.mindir + .json)
 	$(BIN)/export --run $(call run_dir,$(MODE)) --device_target $(DEVICE) $(EXPORT_EXTRA)
 .PHONY: export
+# ---- evaluate: FID (and KID) of a render against the split's real photos ----------------------
+metrics = $(call run_dir,$(1))/render-$(2)/metrics.json# mode, split
+evaluate-test: $(call metrics,$(MODE),test) ## FID of render-test against the real photos (INCEPTION=pt_inception-...pth; EVAL_EXTRA=--kid)
+evaluate-val: $(call metrics,$(MODE),val) ## FID of render-val against the real photos
+
+# The Inception file is not a prerequisite: when it is missing, bin/evaluate says where to get it.
+define evaluate_rule
+$(call metrics,$(1),$(2)): $(call page,$(1),$(2))
+	$(BIN)/evaluate $(call run_dir,$(1))/render-$(2) --inception $(INCEPTION) \
+		--device_target $(DEVICE) $(EVAL_EXTRA)
+endef
+$(foreach mode,$(MODES),$(foreach split,test val,$(eval $(call evaluate_rule,$(mode),$(split)))))
 
 # ---- demo: every mode end to end at toy size on a generated (or the given) dataset ----------
 DEMO_TRAIN ?= 12
@@ -199,6 +213,9 @@ bench-render: | $(STAMP) ## render's images/s on the 15 sample test maps, ngf 64
 bench-export: | $(STAMP) ## bin/export time, size and RSS for the full 512p and 1024p generators; render from MindIR vs checkpoint (~5 min)
 	$(PY) bench/bench_export.py
 .PHONY: bench-export
+bench-evaluate: | $(STAMP) ## FID Inception features/s at 299x299 (batch 1 and 8) on random weights (~2 min)
+	$(PY) bench/bench_evaluate.py
+.PHONY: bench-evaluate
 
 bench: $(shell sed -nE 's/^(bench-[A-Za-z0-9_-]+):.*/\1/p' $(firstword $(MAKEFILE_LIST))) ## run every benchmark (bench-*)
 
@@ -228,4 +245,5 @@ clean: ## remove the demo's data, manifests and runs, partial files and caches (
 	find p2phd tests bench -name __pycache__ -prune -exec rm -rf {} +
 
 .PHONY: prepare train-512p train-1024p train-512p-feat train-1024p-feat \
-	precompute cluster render-test render-val render-train bench demo demo-renders clean
+	precompute cluster render-test render-val render-train evaluate-test evaluate-val bench \
+	demo demo-renders clean

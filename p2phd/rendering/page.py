@@ -149,3 +149,29 @@ def write_page(path: Path, records: Sequence[dict[str, Any]], info: dict[str, An
     with atomic_path(path) as tmp:
         tmp.write_text(doc)
     return path
+
+
+_METRICS_START, _METRICS_END = "<!-- metrics -->", "<!-- /metrics -->"
+
+
+def show_metrics(path: Path, items: dict[str, str]) -> None:
+    """Put ``bin/evaluate``'s numbers under the page's title (replacing earlier ones).
+
+    A later render rewrites the page without them, which is right: they were of other PNGs."""
+    doc = path.read_text()
+    start, end = doc.find(_METRICS_START), doc.find(_METRICS_END)
+    if start >= 0 and end > start:
+        doc = doc[:start] + doc[end + len(_METRICS_END) :]
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in items.items()
+    )
+    block = (
+        f'{_METRICS_START}<table class="meta">{rows}<tr><td colspan="2">'
+        f'<a href="metrics.json">metrics.json</a></td></tr></table>{_METRICS_END}\n'
+    )
+    head, sep, tail = doc.partition("</h1>\n")
+    doc = head + sep + block + tail if sep else block + doc
+    from p2phd.core.cli import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(doc)
