@@ -27,6 +27,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn
 
+from p2phd.core.cli import writing
+
 _JSON_PREFIX = "json:"
 
 
@@ -74,7 +76,8 @@ def save(path: str | os.PathLike, cells: dict[str, nn.Cell], meta: dict | None =
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ckpt", dir=directory)
     os.close(fd)
     try:
-        ms.save_checkpoint(entries, tmp, append_dict=append or None)
+        with writing(path):
+            ms.save_checkpoint(entries, tmp, append_dict=append or None)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -22,8 +22,16 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from p2phd.core import manifest
-from p2phd.core.cli import UsageError, emit, log, options_dict, parse_options, resolve_input
+from p2phd.core import lock, manifest
+from p2phd.core.cli import (
+    UsageError,
+    check_writable,
+    emit,
+    log,
+    options_dict,
+    parse_options,
+    resolve_input,
+)
 from p2phd.core.options import DEVICE_TARGETS, flat_options, opt, positional
 from p2phd.data.dataset import Dataset, Sample
 from p2phd.features.feature_manifest import KIND, FeatureWriter
@@ -315,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     o = parse_options(PrecomputeOptions, argv, "precompute", (__doc__ or "").split("\n")[0])
     o.manifest = resolve_input(o.manifest)
     doc, arch, ckpt = check_run(o.run)
-    out = Path(o.out).expanduser() if o.out else default_out(o.run)
+    out = check_writable(Path(o.out).expanduser() if o.out else default_out(o.run), "--out")
     with Dataset(o.manifest) as ds:
         check_dataset(ds, arch, o.run)
         if o.dry_run:
@@ -327,8 +335,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from p2phd.core.runtime import setup
 
-        setup(o.device_target, o.pynative, 0, o.verbose, data_parallel=False)
-        write_features(o, arch, ckpt, ds, out, argv if argv is None else ["precompute", *argv])
+        # One writer per manifest: a second one would discard or extend the first's <out>.tmp.
+        with lock.hold(out, "--out"):
+            setup(o.device_target, o.pynative, 0, o.verbose, data_parallel=False)
+            write_features(o, arch, ckpt, ds, out, argv if argv is None else ["precompute", *argv])
     emit(out)
     return 0
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from p2phd.core import manifest, runs
-from p2phd.core.cli import UsageError
+from p2phd.core.cli import UsageError, check_writable
 from p2phd.data.dataset import Dataset
 from p2phd.rendering import files as rf
 from p2phd.rendering.options import RenderOptions, parse_shard
@@ -156,6 +156,8 @@ def make_settings(p: Plan) -> dict[str, Any]:
 
 def make_plan(o: RenderOptions, manifest_path: str) -> Plan:
     run_dir = Path(o.run)
+    if o.out:  # checked again below once the split (and so the default folder) is known
+        check_writable(o.out, "--out", folder=True)
     doc = runs.read_options(run_dir)
     arch = runs.arch_from_dict(doc["options"])
     ckpt = runs.snapshot_path(run_dir)
@@ -169,7 +171,7 @@ def make_plan(o: RenderOptions, manifest_path: str) -> Plan:
     rows = list(range(len(ds)))
     if shard:
         rows = rows[shard[0] :: shard[1]]
-    out = Path(o.out) if o.out else run_dir / f"render-{ds.split}"
+    out = check_writable(Path(o.out) if o.out else run_dir / f"render-{ds.split}", "--out", True)
     plan = Plan(
         o,
         run_dir,

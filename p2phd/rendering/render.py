@@ -30,7 +30,7 @@ import json
 import sys
 import time
 
-from p2phd.core import manifest
+from p2phd.core import lock, manifest
 from p2phd.core.cli import UsageError, emit, log, options_dict, parse_options, resolve_input
 from p2phd.rendering import files as rf
 from p2phd.rendering.options import RenderOptions, join_style_args, parse_shard  # noqa: F401
@@ -111,7 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     o = parse_options(RenderOptions, join_style_args(raw), "render", (__doc__ or "").split("\n")[0])
     p = make_plan(o, resolve_input(o.manifest))
     try:
-        return _run(p, None if argv is None else ["render", *raw])
+        if o.dry_run:
+            return _run(p, None)
+        # One writer per folder and shard (shards of one folder run side by side; the merge and
+        # an unsharded render take the folder's own lock).
+        tag = "shard-{}-of-{}".format(*p.shard) if p.shard else ""
+        with lock.hold(p.out, "render folder", tag):
+            return _run(p, None if argv is None else ["render", *raw])
     finally:
         p.ds.close()
 

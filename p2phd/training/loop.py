@@ -49,6 +49,10 @@ class Loop:
         self.progress = Progress(o, self.run_dir, rt.is_main, self.spe)
         self.epoch, self.epoch_step, self.step = 1, 0, 0
         self.seen: dict[int, list[str]] = {}  # epoch -> names this rank trained on
+        # The last step of this process and whether it was logged/displayed: a run shorter than
+        # --print_freq/--display_freq still ends with its last losses and picture.
+        self.last: tuple | None = None
+        self.last_logged = self.last_shown = False
 
     def start(self, state: Path | None) -> None:
         """A fresh run (stats cleared) or a resume from a saved state."""
@@ -102,9 +106,12 @@ class Loop:
         """Log, display and save as the counters say; True at the end of the epoch or run."""
         o = self.o
         images = self.step * o.batch_size
-        if crossed(images, o.batch_size, o.print_freq):
+        self.last = (res, batch, lr, self.epoch, self.epoch_step, self.step)
+        self.last_logged = crossed(images, o.batch_size, o.print_freq)
+        self.last_shown = crossed(images, o.batch_size, o.display_freq)
+        if self.last_logged:
             self.progress.log(res, lr, self.epoch, self.epoch_step, self.step)
-        if crossed(images, o.batch_size, o.display_freq):
+        if self.last_shown:
             self.progress.display(self.epoch, self.step, batch, res.fake)
         at_end = self.epoch_step >= self.spe
         at_max = bool(o.max_steps and self.step >= o.max_steps)
@@ -132,6 +139,12 @@ class Loop:
         saving.save_state(self.run_dir, self.o, self.trainer, progress)
 
     def _finish(self) -> None:
+        if self.last is not None:  # nothing stepped (an already finished run): nothing to add
+            res, batch, lr, epoch, epoch_step, step = self.last
+            if not self.last_logged:
+                self.progress.log(res, lr, epoch, epoch_step, step)
+            if not self.last_shown:
+                self.progress.display(epoch, step, batch, res.fake)
         if self.rt.world_size > 1:
             who = f"rank {self.rt.rank}/{self.rt.world_size}"
             for epoch, names in sorted(self.seen.items()):
