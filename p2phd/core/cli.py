@@ -79,7 +79,8 @@ def parse_options(cls: type[T], argv: Sequence[str] | None, prog: str, descripti
     return opts
 
 
-def _verbose() -> bool:
+def verbose() -> bool:
+    """--verbose on the command line (or P2PHD_TRACEBACK=1): show tracebacks and library logs."""
     return bool(os.environ.get("P2PHD_TRACEBACK")) or "--verbose" in sys.argv
 
 
@@ -94,9 +95,9 @@ def run_verb(main: Callable[[list[str] | None], int | None], argv: list[str] | N
     one line; --verbose (or P2PHD_TRACEBACK=1) shows both.
     """
     prog = Path(sys.argv[0]).name if argv is None else "p2phd"
-    verbose = _verbose() or "--verbose" in (argv or [])
+    verbose_ = verbose() or "--verbose" in (argv or [])
     with warnings.catch_warnings():
-        if not verbose:
+        if not verbose_:
             warnings.simplefilter("ignore")
         try:
             return int(main(argv) or 0)
@@ -107,7 +108,7 @@ def run_verb(main: Callable[[list[str] | None], int | None], argv: list[str] | N
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
         except Exception as exc:  # noqa: BLE001 - the last line of defence of a command-line tool
-            if verbose:
+            if verbose_:
                 traceback.print_exc()
             if isinstance(exc, WriteError):
                 msg = str(exc)

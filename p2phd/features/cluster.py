@@ -157,6 +157,8 @@ def default_out(fm: FeatureManifest) -> Path:
 def main(argv: list[str] | None = None) -> int:
     o = parse_options(ClusterOptions, argv, "cluster", (__doc__ or "").split("\n")[0])
     o.features = resolve_input(o.features)
+    if o.out:  # before reading anything (the default name needs the manifest)
+        check_writable(Path(o.out).expanduser(), "--out")
     with FeatureManifest(o.features) as fm:
         out = check_writable(Path(o.out).expanduser() if o.out else default_out(fm), "--out")
         rows = fm.rows()

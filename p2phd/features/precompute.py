@@ -322,8 +322,8 @@ def write_features(
 def main(argv: list[str] | None = None) -> int:
     o = parse_options(PrecomputeOptions, argv, "precompute", (__doc__ or "").split("\n")[0])
     o.manifest = resolve_input(o.manifest)
-    doc, arch, ckpt = check_run(o.run)
     out = check_writable(Path(o.out).expanduser() if o.out else default_out(o.run), "--out")
+    doc, arch, ckpt = check_run(o.run)
     with Dataset(o.manifest) as ds:
         check_dataset(ds, arch, o.run)
         if o.dry_run:
