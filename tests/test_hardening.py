@@ -281,3 +281,22 @@ def test_train_disk_full_and_a_second_trainer(short_run) -> None:
     assert sha(run / "G.ckpt") == snap and (run / "state" / "latest").read_text() == latest
     assert leftovers(work / "outputs") == []
     assert all(ln["step"] <= 4 for ln in stats(run))  # every line whole (stats() parses them)
+
+
+def test_a_bad_label_with_workers_running_is_one_line(
+    tiny_cityscapes: Path, tmp_path: Path
+) -> None:
+    """Leaving joblib's generator early (a bad sample) made joblib warn about cancelled tasks."""
+    import numpy as np
+    from PIL import Image
+
+    names = sorted((tiny_cityscapes / "train_label").glob("*.png"))
+    bad = np.array(Image.open(names[0]))
+    bad[0, 0] = 200
+    Image.fromarray(bad).save(names[0])
+    p = run_bin("prepare", "--dataroot", tiny_cityscapes, "--jobs", "2", "--out", tmp_path / "m.h5")
+    assert p.returncode == 2, p.stderr
+    (line,) = failure_lines(p.stderr)
+    assert str(names[0]) in line and "label values 200" in line
+    assert "Warning" not in p.stderr and "Traceback" not in p.stderr
+    assert leftovers(tmp_path) == [] and not (tmp_path / "m.h5").exists()

@@ -99,6 +99,7 @@ def run_verb(main: Callable[[list[str] | None], int | None], argv: list[str] | N
     with warnings.catch_warnings():
         if not verbose_:
             warnings.simplefilter("ignore")
+            os.environ.setdefault("PYTHONWARNINGS", "ignore")  # worker processes too (joblib)
         try:
             return int(main(argv) or 0)
         except UsageError as exc:
