@@ -146,11 +146,15 @@ def writing(path: str | os.PathLike) -> Iterator[None]:
         yield
     except Exception as exc:
         if is_disk_full(exc) and not isinstance(exc, WriteError):
-            raise WriteError(
-                f"no space left on the device writing {os.fspath(path)} "
-                "(nothing was replaced; free some space and run again)"
-            ) from exc
+            raise disk_full(path) from exc
         raise
+
+
+def disk_full(path: str | os.PathLike) -> WriteError:
+    return WriteError(
+        f"no space left on the device writing {os.fspath(path)} "
+        "(nothing was replaced; free some space and run again)"
+    )
 
 
 def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> Path:

@@ -91,16 +91,18 @@ class Loop:
         order = data.epoch_order(len(self.ds), o.seed, self.epoch, not o.serial_batches)
         batches = data.shard(order, o.batch_size, rt.rank, rt.world_size)
         self.progress.open_epoch(self.epoch, self.epoch_step)
-        for batch in data.iterate(self.ds, self.pre, batches, self.epoch, self.epoch_step):
-            res = t.step(batch, self.step + 1)
-            self.step += 1
-            self.epoch_step += 1
-            self.progress.stepped()
-            if self.rt.world_size > 1 and len(self.ds) <= 64:  # logged at the end (small data only)
-                self.seen.setdefault(self.epoch, []).extend(batch["names"])
-            if self._after_step(res, batch, lr):
-                break
-        self.progress.close_epoch()
+        try:
+            for batch in data.iterate(self.ds, self.pre, batches, self.epoch, self.epoch_step):
+                res = t.step(batch, self.step + 1)
+                self.step += 1
+                self.epoch_step += 1
+                self.progress.stepped()
+                if rt.world_size > 1 and len(self.ds) <= 64:  # logged at the end (small data only)
+                    self.seen.setdefault(self.epoch, []).extend(batch["names"])
+                if self._after_step(res, batch, lr):
+                    break
+        finally:
+            self.progress.close_epoch()  # also on an error, so its message starts a clean line
 
     def _after_step(self, res: Any, batch: dict, lr: float) -> bool:
         """Log, display and save as the counters say; True at the end of the epoch or run."""
