@@ -96,29 +96,41 @@ def run_verb(main: Callable[[list[str] | None], int | None], argv: list[str] | N
     """
     prog = Path(sys.argv[0]).name if argv is None else "p2phd"
     verbose_ = verbose() or "--verbose" in (argv or [])
+    env_before = os.environ.get("PYTHONWARNINGS")
     with warnings.catch_warnings():
         if not verbose_:
             warnings.simplefilter("ignore")
-            os.environ.setdefault("PYTHONWARNINGS", "ignore")  # worker processes too (joblib)
+            os.environ["PYTHONWARNINGS"] = "ignore"  # the worker processes too (joblib)
         try:
-            return int(main(argv) or 0)
-        except UsageError as exc:
-            print(f"{prog}: error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print(f"{prog}: interrupted", file=sys.stderr)
-            return 130
-        except Exception as exc:  # noqa: BLE001 - the last line of defence of a command-line tool
-            if verbose_:
-                traceback.print_exc()
-            if isinstance(exc, WriteError):
-                msg = str(exc)
-            elif is_disk_full(exc):
-                msg = f"no space left on the device ({_first_line(str(exc))})"
+            return _run_main(main, argv, prog, verbose_)
+        finally:
+            if env_before is None:
+                os.environ.pop("PYTHONWARNINGS", None)
             else:
-                msg = f"{type(exc).__name__}: {_first_line(str(exc))}"
-            print(f"{prog}: failed: {msg}", file=sys.stderr)
-            return 1
+                os.environ["PYTHONWARNINGS"] = env_before
+
+
+def _run_main(main: Callable, argv: list[str] | None, prog: str, verbose_: bool) -> int:
+    """main(argv) with the exit-code contract: 2 on UsageError, 1 (one line) on failure."""
+    try:
+        return int(main(argv) or 0)
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of a command-line tool
+        if verbose_:
+            traceback.print_exc()
+        if isinstance(exc, WriteError):
+            msg = str(exc)
+        elif is_disk_full(exc):
+            msg = f"no space left on the device ({_first_line(str(exc))})"
+        else:
+            msg = f"{type(exc).__name__}: {_first_line(str(exc))}"
+        print(f"{prog}: failed: {msg}", file=sys.stderr)
+        return 1
 
 
 # -- where outputs go: checked before any work, and disk-full failures named ------------------
