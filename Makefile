@@ -66,6 +66,17 @@ DECAY_1024 ?= 50
 FIX_GLOBAL ?= 10
 N_CLUSTERS ?= 10
 
+# Without DATA these targets would train the seed's full configuration (ngf 64, 200 epochs,
+# images upscaled to 1024 wide) on the toy data: stop at once. `make demo` keeps its own data and
+# settings (its sub-make runs at MAKELEVEL 1).
+NEEDS_DATA := prepare train-512p train-1024p train-512p-feat train-1024p-feat precompute cluster \
+	render-test render-val render-train
+ifeq ($(origin DATA)$(MAKELEVEL),file0)
+ifneq ($(filter $(NEEDS_DATA),$(MAKECMDGOALS)),)
+$(error $(firstword $(filter $(NEEDS_DATA),$(MAKECMDGOALS))) needs a dataset: make $(firstword $(filter $(NEEDS_DATA),$(MAKECMDGOALS))) DATA=/path/to/cityscapes (a Cityscapes tree or pix2pixHD folders); or `make demo` for every mode on generated toy data)
+endif
+endif
+
 SIZE2 := $(shell echo $$((2 * $(SIZE))))
 NGF_LOCAL := $(shell echo $$(($(NGF) / 2)))
 SIZE_512p := $(SIZE)

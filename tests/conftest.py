@@ -1,7 +1,11 @@
-"""Shared fixtures: the real Cityscapes sample (skipped when absent) and tiny synthetic datasets.
+"""Shared fixtures: the Cityscapes sample (real, or a generated stand-in) and tiny synthetic data.
 
-- ``sample_root``: Path to ../shared/data/cityscapes-sample (pix2pixHD layout, 8 train frames
-  with photos, 15 test frames without). Tests using it are skipped only when it is absent.
+- ``sample_root`` / ``sample_dir()``: the sample in the pix2pixHD layout: 8 train frames with
+  photos (``aachen_00000{0..7}_000019``), 15 test frames without (``frankfurt_...``), Cityscapes
+  file names, labelIds and instanceIds. It is ../shared/data/cityscapes-sample (2048x1024 real
+  frames) when present; otherwise, or with ``P2PHD_SAMPLE=generated``, a stand-in with the same
+  folders, names and counts, drawn by p2phd.data.demo at ``SAMPLE_SIZE`` (512x256, the same 2:1
+  aspect), generated once per test session. So a fresh clone runs every test.
 - ``tiny_cityscapes``: a tiny dataset made in the test, pix2pixHD layout, Cityscapes file names:
   ``train_label``/``train_inst``/``train_img`` (3 frames) and ``test_label``/``test_inst``
   (2 frames), 128x64 (W x H). Labels are Cityscapes labelIds (uint8 PNG, 0..33); instance maps
@@ -11,6 +15,14 @@
   (``--load_size 0``, one job): a ready dataset manifest Path.
 """
 
+import atexit
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +30,65 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = (REPO / ".." / "shared" / "data" / "cityscapes-sample").resolve()
+REAL_SAMPLE = (REPO / ".." / "shared" / "data" / "cityscapes-sample").resolve()
+USE_REAL = (
+    os.environ.get("P2PHD_SAMPLE", "") != "generated" and (REAL_SAMPLE / "train_label").is_dir()
+)
+# (width, height) of the sample's frames: the real 2048x1024, or the stand-in's 512x256.
+SAMPLE_SIZE = (2048, 1024) if USE_REAL else (512, 256)
+SAMPLE_TRAIN = [f"aachen_{i:06d}_000019" for i in range(8)]
+# The real sample's 15 test frames (Cityscapes val, Frankfurt).
+SAMPLE_TEST = [
+    f"frankfurt_{n}"
+    for n in (
+        "000000_000576 000000_001236 000000_003357 000000_011810 000000_012868 000001_013710 "
+        "000001_015328 000001_023769 000001_028335 000001_032711 000001_033655 000001_042733 "
+        "000001_047552 000001_054640 000001_055387"
+    ).split()
+]
+_generated: list[Path] = []
 TINY_W, TINY_H = 128, 64
 TINY_TRAIN = ["tinyville_000000_000019", "tinyville_000001_000019", "bigtown_000002_000042"]
 TINY_TEST = ["tinyville_000100_000019", "tinyville_000101_000019"]
 
 
-@pytest.fixture
+def generate_sample(root: Path, w: int = 512, h: int = 256) -> Path:
+    """The stand-in: demo scenes (roads, buildings, cars, persons) under the sample's names."""
+    from p2phd.data import demo
+
+    for phase, names in (("train", SAMPLE_TRAIN), ("test", SAMPLE_TEST)):
+        for folder in ("label", "inst", *(["img"] if phase == "train" else [])):
+            (root / f"{phase}_{folder}").mkdir(parents=True, exist_ok=True)
+        for i, name in enumerate(names):
+            scene = demo.Scene(np.random.default_rng([7, len(phase), i]), h, w).build()
+            Image.fromarray(scene.label, "L").save(
+                root / f"{phase}_label" / f"{name}_gtFine_labelIds.png", compress_level=1
+            )
+            Image.fromarray(scene.inst.astype(np.uint16)).save(
+                root / f"{phase}_inst" / f"{name}_gtFine_instanceIds.png", compress_level=1
+            )
+            if phase == "train":
+                photo = demo.photo(scene, np.random.default_rng([8, i]))
+                Image.fromarray(photo, "RGB").save(
+                    root / "train_img" / f"{name}_leftImg8bit.png", compress_level=1
+                )
+    return root
+
+
+def sample_dir() -> Path:
+    """The real sample, or the stand-in (generated on first use, removed when the session ends)."""
+    if USE_REAL:
+        return REAL_SAMPLE
+    if not _generated:
+        tmp = Path(tempfile.mkdtemp(prefix="p2phd-sample-"))
+        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+        _generated.append(generate_sample(tmp / "cityscapes-sample", *SAMPLE_SIZE))
+    return _generated[0]
+
+
+@pytest.fixture(scope="session")
 def sample_root() -> Path:
-    if not (SAMPLE / "train_label").is_dir():
-        pytest.skip(f"Cityscapes sample not found at {SAMPLE}")
-    return SAMPLE
+    return sample_dir()
 
 
 def tiny_frame(
@@ -84,3 +144,25 @@ def tiny_manifest(tiny_cityscapes: Path, tmp_path: Path) -> Path:
     )
     assert rc == 0 and out.is_file()
     return out
+
+
+@contextmanager
+def held_by_child(target: Path, tag: str = "") -> Iterator[int]:
+    """Hold the output lock of ``target`` (p2phd.core.lock) in another process; yields its pid."""
+    code = (
+        "import sys, time\n"
+        "from p2phd.core import lock\n"
+        "lock.acquire(sys.argv[1], tag=sys.argv[2])\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(target), tag], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "locked"
+        yield child.pid
+    finally:
+        child.kill()
+        child.wait()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SAMPLE
+from conftest import REPO, sample_dir
 from PIL import Image
 
 from p2phd.core import checkpoint, manifest, runs
@@ -59,8 +59,6 @@ def bin_(verb: str, *args: str | Path) -> str:
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    if not (SAMPLE / "train_label").is_dir():
-        pytest.skip(f"Cityscapes sample not found at {SAMPLE}")
     w = tmp_path_factory.mktemp("chain")
     out = {"w": w}
     for key, phase, size in (
@@ -72,7 +70,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             bin_(
                 "prepare",
                 "--dataroot",
-                SAMPLE,
+                sample_dir(),
                 "--phase",
                 phase,
                 "--load_size",
@@ -217,3 +215,25 @@ def test_chosen_style_is_honoured(chain: dict[str, Path]) -> None:
         else:
             np.testing.assert_array_equal(car0[name], car1[name])  # nothing else changed
     assert with_cars >= 5
+
+
+def test_a_second_precompute_or_cluster_on_one_manifest_is_refused(
+    chain: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    """Refused at once (before the encoder or k-means runs), the first writer's file untouched."""
+    from conftest import held_by_child
+
+    from p2phd.core.cli import run_verb
+    from p2phd.features import cluster, precompute
+
+    for key, main, argv in (
+        ("features", precompute.main, ["--run", str(chain["f512"]), str(chain["train256"])]),
+        ("clusters", cluster.main, [str(chain["features"]), "--n_clusters", "3"]),
+    ):
+        target = chain[key]
+        before = manifest.sha256_file(target)
+        with held_by_child(target) as pid:
+            assert run_verb(main, [*argv, "--out", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {target}: is being written by another process (pid {pid})" in err
+        assert manifest.sha256_file(target) == before

@@ -1,6 +1,7 @@
 """The Makefile: `make help` lists every target once, and `make -n` shows each mode's plan without
 running it (the options of DESIGN.md's table, the dependencies between modes, msrun, VGG)."""
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -153,3 +154,22 @@ def test_demo_on_given_data_names_everything_after_it(data: Path) -> None:
     assert f"bin/prepare --dataroot {data} --phase train --load_size 128" in plan
     assert "--name demo-mkdata-512p " in plan and "--name demo-mkdata-1024p-feat " in plan
     assert plan.rstrip().endswith('outputs/demo-mkdata-1024p-feat/render-test/index.html"')
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["prepare", "train-512p", "train-1024p-feat", "precompute", "cluster", "render-test"],
+)
+def test_data_targets_without_data_stop_at_once(target: str) -> None:
+    """A fresh clone's `make train-512p` would train ngf 64 for 200 epochs on the toy data."""
+    r = subprocess.run(
+        ["make", "-n", "--no-print-directory", "-C", str(ROOT), target],  # the stop is at parse
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k not in ("DATA", "MAKEFLAGS", "MAKELEVEL")},
+    )
+    assert r.returncode == 2 and r.stdout == ""
+    (line,) = r.stderr.splitlines()
+    assert f"{target} needs a dataset: make {target} DATA=/path/to/cityscapes" in line
+    assert "make demo" in line

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, TINY_H, TINY_TEST, TINY_TRAIN, TINY_W, tiny_frame
+from conftest import REPO, SAMPLE_SIZE, TINY_H, TINY_TEST, TINY_TRAIN, TINY_W, tiny_frame
 from PIL import Image
 
 from p2phd.core.cli import run_verb
@@ -352,7 +352,7 @@ def test_usage_errors(tiny_cityscapes: Path, tmp_path: Path, capsys: pytest.Capt
     assert "Cityscapes test labels are withheld" in capsys.readouterr().err
 
 
-# ---------------------------------------------------------------- the real sample (skipped if absent)
+# ------------------------------------- the sample (real when present, else the generated stand-in)
 
 
 def _as_raw_cityscapes(sample: Path, dest: Path) -> Path:
@@ -376,14 +376,12 @@ def _as_raw_cityscapes(sample: Path, dest: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def sample_manifests(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Path]:
-    from conftest import SAMPLE
+    from conftest import sample_dir
 
-    if not (SAMPLE / "train_label").is_dir():
-        pytest.skip(f"Cityscapes sample not found at {SAMPLE}")
     tmp = tmp_path_factory.mktemp("sample")
-    raw = _as_raw_cityscapes(SAMPLE, tmp / "cityscapes")
+    raw = _as_raw_cityscapes(sample_dir(), tmp / "cityscapes")
     out = {}
-    for layout, root in (("pix2pixhd", SAMPLE), ("raw", raw)):
+    for layout, root in (("pix2pixhd", sample_dir()), ("raw", raw)):
         for phase in ("train", "test"):
             out[layout, phase] = tmp / f"{layout}-{phase}.h5"
             assert (
@@ -408,6 +406,7 @@ def sample_manifests(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str
 def test_sample_matches_pngs_in_both_layouts(
     phase: str, sample_root: Path, sample_manifests: dict[tuple[str, str], Path]
 ) -> None:
+    w, h = SAMPLE_SIZE  # the real sample's 2048x1024, or the generated stand-in's
     with (
         Dataset(sample_manifests["pix2pixhd", phase]) as a,
         Dataset(sample_manifests["raw", phase]) as b,
@@ -423,12 +422,12 @@ def test_sample_matches_pngs_in_both_layouts(
                     name,
                     key,
                 )
-            assert a.orig_sizes[i].tolist() == [1024, 2048] and a.sizes[i].tolist() == [128, 256]
+            assert a.orig_sizes[i].tolist() == [h, w] and a.sizes[i].tolist() == [128, 256]
             label_png = Image.open(sample_root / f"{phase}_label" / f"{name}_gtFine_labelIds.png")
             inst_png = np.asarray(
                 Image.open(sample_root / f"{phase}_inst" / f"{name}_gtFine_instanceIds.png")
             )
-            rows, cols = nearest_index(1024, 128), nearest_index(2048, 256)
+            rows, cols = nearest_index(h, 128), nearest_index(w, 256)
             np.testing.assert_array_equal(sa.label, np.asarray(label_png)[rows][:, cols])
             np.testing.assert_array_equal(sa.inst, inst_png.astype(np.int32)[rows][:, cols])
             if phase == "train":

@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import REPO, SAMPLE
+from conftest import REPO, sample_dir
 from PIL import Image
 
 from p2phd.core import manifest, runs
@@ -25,10 +25,6 @@ from p2phd.rendering.page import read_manifest
 
 BIN = REPO / "bin"
 TEST_NAMES = 15
-
-pytestmark = pytest.mark.skipif(
-    not (SAMPLE / "test_label").is_dir(), reason=f"Cityscapes sample not found at {SAMPLE}"
-)
 
 
 def _prepare(root: Path, out: Path, *extra: str) -> Path:
@@ -46,14 +42,14 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def test_manifest(work: Path) -> Path:
-    """The 15 real test label maps (+ instance maps, no photos) at 64x128."""
-    return _prepare(SAMPLE, work / "test.h5", "--phase", "test", "--load_size", "128")
+    """The sample's 15 test label maps (+ instance maps, no photos) at 64x128."""
+    return _prepare(sample_dir(), work / "test.h5", "--phase", "test", "--load_size", "128")
 
 
 @pytest.fixture(scope="module")
 def train_manifest(work: Path) -> Path:
-    """The 8 real train frames with photos at 64x128."""
-    return _prepare(SAMPLE, work / "train.h5", "--phase", "train", "--load_size", "128")
+    """The sample's 8 train frames with photos at 64x128."""
+    return _prepare(sample_dir(), work / "train.h5", "--phase", "train", "--load_size", "128")
 
 
 @pytest.fixture(scope="module")
@@ -502,3 +498,53 @@ def test_rgb_input_run_from_stdin_into_the_default_folder(tmp_path: Path) -> Non
         np.testing.assert_array_equal(np.asarray(Image.open(out / f"{name}_real.png")), s.photo)
         assert Image.open(out / f"{name}_synthesized.png").size == (128, 64)
     assert (out / "index.html").read_text().count("<th>real</th>") == 1
+
+
+def _capped_render(*args: str, fsize: int) -> subprocess.CompletedProcess:
+    """bin/render with every file it writes capped at fsize bytes (as a full disk: EFBIG)."""
+    import resource
+    import signal
+
+    def cap() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    return subprocess.run(
+        [sys.executable, str(BIN / "render"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=cap,
+    )
+
+
+def test_disk_full_and_a_second_renderer(
+    reference: Path, trained_run: Path, test_manifest: Path, tmp_path: Path, capsys
+) -> None:
+    from conftest import held_by_child
+
+    out = tmp_path / "r"
+    shutil.copytree(reference, out)
+    args = ["--run", str(trained_run), str(test_manifest), "--out", str(out)]
+    # another process renders into the folder (or the same shard): refused at once
+    for tag, extra in (("", []), ("shard-1-of-2", ["--shard", "1/2"])):
+        with held_by_child(out, tag) as pid:
+            assert run_verb(render.main, [*args, *extra]) == 2
+        assert f"is being written by another process (pid {pid})" in capsys.readouterr().err
+    # the disk fills while the writer threads save the one missing sample's PNGs
+    victim = sorted(out.glob("*_synthesized.png"))[3]
+    size = victim.stat().st_size
+    victim.unlink()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert (out / "render-settings.json").stat().st_size < size // 2
+    res = _capped_render(*args, fsize=size // 2)
+    assert res.returncode == 1 and res.stdout == "", res.stderr[-2000:]
+    failed = re.findall(r"render: failed: .*", res.stderr)
+    assert failed == [
+        f"render: failed: no space left on the device writing {victim} "
+        "(nothing was replaced; free some space and run again)"
+    ], res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert after == before  # the earlier renders intact, nothing partial, no temporaries
+    assert not (tmp_path / ".r.lock").exists()  # the render's (the killed children's may stay)

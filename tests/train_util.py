@@ -8,10 +8,8 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = (REPO / ".." / "shared" / "data" / "cityscapes-sample").resolve()
 TRAIN = REPO / "bin" / "train"
 
 # A tiny generator/discriminator: 128x64 images, stride 4, a few thousand parameters.
@@ -36,9 +34,9 @@ TINY = [
 
 
 def sample_manifest(out_dir: Path, load_size: int = 128) -> Path:
-    """The real sample's 8 training frames prepared at `load_size` wide (128 -> 128x64)."""
-    if not (SAMPLE / "train_label").is_dir():
-        pytest.skip(f"Cityscapes sample not found at {SAMPLE}")
+    """The sample's 8 training frames prepared at `load_size` wide (128 -> 128x64)."""
+    from conftest import sample_dir
+
     from p2phd.data import prepare
 
     out = out_dir / f"sample-{load_size}.h5"
@@ -46,7 +44,7 @@ def sample_manifest(out_dir: Path, load_size: int = 128) -> Path:
         rc = prepare.main(
             [
                 "--dataroot",
-                str(SAMPLE),
+                str(sample_dir()),
                 "--load_size",
                 str(load_size),
                 "--jobs",

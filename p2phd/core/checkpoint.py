@@ -18,14 +18,20 @@ Meta keys must not contain '.' (parameter names always do, which is how the two 
 """
 
 import json
+import logging
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn
+
+from p2phd.core.cli import verbose, writing
 
 _JSON_PREFIX = "json:"
 
@@ -58,6 +64,20 @@ def _meta_value(value: Any) -> Any:
     return _JSON_PREFIX + json.dumps(value)
 
 
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Hide MindSpore's own CRITICAL log of a failed save: WriteError says it in one line."""
+    if verbose():
+        yield
+        return
+    before = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(before)
+
+
 def save(path: str | os.PathLike, cells: dict[str, nn.Cell], meta: dict | None = None) -> None:
     path = os.fspath(path)
     entries = []
@@ -70,15 +90,16 @@ def save(path: str | os.PathLike, cells: dict[str, nn.Cell], meta: dict | None =
             raise ValueError(f"meta key {k!r} must not contain '.'")
         append[k] = _meta_value(v)
     directory = os.path.dirname(os.path.abspath(path))
-    # save_checkpoint appends '.ckpt' unless the name ends with it, hence the suffix.
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ckpt", dir=directory)
-    os.close(fd)
+    # A private folder beside the target: save_checkpoint writes its own temporaries (and leaves
+    # them behind when the disk is full), all removed with the folder.
+    work = tempfile.mkdtemp(prefix=".tmp-", dir=directory)
     try:
-        ms.save_checkpoint(entries, tmp, append_dict=append or None)
+        tmp = os.path.join(work, "new.ckpt")  # save_checkpoint appends '.ckpt' unless present
+        with writing(path), _quiet():
+            ms.save_checkpoint(entries, tmp, append_dict=append or None)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _read(path: str) -> dict:

@@ -8,10 +8,12 @@ where), 1 on anything else.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,10 @@ T = TypeVar("T")
 
 class UsageError(Exception):
     """Bad usage or bad input: the verb exits 2 with this one-line message."""
+
+
+class WriteError(Exception):
+    """Writing an output failed for want of space (exit 1): one line naming the file."""
 
 
 class _OneLineParser(ArgumentParser):
@@ -73,9 +79,39 @@ def parse_options(cls: type[T], argv: Sequence[str] | None, prog: str, descripti
     return opts
 
 
+def verbose() -> bool:
+    """--verbose on the command line (or P2PHD_TRACEBACK=1): show tracebacks and library logs."""
+    return bool(os.environ.get("P2PHD_TRACEBACK")) or "--verbose" in sys.argv
+
+
+def _first_line(text: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+
+
 def run_verb(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
-    """Run a verb's main with the exit-code contract; returns the exit status."""
+    """Run a verb's main with the exit-code contract; returns the exit status.
+
+    Without --verbose, library warnings (joblib, h5py, MindSpore...) are silenced and failures are
+    one line; --verbose (or P2PHD_TRACEBACK=1) shows both.
+    """
     prog = Path(sys.argv[0]).name if argv is None else "p2phd"
+    verbose_ = verbose() or "--verbose" in (argv or [])
+    env_before = os.environ.get("PYTHONWARNINGS")
+    with warnings.catch_warnings():
+        if not verbose_:
+            warnings.simplefilter("ignore")
+            os.environ["PYTHONWARNINGS"] = "ignore"  # the worker processes too (joblib)
+        try:
+            return _run_main(main, argv, prog, verbose_)
+        finally:
+            if env_before is None:
+                os.environ.pop("PYTHONWARNINGS", None)
+            else:
+                os.environ["PYTHONWARNINGS"] = env_before
+
+
+def _run_main(main: Callable, argv: list[str] | None, prog: str, verbose_: bool) -> int:
+    """main(argv) with the exit-code contract: 2 on UsageError, 1 (one line) on failure."""
     try:
         return int(main(argv) or 0)
     except UsageError as exc:
@@ -85,10 +121,74 @@ def run_verb(main: Callable[[list[str] | None], int | None], argv: list[str] | N
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence of a command-line tool
-        if os.environ.get("P2PHD_TRACEBACK") or "--verbose" in sys.argv:
+        if verbose_:
             traceback.print_exc()
-        print(f"{prog}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if isinstance(exc, WriteError):
+            msg = str(exc)
+        elif is_disk_full(exc):
+            msg = f"no space left on the device ({_first_line(str(exc))})"
+        else:
+            msg = f"{type(exc).__name__}: {_first_line(str(exc))}"
+        print(f"{prog}: failed: {msg}", file=sys.stderr)
         return 1
+
+
+# -- where outputs go: checked before any work, and disk-full failures named ------------------
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+# How HDF5 and MindSpore report the same errnos in their own messages.
+_DISK_FULL_TEXT = ("No space left", "File too large", "Disk quota exceeded", "errno = 28")
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """True if exc (or an exception it was raised from) says the disk or file-size limit is full."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
+            return True
+        if any(t in str(exc) for t in _DISK_FULL_TEXT):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+@contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Turn a disk-full failure inside the block into a WriteError naming ``path``."""
+    try:
+        yield
+    except Exception as exc:
+        if is_disk_full(exc) and not isinstance(exc, WriteError):
+            raise disk_full(path) from exc
+        raise
+
+
+def disk_full(path: str | os.PathLike) -> WriteError:
+    return WriteError(
+        f"no space left on the device writing {os.fspath(path)} "
+        "(nothing was replaced; free some space and run again)"
+    )
+
+
+def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> Path:
+    """Refuse (UsageError) an output path this process cannot create, before any work is done.
+
+    ``path`` is the file (or, with ``folder=True``, the folder) a verb will write; ``what`` names
+    the option it came from. Missing parent folders are fine (they are created), but the nearest
+    existing one must be a folder we may write in.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir() and not folder:
+        raise UsageError(f"{what} {p}: is a folder, expected a file name")
+    if p.exists() and folder and not p.is_dir():
+        raise UsageError(f"{what} {p}: exists and is not a folder")
+    anc = p if (folder and p.is_dir()) else p.parent
+    while not os.path.lexists(anc) and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise UsageError(f"{what} {p}: {anc} is not a folder")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {p}: cannot write in {anc} (permission denied or read-only)")
+    return p
 
 
 def emit(path: str | os.PathLike) -> None:
@@ -112,14 +212,19 @@ def resolve_input(arg: str) -> str:
 
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield ``<target>.tmp``; rename it onto target only if the block succeeds."""
+    """Yield ``<target>.tmp``; rename it onto target only if the block succeeds.
+
+    On any failure the temporary is removed and target is untouched; a full disk is reported as
+    a WriteError naming target.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     if tmp.exists():
         tmp.unlink()
     try:
-        yield tmp
+        with writing(target):
+            yield tmp
         os.replace(tmp, target)
     except BaseException:
         if tmp.exists():

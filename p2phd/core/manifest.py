@@ -22,7 +22,7 @@ from typing import Any
 
 import h5py
 
-from p2phd.core.cli import UsageError
+from p2phd.core.cli import UsageError, WriteError, writing
 
 # Current schema version of each kind of manifest this version of p2phd writes and reads.
 SCHEMAS = {"dataset": 1, "features": 1, "clusters": 1, "render": 1}
@@ -86,7 +86,8 @@ def create(
 
     With ``resume=True`` an existing ``<path>.tmp`` written with the same options is reopened
     (for verbs that continue after a kill); otherwise it is discarded. On an exception the
-    temporary file is removed unless ``resume`` is set, in which case it is kept to resume from.
+    temporary file is removed unless ``resume`` is set, in which case it is kept to resume from;
+    a full disk always removes it and raises a WriteError naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,15 +110,20 @@ def create(
             tmp.unlink()
         f = h5py.File(tmp, "w")
         f.attrs.update(attrs)
-    ok = False
+    ok = full = False
     try:
-        yield f
+        with writing(path):
+            try:
+                yield f
+            finally:
+                f.close()  # flushes: may be where a full disk shows
+        os.replace(tmp, path)
         ok = True
+    except WriteError:
+        full = True  # an HDF5 file whose write failed cannot be trusted, even to resume from
+        raise
     finally:
-        f.close()
-        if ok:
-            os.replace(tmp, path)
-        elif not resume and tmp.exists():
+        if not ok and (full or not resume) and tmp.exists():
             tmp.unlink()
 
 

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from p2phd.core.cli import UsageError, atomic_path, write_json
+from p2phd.core.cli import UsageError, WriteError, atomic_path, disk_full, write_json, writing
 from p2phd.core.options import DataOptions, ModelOptions
 
 RUN_SCHEMA = "p2phd.run/1"
@@ -159,11 +159,20 @@ def write_state(
     tmp = root / f".tmp-{tag}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_ckpt(tmp / "state.ckpt")
-    if pool:
-        np.savez(tmp / "pool.npz", **pool)
-    write_json(tmp / "progress.json", progress)
     final = root / tag
+    ok = False
+    try:
+        save_ckpt(tmp / "state.ckpt")
+        with writing(tmp / "pool.npz"):
+            if pool:
+                np.savez(tmp / "pool.npz", **pool)
+        write_json(tmp / "progress.json", progress)
+        ok = True
+    except WriteError as exc:  # a full disk: the previous state stays the latest
+        raise disk_full(final) from exc
+    finally:
+        if not ok:
+            shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     with atomic_path(root / LATEST) as t:

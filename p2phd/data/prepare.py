@@ -17,11 +17,19 @@ from pathlib import Path
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from p2phd.core import manifest
-from p2phd.core.cli import UsageError, emit, log, options_dict, parse_options
+from p2phd.core import lock, manifest
+from p2phd.core.cli import UsageError, check_writable, emit, log, options_dict, parse_options
 from p2phd.core.options import flat_options, opt
 from p2phd.data.dataset import KIND, SPLITS, DatasetWriter
-from p2phd.data.sources import Found, Problem, check_headers, find_samples, load_sample, tree_digest
+from p2phd.data.sources import (
+    DEFAULT_MAX_PIXELS,
+    Found,
+    Problem,
+    check_headers,
+    find_samples,
+    load_sample,
+    tree_digest,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,6 +76,11 @@ class PrepareOptions:
         metavar="SPLIT",
     )
     compression: int = opt(4, "gzip level of the stored images (1 fastest .. 9 smallest)")
+    max_image_pixels: int = opt(
+        DEFAULT_MAX_PIXELS,
+        "refuse images with more pixels than this (width x height; PIL's guard against "
+        "decompression bombs); raise it for genuine huge images, 0 = no limit",
+    )
     verbose: bool = opt(False, "print tracebacks on failure")
     dry_run: bool = opt(
         False, "find and pair the samples, print the options and what would be written, then exit"
@@ -90,6 +103,8 @@ class PrepareOptions:
             )
         if not 1 <= self.compression <= 9:
             raise UsageError(f"--compression must be 1..9, got {self.compression}")
+        if self.max_image_pixels < 0:
+            raise UsageError(f"--max_image_pixels must be >= 0, got {self.max_image_pixels}")
 
 
 def default_out(dataset: str, phase: str, load_size: int) -> Path:
@@ -102,12 +117,15 @@ def resolve_out(o: PrepareOptions, root: Path) -> tuple[str, Path]:
     out = Path(o.out).expanduser() if o.out else default_out(dataset, o.phase, o.load_size)
     if out.is_dir() or o.out.endswith(os.sep):
         raise UsageError(f"--out {o.out}: is a folder, expected a file name")
-    return dataset, out
+    return dataset, check_writable(out, "--out")
 
 
 def _results(found: Found, o: PrepareOptions, jobs: int) -> Iterator:
     """Worker results in sample order (joblib's generator keeps order and bounds memory)."""
-    work = (delayed(load_sample)(s, o.label_nc, o.load_size, o.compression) for s in found.samples)
+    work = (
+        delayed(load_sample)(s, o.label_nc, o.load_size, o.compression, o.max_image_pixels)
+        for s in found.samples
+    )
     return Parallel(n_jobs=jobs, return_as="generator")(work)
 
 
@@ -172,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             f"would write {out} ({len(found.samples)} samples, load size {o.load_size or 'original'})"
         )
         return 0
-    check_headers(found.samples, o.label_nc)
-    write_manifest(found, o, root, dataset, out, argv if argv is None else ["prepare", *argv])
+    with lock.hold(out, "--out"):
+        check_headers(found.samples, o.label_nc, o.max_image_pixels)
+        write_manifest(found, o, root, dataset, out, argv if argv is None else ["prepare", *argv])
     emit(out)
     return 0
 

@@ -22,6 +22,7 @@ import hashlib
 import io
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,7 +199,22 @@ def find_samples(
     return Found(layout, split, samples, folders)
 
 
+# PIL's own decompression-bomb guard (about 89.5 million pixels, ~9459x9459); Cityscapes is 2.1.
+DEFAULT_MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+
+def too_large(path: Path | str, w: int, h: int, max_pixels: int) -> str:
+    """The one-line refusal of an image over --max_image_pixels."""
+    return (
+        f"{path}: {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
+        "(a guard against decompression bombs); if the image is genuine, raise the limit "
+        f"with --max_image_pixels {w * h} (0 = no limit)"
+    )
+
+
 def _header(path: Path) -> tuple[str, tuple[int, int]]:
+    # Only the header is read here, so PIL's guard is off and the size is checked by the caller.
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with Image.open(path) as im:
             return im.mode, im.size
@@ -206,6 +222,8 @@ def _header(path: Path) -> tuple[str, tuple[int, int]]:
         raise UsageError(f"{path}: not an image file (or corrupt)") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read image header: {exc}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def _check_mode(path: Path, role: str, mode: str, label_nc: int) -> None:
@@ -224,7 +242,9 @@ def _check_mode(path: Path, role: str, mode: str, label_nc: int) -> None:
         )
 
 
-def check_headers(samples: list[SourceSample], label_nc: int) -> None:
+def check_headers(
+    samples: list[SourceSample], label_nc: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> None:
     """Types, modes and sizes from the image headers (cheap), before any pixel is decoded."""
     for s in samples:
         size = None
@@ -233,6 +253,8 @@ def check_headers(samples: list[SourceSample], label_nc: int) -> None:
             if path is None:
                 continue
             mode, wh = _header(path)
+            if max_pixels and wh[0] * wh[1] > max_pixels:
+                raise UsageError(too_large(path, wh[0], wh[1], max_pixels))
             _check_mode(path, role, mode, label_nc)
             if size is None:
                 size = wh
@@ -284,9 +306,11 @@ def count_distinct(ids: np.ndarray) -> int:
 
 
 def load_sample(
-    s: SourceSample, label_nc: int, load_size: int, level: int
+    s: SourceSample, label_nc: int, load_size: int, level: int, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[Record, dict[str, str]] | Problem:
     """Decode, check, resize and compress one sample (runs in a joblib worker)."""
+    # The headers were checked against the limit; this catches a file swapped since then.
+    Image.MAX_IMAGE_PIXELS = max_pixels or None
     images: dict[str, Image.Image] = {}
     hashes: dict[str, str] = {}
     for role in ROLES:
@@ -294,7 +318,11 @@ def load_sample(
         if path is None:
             continue
         try:
-            images[role], hashes[str(path)] = _decode(path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                images[role], hashes[str(path)] = _decode(path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            return Problem(str(path), "over the --max_image_pixels limit (decompression bomb?)")
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
             return Problem(str(path), f"cannot decode image: {exc}")
     w, h = images["label"].size

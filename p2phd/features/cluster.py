@@ -25,8 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from p2phd.core import manifest
-from p2phd.core.cli import UsageError, emit, log, options_dict, parse_options, resolve_input
+from p2phd.core import lock, manifest
+from p2phd.core.cli import (
+    UsageError,
+    check_writable,
+    emit,
+    log,
+    options_dict,
+    parse_options,
+    resolve_input,
+)
 from p2phd.core.options import flat_options, opt, positional
 from p2phd.features.feature_manifest import FeatureManifest
 from p2phd.features.styles import KIND, class_name
@@ -149,8 +157,10 @@ def default_out(fm: FeatureManifest) -> Path:
 def main(argv: list[str] | None = None) -> int:
     o = parse_options(ClusterOptions, argv, "cluster", (__doc__ or "").split("\n")[0])
     o.features = resolve_input(o.features)
+    if o.out:  # before reading anything (the default name needs the manifest)
+        check_writable(Path(o.out).expanduser(), "--out")
     with FeatureManifest(o.features) as fm:
-        out = Path(o.out).expanduser() if o.out else default_out(fm)
+        out = check_writable(Path(o.out).expanduser() if o.out else default_out(fm), "--out")
         rows = fm.rows()
         n_keep = int((rows["area"] > o.min_area).sum())
         log(
@@ -161,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
             log(json.dumps(options_dict(o), indent=2, sort_keys=True))
             log(f"would write {out}")
             return 0
-        result = cluster_rows(rows, fm.label_nc, o)
-        write_clusters(out, fm, result, o, argv if argv is None else ["cluster", *argv])
+        with lock.hold(out, "--out"):
+            result = cluster_rows(rows, fm.label_nc, o)
+            write_clusters(out, fm, result, o, argv if argv is None else ["cluster", *argv])
         log(
             f"cluster: {len(result)} classes with clusters: "
             + ", ".join(

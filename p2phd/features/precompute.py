@@ -23,9 +23,18 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from p2phd.core import manifest, runtime
-from p2phd.core.cli import UsageError, emit, log, options_dict, parse_options, resolve_input
+from p2phd.core import lock, manifest, runtime
+from p2phd.core.cli import (
+    UsageError,
+    check_writable,
+    emit,
+    log,
+    options_dict,
+    parse_options,
+    resolve_input,
+)
 from p2phd.core.options import DEVICE_TARGETS, flat_options, opt, positional
+from p2phd.core.ranks import parse_shard
 from p2phd.data.dataset import Dataset, Sample
 from p2phd.features.feature_manifest import KIND, FeatureWriter, discard_damaged_tmp
 from p2phd.features.styles import segment_classes
@@ -89,8 +98,6 @@ class PrecomputeOptions:
             raise UsageError(f"--load_size must be a positive width, got {self.load_size}")
         parse_size(self.size)
         if self.shard:
-            from p2phd.core.ranks import parse_shard
-
             parse_shard(self.shard)
             if self.merge:
                 raise UsageError("--merge assembles all shards: do not combine it with --shard")
@@ -344,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     if place.scheduler:  # msrun's extra copy of the command: there is no cluster to serve
         return 0
     o.manifest = resolve_input(o.manifest)
+    out = check_writable(Path(o.out).expanduser() if o.out else default_out(o.run), "--out")
     doc, arch, ckpt = check_run(o.run)
-    out = Path(o.out).expanduser() if o.out else default_out(o.run)
     with Dataset(o.manifest) as ds:
         check_dataset(ds, arch, o.run)
         if o.dry_run:
@@ -360,16 +367,23 @@ def main(argv: list[str] | None = None) -> int:
         argv = argv if argv is None else ["precompute", *argv]
         if o.merge and place.distributed:
             raise UsageError(f"under msrun rank 0 merges by itself ({place}): drop --merge")
-        if o.merge:
-            shards.merge(shard_job(o, arch, ckpt, ds, out), argv)
-        else:
-            runtime.setup(o.device_target, o.pynative, 0, o.verbose, data_parallel=False)
-            if place.distributed or o.shard:
-                out = shards.run(shard_job(o, arch, ckpt, ds, out), o.shard, place, argv)
-                if out is None:
-                    return 0  # a rank other than 0: its shard is written, rank 0 merges
+        shard = parse_shard(o.shard) if o.shard else None
+        if place.distributed:
+            shard = (place.rank, place.world)
+        # One writer per manifest and shard: a second one would discard or extend the first's
+        # <out>.tmp. Whoever merges (--merge, rank 0 under msrun) also holds the manifest's lock.
+        merger = o.merge or (place.distributed and place.rank == 0)
+        with lock.hold_part(out, "--out", shard, merger):
+            if o.merge:
+                shards.merge(shard_job(o, arch, ckpt, ds, out), argv)
             else:
-                write_features(o, arch, ckpt, ds, out, argv)
+                runtime.setup(o.device_target, o.pynative, 0, o.verbose, data_parallel=False)
+                if shard is not None:
+                    out = shards.run(shard_job(o, arch, ckpt, ds, out), o.shard, place, argv)
+                    if out is None:
+                        return 0  # a rank other than 0: its shard is written, rank 0 merges
+                else:
+                    write_features(o, arch, ckpt, ds, out, argv)
     emit(out)
     return 0
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from p2phd.core.cli import UsageError, write_json
+from p2phd.core.cli import UsageError, write_json, writing
 
 # The PNG names render writes; --overwrite removes only these (never other pictures in --out).
 _OURS = re.compile(r"^.+_(synthesized(_v\d+)?|label|real)\.png$")
@@ -109,7 +109,8 @@ def save_png(array: np.ndarray, path: Path) -> None:
     """Lossless PNG written beside ``path`` under a host+pid-tagged hidden name, then renamed."""
     tmp = tmp_name(path)
     try:
-        Image.fromarray(array).save(tmp, format="PNG", compress_level=PNG_LEVEL)
+        with writing(path):
+            Image.fromarray(array).save(tmp, format="PNG", compress_level=PNG_LEVEL)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

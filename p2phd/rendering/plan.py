@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from p2phd.core import manifest, runs
-from p2phd.core.cli import UsageError
+from p2phd.core.cli import UsageError, check_writable
 from p2phd.data.dataset import Dataset
 from p2phd.rendering import files as rf
 from p2phd.rendering.options import RenderOptions, parse_shard
@@ -194,6 +194,8 @@ def check_deployed(o: RenderOptions, mode: str, arch: Any, ds: Dataset, side: di
 
 
 def make_plan(o: RenderOptions, manifest_path: str) -> Plan:
+    if o.out:  # checked again below once the split (and so the default folder) is known
+        check_writable(o.out, "--out", folder=True)
     run_dir, run_options, ckpt, side = model_source(o)
     st = ckpt.stat()  # before hashing: render re-checks it, so a file changed since is caught
     sha = manifest.sha256_file(ckpt)
@@ -211,6 +213,7 @@ def make_plan(o: RenderOptions, manifest_path: str) -> Plan:
         rows = rows[shard[0] :: shard[1]]
     default_out = ckpt.with_name(f"{ckpt.stem}-render-{ds.split}") if side else None
     out = Path(o.out) if o.out else default_out or run_dir / f"render-{ds.split}"
+    out = check_writable(out, "--out", True)
     plan = Plan(
         o,
         run_dir,

@@ -36,7 +36,7 @@ import json
 import sys
 import time
 
-from p2phd.core import manifest, runtime
+from p2phd.core import lock, manifest, runtime
 from p2phd.core.cli import UsageError, emit, log, options_dict, parse_options, resolve_input
 from p2phd.rendering import files as rf
 from p2phd.rendering.options import RenderOptions, join_style_args, parse_shard  # noqa: F401
@@ -122,11 +122,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     p = make_plan(o, resolve_input(o.manifest))
     try:
-        if place.distributed:
-            from p2phd.rendering import ranked
+        if o.dry_run:
+            return _run(p, None)
+        argv = None if argv is None else ["render", *raw]
+        # One writer per folder and shard; whoever writes the page (an unsharded render, the
+        # merge, rank 0 under msrun) also holds the folder's own lock.
+        shard = (place.rank, place.world) if place.distributed else p.shard
+        with lock.hold_part(p.out, "render folder", shard, place.distributed and place.rank == 0):
+            if place.distributed:
+                from p2phd.rendering import ranked
 
-            return ranked.run(p, place, None if argv is None else ["render", *raw], finish)
-        return _run(p, None if argv is None else ["render", *raw])
+                return ranked.run(p, place, argv, finish)
+            return _run(p, argv)
     finally:
         p.ds.close()
 

@@ -49,6 +49,10 @@ class Loop:
         self.progress = Progress(o, self.run_dir, rt.is_main, self.spe)
         self.epoch, self.epoch_step, self.step = 1, 0, 0
         self.seen: dict[int, list[str]] = {}  # epoch -> names this rank trained on
+        # The last step of this process and whether it was logged/displayed: a run shorter than
+        # --print_freq/--display_freq still ends with its last losses and picture.
+        self.last: tuple | None = None
+        self.last_logged = self.last_shown = False
 
     def start(self, state: Path | None) -> None:
         """A fresh run (stats cleared) or a resume from a saved state."""
@@ -87,24 +91,29 @@ class Loop:
         order = data.epoch_order(len(self.ds), o.seed, self.epoch, not o.serial_batches)
         batches = data.shard(order, o.batch_size, rt.rank, rt.world_size)
         self.progress.open_epoch(self.epoch, self.epoch_step)
-        for batch in data.iterate(self.ds, self.pre, batches, self.epoch, self.epoch_step):
-            res = t.step(batch, self.step + 1)
-            self.step += 1
-            self.epoch_step += 1
-            self.progress.stepped()
-            if self.rt.world_size > 1 and len(self.ds) <= 64:  # logged at the end (small data only)
-                self.seen.setdefault(self.epoch, []).extend(batch["names"])
-            if self._after_step(res, batch, lr):
-                break
-        self.progress.close_epoch()
+        try:
+            for batch in data.iterate(self.ds, self.pre, batches, self.epoch, self.epoch_step):
+                res = t.step(batch, self.step + 1)
+                self.step += 1
+                self.epoch_step += 1
+                self.progress.stepped()
+                if rt.world_size > 1 and len(self.ds) <= 64:  # logged at the end (small data only)
+                    self.seen.setdefault(self.epoch, []).extend(batch["names"])
+                if self._after_step(res, batch, lr):
+                    break
+        finally:
+            self.progress.close_epoch()  # also on an error, so its message starts a clean line
 
     def _after_step(self, res: Any, batch: dict, lr: float) -> bool:
         """Log, display and save as the counters say; True at the end of the epoch or run."""
         o = self.o
         images = self.step * o.batch_size
-        if crossed(images, o.batch_size, o.print_freq):
+        self.last = (res, batch, lr, self.epoch, self.epoch_step, self.step)
+        self.last_logged = crossed(images, o.batch_size, o.print_freq)
+        self.last_shown = crossed(images, o.batch_size, o.display_freq)
+        if self.last_logged:
             self.progress.log(res, lr, self.epoch, self.epoch_step, self.step)
-        if crossed(images, o.batch_size, o.display_freq):
+        if self.last_shown:
             self.progress.display(self.epoch, self.step, batch, res.fake)
         at_end = self.epoch_step >= self.spe
         at_max = bool(o.max_steps and self.step >= o.max_steps)
@@ -132,6 +141,12 @@ class Loop:
         saving.save_state(self.run_dir, self.o, self.trainer, progress)
 
     def _finish(self) -> None:
+        if self.last is not None:  # nothing stepped (an already finished run): nothing to add
+            res, batch, lr, epoch, epoch_step, step = self.last
+            if not self.last_logged:
+                self.progress.log(res, lr, epoch, epoch_step, step)
+            if not self.last_shown:
+                self.progress.display(epoch, step, batch, res.fake)
         if self.rt.world_size > 1:
             who = f"rank {self.rt.rank}/{self.rt.world_size}"
             for epoch, names in sorted(self.seen.items()):

@@ -8,6 +8,7 @@ per step since the last line.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,22 @@ from p2phd.training import schedule, webpage
 
 STATS_FILE = "stats.jsonl"
 LOSSES = ("G_GAN", "G_GAN_Feat", "G_VGG", "D_real", "D_fake")
+
+
+def append_line(path: Path, text: str) -> None:
+    """Append one whole line or nothing: a failed write (full disk) is cut back off."""
+    data = text.encode()
+    with cli.writing(path):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        start = os.fstat(fd).st_size
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+        except BaseException:
+            os.ftruncate(fd, start)
+            raise
+        finally:
+            os.close(fd)
 
 
 class Progress:
@@ -77,8 +94,7 @@ class Progress:
         line.update({"lr": lr, "sec_per_step": round(sec, 4)})
         if not self.is_main:
             return
-        with open(self.run_dir / STATS_FILE, "a") as f:
-            f.write(json.dumps(line) + "\n")
+        append_line(self.run_dir / STATS_FILE, json.dumps(line) + "\n")
         msg = " ".join(f"{k} {line[k]:.3f}" for k in LOSSES) + f" lr {lr:.2e} {sec:.2f}s/step"
         if self.bar is not None:
             self.bar.set_postfix_str(msg, refresh=False)

@@ -11,10 +11,11 @@ Layout of the run folder: p2phd/runs.py. Step and losses: p2phd/trainer.py.
 
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from p2phd.core import cli, runs
+from p2phd.core import cli, lock, runs
 from p2phd.core.cli import UsageError
 from p2phd.core.options import (
     DataOptions,
@@ -241,6 +242,7 @@ def _group(name: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     o = cli.parse_options(TrainOptions, argv, "train", __doc__.split("\n")[0])
     o.manifest = cli.resolve_input(o.manifest)
+    cli.check_writable(o.run_dir(), "run folder (--checkpoints_dir/--name)", folder=True)
     ds, feats = open_inputs(o)
     ds_sha = ds.sha256()
     existing = check_resume(o, ds_sha)
@@ -251,9 +253,17 @@ def main(argv: list[str] | None = None) -> int:
         return dry_run(o, ds, existing, vgg_file)
 
     from p2phd.core import runtime
-    from p2phd.training.loop import Loop
 
     rt = runtime.setup(o.device_target, o.pynative, o.seed, o.verbose)
+    with ExitStack() as stack:
+        if rt.is_main:  # one writer per run folder; other ranks write nothing there
+            stack.enter_context(lock.hold(o.run_dir(), "run folder"))
+        return _train(o, rt, ds, ds_sha, feats, vgg_file, existing)
+
+
+def _train(o: TrainOptions, rt, ds, ds_sha: str, feats, vgg_file, existing) -> int:
+    from p2phd.training.loop import Loop
+
     loop = Loop(o, rt, ds, feats, vgg_file)
     resume_from = runs.latest_state(o.run_dir()) if existing is not None else None
     if resume_from is None and o.load_pretrain:

@@ -48,7 +48,8 @@ def write_display(
         pictures["real_image"] = to_uint8(real)
     for kind, arr in pictures.items():
         _save_jpg(arr, images / f"epoch{epoch:03d}_{kind}.jpg")
-    (web / f"epoch{epoch:03d}.step").write_text(str(step))
+    with atomic_path(web / f"epoch{epoch:03d}.step") as tmp:
+        tmp.write_text(str(step))
     write_index(web)
 
 
