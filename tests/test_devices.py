@@ -64,13 +64,11 @@ def _build_run(folder: Path, arch: runs.ArchOptions, manifest: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import SAMPLE
+    from conftest import sample_dir
 
-    if not (SAMPLE / "test_label").is_dir():
-        pytest.skip(f"Cityscapes sample not found at {SAMPLE}")
     root = tmp_path_factory.mktemp("devices")
     for phase in ("test", "train"):  # 15 test label maps, 8 train frames with photos: 64x128
-        args = ["--dataroot", str(SAMPLE), "--phase", phase, "--load_size", "128"]
+        args = ["--dataroot", str(sample_dir()), "--phase", phase, "--load_size", "128"]
         assert (
             run_verb(prepare.main, [*args, "--jobs", "1", "--out", str(root / f"{phase}.h5")]) == 0
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLE
+from conftest import sample_dir
 from PIL import Image
 
 from p2phd.core.cli import UsageError, run_verb
@@ -235,12 +235,10 @@ def _render_folder(out: Path, manifest: Path, rows: list[int], blur: float = 2.0
 
 @pytest.fixture(scope="module")
 def sample_train(tmp_path_factory) -> Path:
-    if not (SAMPLE / "train_img").is_dir():
-        pytest.skip(f"Cityscapes sample not found at {SAMPLE}")
     from p2phd.data import prepare
 
     out = tmp_path_factory.mktemp("evaluate") / "manifests" / "sample-train-128.h5"
-    args = ["--dataroot", str(SAMPLE), "--load_size", "128", "--jobs", "1", "--out", str(out)]
+    args = ["--dataroot", str(sample_dir()), "--load_size", "128", "--jobs", "1", "--out", str(out)]
     assert run_verb(prepare.main, args) == 0
     return out
 

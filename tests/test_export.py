@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SAMPLE
+from conftest import REPO, sample_dir
 from PIL import Image
 
 from p2phd.core import manifest, runs
@@ -25,10 +25,6 @@ from p2phd.deploy import export, sidecar
 from p2phd.rendering import render
 from p2phd.rendering.page import read_manifest
 
-pytestmark = pytest.mark.skipif(
-    not (SAMPLE / "test_label").is_dir(), reason=f"Cityscapes sample not found at {SAMPLE}"
-)
-
 TINY = dict(ngf=4, nef=4, n_downsample_global=2, n_blocks_global=1, n_blocks_local=1)
 
 
@@ -38,7 +34,7 @@ def work(tmp_path_factory) -> Path:
 
 
 def _prepare(out: Path, phase: str) -> Path:
-    args = ["--dataroot", str(SAMPLE), "--phase", phase, "--load_size", "128", "--jobs", "1"]
+    args = ["--dataroot", str(sample_dir()), "--phase", phase, "--load_size", "128", "--jobs", "1"]
     assert run_verb(prepare.main, [*args, "--out", str(out)]) == 0
     return out
 
