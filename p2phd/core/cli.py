@@ -238,5 +238,23 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def read_json(path: str | os.PathLike, schema: str, what: str) -> dict[str, Any]:
+    """A JSON document of ours (run options, export sidecar), checked: parseable, of the kind
+    ``schema`` names (e.g. ``p2phd.run/1``) and not newer than it; UsageError naming the file."""
+    kind, _, version = schema.partition("/")
+    try:
+        doc = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}: damaged {what} ({exc.msg})") from None
+    found = str(doc.get("schema", "") if isinstance(doc, dict) else "")
+    if not found.startswith(kind + "/"):
+        raise UsageError(f"{path}: not a p2phd {what} (schema {found!r})")
+    if not found.split("/")[1].isdigit() or int(found.split("/")[1]) > int(version):
+        raise UsageError(
+            f"{path}: {what} schema {found} is newer than this p2phd reads; upgrade p2phd"
+        )
+    return doc
+
+
 def options_dict(opts: Any) -> dict[str, Any]:
     return dataclasses.asdict(opts)

@@ -22,7 +22,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from p2phd.core.cli import UsageError, WriteError, atomic_path, disk_full, write_json, writing
+from p2phd.core.cli import (
+    UsageError,
+    WriteError,
+    atomic_path,
+    disk_full,
+    read_json,
+    write_json,
+    writing,
+)
 from p2phd.core.options import DataOptions, ModelOptions
 
 RUN_SCHEMA = "p2phd.run/1"
@@ -64,17 +72,7 @@ def read_options(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / OPTIONS_FILE
     if not path.is_file():
         raise UsageError(f"{run_dir}: not a p2phd run folder (no {OPTIONS_FILE})")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: damaged options file ({exc.msg})") from None
-    schema = str(doc.get("schema", ""))
-    if not schema.startswith("p2phd.run/"):
-        raise UsageError(f"{path}: not a p2phd run options file (schema {schema!r})")
-    if int(schema.split("/")[1]) > int(RUN_SCHEMA.split("/")[1]):
-        raise UsageError(
-            f"{path}: run schema {schema} is newer than this p2phd reads; upgrade p2phd"
-        )
+    doc = read_json(path, RUN_SCHEMA, "run options file")
     return doc
 
 

@@ -10,11 +10,10 @@
 Read without MindSpore (render's plan checks it before anything loads).
 """
 
-import json
 from pathlib import Path
 from typing import Any
 
-from p2phd.core.cli import UsageError
+from p2phd.core.cli import UsageError, read_json
 
 SCHEMA = "p2phd.export/1"
 SUFFIX = ".json"
@@ -33,15 +32,7 @@ def read(model: str | Path) -> dict[str, Any]:
     path = path_for(model)
     if not path.is_file():
         raise UsageError(f"{model}: its sidecar {path.name} is missing (written by bin/export)")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: damaged sidecar ({exc.msg})") from None
-    schema = str(doc.get("schema", ""))
-    if not schema.startswith("p2phd.export/"):
-        raise UsageError(f"{path}: not a p2phd export sidecar (schema {schema!r})")
-    if int(schema.split("/")[1]) > int(SCHEMA.split("/")[1]):
-        raise UsageError(f"{path}: export schema {schema} is newer than this p2phd reads")
+    doc = read_json(path, SCHEMA, "export sidecar")
     if doc.get("format") != "MINDIR":
         raise UsageError(f"{model}: a {doc.get('format')} export; bin/render runs MINDIR files")
     return doc
