@@ -184,6 +184,13 @@ bench-render: | $(STAMP) ## render's images/s on the 15 sample test maps, ngf 64
 	$(PY) bench/bench_render.py
 .PHONY: bench-render
 
+NVIDIA ?=#                        NVIDIA/pix2pixHD checkout (bench-vs-nvidia)
+TORCH_PYTHON ?= python3#           a Python with torch + torchvision (bench-vs-nvidia)
+BENCH_EXTRA ?=#                    e.g. --big (512x1024 training rows), --only ROW,..., --runs N
+bench-vs-nvidia: | $(STAMP) ## p2phd vs NVIDIA's PyTorch networks, same shapes, interleaved: time and peak-memory ratios (NVIDIA=... TORCH_PYTHON=...)
+	$(PY) bench/bench_vs_nvidia.py --nvidia $(NVIDIA) --torch-python $(TORCH_PYTHON) $(BENCH_EXTRA)
+.PHONY: bench-vs-nvidia
+
 bench: $(shell sed -nE 's/^(bench-[A-Za-z0-9_-]+):.*/\1/p' $(firstword $(MAKEFILE_LIST))) ## run every benchmark (bench-*)
 
 clean: ## remove the demo's data, manifests and runs, partial files and caches (keeps other runs)
