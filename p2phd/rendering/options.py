@@ -48,6 +48,11 @@ class RenderOptions(RuntimeOptions):
     )
     original_size: bool = opt(False, "resize outputs (BICUBIC) back to the source images' size")
     overwrite: bool = opt(False, "discard renders of another checkpoint/options in the folder")
+    amp: bool = opt(
+        False,
+        "float16 inference (norms float32): faster on Ascend/GPU, not on CPU; "
+        "outputs within ~1e-2 of float32",
+    )
     write_threads: int = opt(
         2,
         "threads encoding and writing PNGs while G runs; 0 = write in "
