@@ -66,11 +66,12 @@ def _render(run: Path, manifest: Path, out: Path, *extra: str) -> dict[str, np.n
 
 
 def test_render_amp_within_tolerance_of_float32(amp_run: Path, manifest: Path, work: Path) -> None:
-    """8-bit renders: fp16 differs from fp32 by at most 8 levels, on average < 1 level."""
+    """8-bit renders: fp16 differs from fp32 by at most 4 levels, on average < 0.5 level
+    (measured: max 1, mean 0.007 over the 8 frames)."""
     ref = _render(amp_run, manifest, work / "render-fp32")
     half = _render(amp_run, manifest, work / "render-fp16", "--amp")
     assert ref.keys() == half.keys()
     diffs = np.concatenate([np.abs(half[k] - ref[k]).ravel() for k in ref])
-    assert diffs.max() <= 8, diffs.max()
-    assert diffs.mean() < 1.0, diffs.mean()
+    assert diffs.max() <= 4, diffs.max()
+    assert diffs.mean() < 0.5, diffs.mean()
     assert any(np.ptp(v) > 20 for v in ref.values())  # real pictures, not blank ones

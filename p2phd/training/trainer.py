@@ -103,12 +103,28 @@ class DLoss(nn.Cell):
         self.D = D
         self.label_nc, self.use_edge = o.label_nc, not o.no_instance
         self.use_lsgan = not o.no_lsgan
+        # batch norm mixes the samples of a batch: keep NVIDIA's two separate passes there
+        self.batched = o.norm == "instance"
 
     def construct(self, label, inst, real, fake_label, fake_inst, fake):
         cond = encode_condition(label, inst, self.label_nc, self.use_edge)
         fake_cond = encode_condition(fake_label, fake_inst, self.label_nc, self.use_edge)
-        pred_fake = self.D(ops.cat((fake_cond, ops.stop_gradient(fake)), 1))
-        pred_real = self.D(ops.cat((cond, real), 1))
+        fake_in = ops.cat((fake_cond, ops.stop_gradient(fake)), 1)
+        real_in = ops.cat((cond, real), 1)
+        if not self.batched:
+            return d_loss(self.D(fake_in), self.D(real_in), self.use_lsgan)
+        # One D pass over [fakes; reals]: instance norm is per sample, so each half's outputs
+        # equal its own pass, and each backward conv node (and its oneDNN scratchpad) exists once.
+        n = real.shape[0]
+        both = self.D(ops.cat((fake_in, real_in), 0))
+        pred_fake, pred_real = (), ()
+        for scale in both:
+            fake_outs, real_outs = (), ()
+            for out in scale:
+                fake_outs = fake_outs + (out[:n],)
+                real_outs = real_outs + (out[n:],)
+            pred_fake = pred_fake + (fake_outs,)
+            pred_real = pred_real + (real_outs,)
         return d_loss(pred_fake, pred_real, self.use_lsgan)
 
 
