@@ -88,7 +88,7 @@ class TrainOptions(RuntimeOptions, DataOptions, ModelOptions):
     keep: int = opt(3, "full training states to keep")
     amp: str = opt(
         "O0",
-        "mixed precision: O0 fp32, O1 fp16 convs/matmuls, O2 fp16 all but norms and losses "
+        "mixed precision: O0 fp32, O1 fp16 convolutions, O2 fp16 all but norms and losses "
         "(dynamic loss scaling; a speed-up on Ascend/GPU, none on CPU)",
     )
 
