@@ -227,8 +227,15 @@ bench-export: | $(STAMP) ## bin/export time, size and RSS for the full 512p and 
 bench-evaluate: | $(STAMP) ## FID Inception features/s at 299x299 (batch 1 and 8) on random weights (~2 min)
 	$(PY) bench/bench_evaluate.py
 .PHONY: bench-evaluate
+NVIDIA ?=#                        NVIDIA/pix2pixHD checkout (bench-vs-nvidia)
+TORCH_PYTHON ?= python3#           a Python with torch + torchvision (bench-vs-nvidia)
+BENCH_EXTRA ?=#                    e.g. --big (512x1024 training rows), --only ROW,..., --runs N
+bench-vs-nvidia: | $(STAMP) ## p2phd vs NVIDIA's PyTorch networks, same shapes, interleaved: time and peak-memory ratios (NVIDIA=... TORCH_PYTHON=...)
+	$(PY) bench/bench_vs_nvidia.py --nvidia $(NVIDIA) --torch-python $(TORCH_PYTHON) $(BENCH_EXTRA)
+.PHONY: bench-vs-nvidia
 
-bench: $(shell sed -nE 's/^(bench-[A-Za-z0-9_-]+):.*/\1/p' $(firstword $(MAKEFILE_LIST))) ## run every benchmark (bench-*)
+# bench-vs-nvidia needs an NVIDIA checkout and torch: part of `make bench` only when NVIDIA= is given
+bench: $(filter-out $(if $(NVIDIA),,bench-vs-nvidia),$(shell sed -nE 's/^(bench-[A-Za-z0-9_-]+):.*/\1/p' $(firstword $(MAKEFILE_LIST)))) ## run every benchmark (bench-*)
 
 # ---- NVIDIA's trained models: bin/import (README: Using NVIDIA's trained models) --------------
 NV ?=#                             NVIDIA checkpoints folder for `make import` (checkpoints/<name>)

@@ -157,10 +157,16 @@ def test_renders_every_test_label_map(
     differs_from_truncation = False
     for i in (0, 7, 14):
         y = _generator_output(trained_run, ds, i)
-        want = np.clip(np.round((y.astype(np.float64) + 1) / 2 * 255), 0, 255).astype(np.uint8)
+        scaled = ((y.astype(np.float64) + 1) / 2 * 255).transpose(1, 2, 0)
+        want = np.clip(np.round(scaled), 0, 255).astype(np.uint8)
         got = np.asarray(Image.open(reference / f"{ds.names[i]}_synthesized.png"))
         assert got.dtype == np.uint8 and got.shape == (64, 128, 3)
-        np.testing.assert_array_equal(got, want.transpose(1, 2, 0))
+        # G compiled here and G in render's graph may differ by a float32 rounding step, which
+        # flips a level only where the value sits on a .5 boundary: equal everywhere else.
+        on_boundary = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-3
+        np.testing.assert_array_equal(got[~on_boundary], want[~on_boundary])
+        assert np.abs(got.astype(int) - want)[on_boundary].max(initial=0) <= 1
+        assert on_boundary.mean() < 0.01
         truncated = ((y + 1) / 2 * 255).astype(np.uint8).transpose(1, 2, 0)
         differs_from_truncation |= bool((truncated != got).any())
         label_png = np.asarray(Image.open(reference / f"{ds.names[i]}_label.png"))

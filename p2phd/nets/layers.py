@@ -66,10 +66,91 @@ def _torch_bias(fan_in: int) -> Uniform:
     return Uniform(1.0 / math.sqrt(fan_in))
 
 
+class _ValidConvFn(nn.Cell):
+    """Stride-1 'valid' conv (x, w, b) -> y whose backward is written as two forward convs.
+
+    Why: on CPU (AVX2 cap) oneDNN's gemm convolution keeps, per backward conv node of a compiled
+    graph, an im2col scratchpad of ~threads * Cin*k*k*H*W floats that is never shared with other
+    nodes: 0.9 GB for G's first 7x7 conv at 256x512, 3.7 GB at 512x1024 (issue 11). A forward
+    conv works in small chunks, so dx = conv(pad(dy), flipped W^T) and
+    dW[o,c] = conv(x as Cin images, dy as Cout kernels) compute the same gradients (to float
+    rounding) at ~1/8 of the memory and the same speed for 7x7 kernels. Slower for 3x3 wide layers
+    (the dW conv has a 1-channel input), so only the 7x7 convs use it.
+    """
+
+    def __init__(self, k: int, conv2d: ops.Primitive, bias_add: ops.Primitive) -> None:
+        super().__init__()
+        self.k = k
+        # nn.Conv2d's own primitives: the forward is bit-identical to nn.Conv2d's
+        self.conv2d, self.bias_add = conv2d, bias_add
+
+    def construct(self, x, w, b):
+        return self.bias_add(self.conv2d(x, w), b)
+
+    def bprop(self, x, w, b, out, dout):
+        k = self.k
+        w_t = ops.flip(ops.transpose(w, (1, 0, 2, 3)), (2, 3))
+        dy_pad = ops.pad(dout, (k - 1, k - 1, k - 1, k - 1))
+        dx = ops.Conv2D(w_t.shape[0], (k, k), pad_mode="valid")(dy_pad, w_t)
+        x_c = ops.transpose(x, (1, 0, 2, 3))  # (Cin, N, Hp, Wp): channels as images
+        dy_c = ops.transpose(dout, (1, 0, 2, 3))  # (Cout, N, H, W): dy as kernels
+        dw_c = ops.Conv2D(dy_c.shape[0], (dy_c.shape[2], dy_c.shape[3]), pad_mode="valid")(
+            x_c, dy_c
+        )
+        return dx, ops.transpose(dw_c, (1, 0, 2, 3)), ops.sum(dout, (0, 2, 3))
+
+
+class LowMemoryConv2d(nn.Conv2d):
+    """nn.Conv2d (same parameters and names) whose backward avoids oneDNN's im2col scratchpads;
+    stride 1, no padding, bias (see _ValidConvFn)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fn = _ValidConvFn(self.kernel_size[0], self.conv2d, self.bias_add)
+
+    def construct(self, x):
+        return self.fn(x, self.weight, self.bias)
+
+
+class _FrozenConvFn(nn.Cell):
+    """Stride-1 conv with zero padding p (x, w, b) -> y for FROZEN weights: the backward gives
+    dx only, as one forward conv of dy with the flipped, transposed kernel (padding k-1-p), and
+    zeros for w and b. Same reason as _ValidConvFn: no per-node im2col scratchpad."""
+
+    def __init__(self, k: int, p: int, conv2d: ops.Primitive, bias_add: ops.Primitive) -> None:
+        super().__init__()
+        self.k, self.p = k, p
+        self.conv2d, self.bias_add = conv2d, bias_add  # nn.Conv2d's own (same forward)
+
+    def construct(self, x, w, b):
+        return self.bias_add(self.conv2d(x, w), b)
+
+    def bprop(self, x, w, b, out, dout):
+        w_t = ops.flip(ops.transpose(w, (1, 0, 2, 3)), (2, 3))
+        q = self.k - 1 - self.p
+        dx = ops.Conv2D(w_t.shape[0], (self.k, self.k), pad_mode="pad", pad=q)(dout, w_t)
+        return dx, ops.zeros_like(w), ops.zeros_like(b)
+
+
+class FrozenConv2d(nn.Conv2d):
+    """nn.Conv2d (same parameters and names) for frozen nets (VGG19): stride 1, 'pad' mode,
+    bias; its backward computes the input gradient only (see _FrozenConvFn)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fn = _FrozenConvFn(self.kernel_size[0], self.padding, self.conv2d, self.bias_add)
+
+    def construct(self, x):
+        return self.fn(x, self.weight, self.bias)
+
+
 def conv(cin: int, cout: int, k: int, stride: int = 1, padding: int = 0) -> nn.Conv2d:
-    """Conv2d with zero padding ``padding`` (0 = valid), bias, NVIDIA's init."""
+    """Conv2d with zero padding ``padding`` (0 = valid), bias, NVIDIA's init.
+
+    The 7x7 stride-1 convs (G's first and last at full resolution) are LowMemoryConv2d."""
     mode = "pad" if padding else "valid"
-    return nn.Conv2d(
+    cls = LowMemoryConv2d if (k == 7 and stride == 1 and padding == 0) else nn.Conv2d
+    return cls(
         cin,
         cout,
         k,

@@ -29,7 +29,13 @@ def _bce(pred, target: float):
     return -ops.mean(target * log_p + (1.0 - target) * log_q)
 
 
+def _f32(x):
+    """Losses are computed in float32 also when the nets run in float16 (--amp)."""
+    return ops.cast(x, ms.float32)
+
+
 def _single(pred, target: float, use_lsgan: bool):
+    pred = _f32(pred)
     if use_lsgan:
         return ops.mean(ops.square(pred - target))
     return _bce(pred, target)
@@ -56,7 +62,7 @@ def feature_matching_loss(
     loss = ops.zeros((), ms.float32)
     for i in range(len(pred_fake)):
         for j in range(len(pred_fake[i]) - 1):
-            diff = pred_fake[i][j] - ops.stop_gradient(pred_real[i][j])
+            diff = _f32(pred_fake[i][j]) - ops.stop_gradient(_f32(pred_real[i][j]))
             loss = loss + weight * ops.mean(ops.abs(diff))
     return loss
 
@@ -74,6 +80,6 @@ class VGGLoss(nn.Cell):
         fy = self.vgg(y)
         loss = ops.zeros((), ms.float32)
         for k in range(len(self.weights)):
-            diff = fx[k] - ops.stop_gradient(fy[k])
+            diff = _f32(fx[k]) - ops.stop_gradient(_f32(fy[k]))
             loss = loss + self.weights[k] * ops.mean(ops.abs(diff))
         return loss

@@ -19,7 +19,7 @@ from mindspore import nn
 
 from p2phd.core.cli import UsageError
 
-from .layers import freeze, set_parameter
+from .layers import FrozenConv2d, freeze, set_parameter
 
 VGG19_URL = (
     "https://download.mindspore.cn/model_zoo/r1.3/"
@@ -39,7 +39,8 @@ def _feature_layers() -> tuple[list[nn.Cell], dict[int, nn.Conv2d]]:
         if v == "M":
             cells.append(nn.MaxPool2d(kernel_size=2, stride=2))
             continue
-        convs[len(cells)] = nn.Conv2d(cin, v, 3, pad_mode="pad", padding=1, has_bias=True)
+        # FrozenConv2d: VGG is never trained; its backward (through the fake) needs dx only.
+        convs[len(cells)] = FrozenConv2d(cin, v, 3, pad_mode="pad", padding=1, has_bias=True)
         cells += [convs[len(cells)], nn.ReLU()]
         cin = v
     return cells, convs

@@ -200,6 +200,12 @@ def make_generator(p: Any) -> Any:
     from p2phd.core import runs
 
     G, E, _, _ = runs.load_inference(p.run_dir, p.ds.max_instances)
+    if p.o.amp:  # float16 inference (p2phd.nets.amp): a device speed-up, none on CPU
+        from p2phd.nets.amp import set_precision
+
+        for cell in (G, E):
+            if cell is not None:
+                set_precision(cell, "O2")
     return build_net(p, G, E)
 
 
@@ -265,7 +271,7 @@ def render_samples(p: Any, rows: list[int], style_cache: dict[int, list[str]]) -
             # size only), so resumed and sharded renders are bit-identical to a single run, and
             # a short last batch does not compile a second graph.
             padded = batch + [batch[-1]] * (p.o.batch_size - len(batch))
-            out = net(*_inputs(p, padded)).asnumpy()[: len(batch)]
+            out = net(*_inputs(p, padded)).asnumpy()[: len(batch)].astype(np.float32, copy=False)
             if not np.isfinite(out).all():  # a diverged checkpoint: refuse to write garbage
                 raise RuntimeError(
                     f"the generator gave NaN/inf for {batch[0][0].name}; {p.checkpoint} is broken"

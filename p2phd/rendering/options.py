@@ -47,6 +47,11 @@ class RenderOptions(RuntimeOptions):
     )
     original_size: bool = opt(False, "resize outputs (BICUBIC) back to the source images' size")
     overwrite: bool = opt(False, "discard renders of another checkpoint/options in the folder")
+    amp: bool = opt(
+        False,
+        "float16 inference (norms float32): faster on Ascend/GPU, not on CPU; "
+        "outputs within ~1e-2 of float32",
+    )
     write_threads: int = opt(
         2,
         "threads encoding and writing PNGs while G runs; 0 = write in "
@@ -60,6 +65,10 @@ class RenderOptions(RuntimeOptions):
             )
         if self.run and self.mindir:
             raise UsageError("give --run or --mindir, not both (the sidecar names the run)")
+        if self.amp and self.mindir:
+            raise UsageError(
+                "--amp applies to --run; an exported model keeps the precision it was exported with"
+            )
         if not self.manifest:
             raise UsageError("a dataset MANIFEST (or - for stdin) is required")
         for name in ("batch_size", "variants"):

@@ -87,6 +87,11 @@ class TrainOptions(RuntimeOptions, DataOptions, ModelOptions):
     save_epoch_freq: int = opt(10, "epochs between G_epoch<E>.ckpt snapshots (0 = none)")
     max_steps: int = opt(0, "stop after this many steps in total (0 = run all epochs)")
     keep: int = opt(3, "full training states to keep")
+    amp: str = opt(
+        "O0",
+        "mixed precision: O0 fp32, O1 fp16 convolutions, O2 fp16 all but norms and losses "
+        "(dynamic loss scaling; a speed-up on Ascend/GPU, none on CPU)",
+    )
 
     def validate(self) -> None:
         if not self.manifest:
@@ -117,6 +122,8 @@ class TrainOptions(RuntimeOptions, DataOptions, ModelOptions):
             raise UsageError("--load_features needs --instance_feat or --label_feat")
         if self.lr <= 0:
             raise UsageError(f"--lr must be positive, got {self.lr}")
+        if self.amp not in ("O0", "O1", "O2"):
+            raise UsageError(f"--amp must be O0, O1 or O2, got {self.amp!r}")
 
     def run_dir(self) -> Path:
         return Path(self.checkpoints_dir) / self.name

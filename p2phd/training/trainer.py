@@ -25,6 +25,7 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from p2phd.nets import build_discriminator, build_encoder, build_generator
+from p2phd.nets.amp import LossScale, set_precision
 from p2phd.nets.encoding import encode_condition
 from p2phd.nets.layers import prefix_parameter_names
 from p2phd.nets.losses import VGGLoss, d_loss, feature_matching_loss, gan_loss
@@ -52,6 +53,7 @@ class GLoss(nn.Cell):
         self.use_E = E is not None
         self.use_feat_input = use_feat_input
         self.use_vgg = vgg is not None
+        self.amp = getattr(o, "amp", "O0") != "O0"
         self.zero = Tensor(0.0, ms.float32)
 
     def construct(self, label, inst, pool, real, feat):
@@ -62,6 +64,8 @@ class GLoss(nn.Cell):
         elif self.use_feat_input:
             g_in = ops.cat((cond, feat), 1)
         fake = self.G(g_in)
+        if self.amp:  # G ran in float16: D's input and the returned fake are float32
+            fake = ops.cast(fake, ms.float32)
         pred_fake = self.D(ops.cat((cond, fake), 1))
         g_gan = gan_loss(pred_fake, True, self.use_lsgan)
         g_feat = self.zero
@@ -76,6 +80,18 @@ class GLoss(nn.Cell):
         return g_gan + g_feat + g_vgg, g_gan, g_feat, g_vgg, fake
 
 
+class Scaled(nn.Cell):
+    """A loss Cell whose first output (the differentiated loss) is multiplied by a loss scale."""
+
+    def __init__(self, loss: nn.Cell, scale: ms.Parameter) -> None:
+        super().__init__(auto_prefix=False)  # keep the nets' Parameter names (optimiser moments)
+        self.loss, self.scale = loss, scale
+
+    def construct(self, *args):
+        out = self.loss(*args)
+        return (out[0] * self.scale,) + out[1:]
+
+
 class DLoss(nn.Cell):
     """construct(label, inst, real, fake_label, fake_inst, fake) -> (loss_D, D_fake, D_real).
 
@@ -87,12 +103,28 @@ class DLoss(nn.Cell):
         self.D = D
         self.label_nc, self.use_edge = o.label_nc, not o.no_instance
         self.use_lsgan = not o.no_lsgan
+        # batch norm mixes the samples of a batch: keep NVIDIA's two separate passes there
+        self.batched = o.norm == "instance"
 
     def construct(self, label, inst, real, fake_label, fake_inst, fake):
         cond = encode_condition(label, inst, self.label_nc, self.use_edge)
         fake_cond = encode_condition(fake_label, fake_inst, self.label_nc, self.use_edge)
-        pred_fake = self.D(ops.cat((fake_cond, ops.stop_gradient(fake)), 1))
-        pred_real = self.D(ops.cat((cond, real), 1))
+        fake_in = ops.cat((fake_cond, ops.stop_gradient(fake)), 1)
+        real_in = ops.cat((cond, real), 1)
+        if not self.batched:
+            return d_loss(self.D(fake_in), self.D(real_in), self.use_lsgan)
+        # One D pass over [fakes; reals]: instance norm is per sample, so each half's outputs
+        # equal its own pass, and each backward conv node (and its oneDNN scratchpad) exists once.
+        n = real.shape[0]
+        both = self.D(ops.cat((fake_in, real_in), 0))
+        pred_fake, pred_real = (), ()
+        for scale in both:
+            fake_outs, real_outs = (), ()
+            for out in scale:
+                fake_outs = fake_outs + (out[:n],)
+                real_outs = real_outs + (out[n:],)
+            pred_fake = pred_fake + (fake_outs,)
+            pred_real = pred_real + (real_outs,)
         return d_loss(pred_fake, pred_real, self.use_lsgan)
 
 
@@ -169,6 +201,14 @@ class Trainer:
         self.vgg_loss = None
         if vgg is not None:
             self.vgg_loss = VGGLoss(vgg, o.lambda_feat)
+        # --amp: nets in float16 (norms and losses float32), a dynamic loss scale per optimiser.
+        self.amp = getattr(o, "amp", "O0")
+        self.scale_g = self.scale_d = None
+        if self.amp != "O0":
+            for net in [*self.cells().values(), vgg]:
+                if net is not None:
+                    set_precision(net, self.amp)
+            self.scale_g, self.scale_d = LossScale(), LossScale()
         self.g_loss = GLoss(o, self.G, self.D, self.E, self.vgg_loss, bool(o.load_features))
         self.d_loss = DLoss(o, self.D)
         # Wrapping the nets in the loss Cells renamed their Parameters after the attribute path
@@ -180,7 +220,9 @@ class Trainer:
         self.g_loss.set_train(True)
         self.d_loss.set_train(True)
         self.optD = self._adam(self.D.trainable_params())
-        self.grad_d = ms.value_and_grad(self.d_loss, None, self.optD.parameters, has_aux=True)
+        self.grad_d = ms.value_and_grad(
+            self._scaled(self.d_loss, self.scale_d), None, self.optD.parameters, has_aux=True
+        )
         self.reduce_d = self._reducer(self.optD)
         self.fixed_global: bool | None = None
         self.optG = None
@@ -204,6 +246,20 @@ class Trainer:
             beta1=float(self.o.beta1),
             beta2=float(self.o.beta2),
         )
+
+    @staticmethod
+    def _scaled(loss: nn.Cell, scale: LossScale | None) -> nn.Cell:
+        return loss if scale is None else Scaled(loss, scale.value)
+
+    def _update(self, opt: nn.Optimizer, grads: tuple, reduce, scale: LossScale | None) -> None:
+        """Average over ranks, undo the loss scale (skipping non-finite steps), apply Adam."""
+        if reduce is not None:
+            grads = reduce(grads)
+        if scale is not None:
+            grads, finite = scale.unscale(grads)
+            if not finite:
+                return
+        opt(grads)
 
     def _reducer(self, opt: nn.Optimizer):
         if self.world_size <= 1:
@@ -231,7 +287,9 @@ class Trainer:
             return False
         self.fixed_global = fixed_global
         self.optG = self._adam(self.g_parameters(fixed_global))
-        self.grad_g = ms.value_and_grad(self.g_loss, None, self.optG.parameters, has_aux=True)
+        self.grad_g = ms.value_and_grad(
+            self._scaled(self.g_loss, self.scale_g), None, self.optG.parameters, has_aux=True
+        )
         self.reduce_g = self._reducer(self.optG)
         return True
 
@@ -252,18 +310,14 @@ class Trainer:
         real = Tensor(batch["photo"])
         feat = Tensor(batch["feat"]) if batch.get("feat") is not None else self._dummy_feat
         (_, g_gan, g_feat, g_vgg, fake), grads = self.grad_g(label, inst, pool, real, feat)
-        if self.reduce_g is not None:
-            grads = self.reduce_g(grads)
-        self.optG(grads)
+        self._update(self.optG, grads, self.reduce_g, self.scale_g)
         fake_np = fake.asnumpy()
         d_label, d_inst, d_fake = label, inst, fake
         if self.o.pool_size > 0:
             lab, ins, fak = self.pool.query(batch["label"], batch["inst"], fake_np, step)
             d_label, d_inst, d_fake = Tensor(lab), Tensor(ins), Tensor(fak)
         (_, loss_fake, loss_real), grads_d = self.grad_d(label, inst, real, d_label, d_inst, d_fake)
-        if self.reduce_d is not None:
-            grads_d = self.reduce_d(grads_d)
-        self.optD(grads_d)
+        self._update(self.optD, grads_d, self.reduce_d, self.scale_d)
         return StepResult(
             float(g_gan.asnumpy()),
             float(g_feat.asnumpy()),

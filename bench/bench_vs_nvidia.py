@@ -1,0 +1,212 @@
+"""Benchmark (not a test): p2phd against NVIDIA's own PyTorch networks, same shapes, one run.
+
+    .venv/bin/python bench/bench_vs_nvidia.py --nvidia /path/to/pix2pixHD \
+        --torch-python /path/to/python [--big] [--only NAME,...] [--runs 3] [--amp O0]
+
+For every row of WORK, one fresh process measures p2phd (this venv, the real
+p2phd.training.trainer.Trainer step or the generator's inference) and one fresh process measures
+NVIDIA's ``models/networks.py`` from the checkout given (bench/nvidia_side.py, run with the
+torch Python), interleaved: p2phd, NVIDIA, next row. Each process runs one warm-up step (graph
+compile included) and ``--runs`` timed steps and reports the median wall time, the median process
+CPU time (all threads) and its own peak RSS (ru_maxrss). Peak memory does not depend on load;
+times do (+-20-30 % on a quiet machine, more under load): read the CPU column too.
+
+Shapes: batch 1, 35 labels + edge map, 2-scale D (3 scales for the local enhancer, as the 1024p
+mode), LSGAN + feature matching (+ VGG19 with random weights on both sides). ``--big`` adds the
+512x1024 training rows (21 GB for p2phd before issue 11, 8 GB for NVIDIA): run it alone.
+Exit 2 with one line if the checkout or torch is absent.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# name: (kind, netG, ngf, H, W, vgg, num_D, big)
+WORK = {
+    "train-g64-256x512": ("train", "global", 64, 256, 512, 1, 2, False),
+    "train-g64-256x512-novgg": ("train", "global", 64, 256, 512, 0, 2, False),
+    "train-g32-128x256": ("train", "global", 32, 128, 256, 1, 2, False),
+    "train-g32-128x256-novgg": ("train", "global", 32, 128, 256, 0, 2, False),
+    "train-local32-256x512": ("train", "local", 32, 256, 512, 1, 3, False),
+    "infer-g64-512x1024": ("infer", "global", 64, 512, 1024, 0, 2, False),
+    "infer-g32-128x256": ("infer", "global", 32, 128, 256, 0, 2, False),
+    "train-g64-512x1024": ("train", "global", 64, 512, 1024, 1, 2, True),
+    "train-local32-512x1024": ("train", "local", 32, 512, 1024, 1, 3, True),
+}
+
+
+def p2phd_child(name: str, runs: int, amp: str) -> dict:
+    """One measurement of p2phd (this process): the Trainer's step or G's inference."""
+    sys.path.insert(0, str(HERE.parent))
+    import p2phd  # noqa: F401, I001  (env fixes before MindSpore)
+    import mindspore as ms
+    import numpy as np
+    from mindspore import Tensor
+
+    from p2phd.core import runtime
+    from p2phd.training.train import TrainOptions
+
+    kind, netg, ngf, h, w, use_vgg, num_d, _ = WORK[name]
+    runtime.setup("CPU", False, 0)
+    o = TrainOptions(
+        name="bench", netG=netg, ngf=ngf, num_D=num_d, no_vgg_loss=not use_vgg, amp=amp
+    )
+    rng = np.random.default_rng(0)
+    inst = rng.integers(0, 8, (1, h, w)).astype(np.int32)
+    batch = {
+        "label": rng.integers(0, 35, (1, h, w)).astype(np.int32),
+        "inst": inst,
+        "pool": inst,
+        "photo": rng.uniform(-1, 1, (1, 3, h, w)).astype(np.float32),
+        "feat": None,
+    }
+    if kind == "infer":
+        from p2phd.nets import build_generator
+        from p2phd.nets.encoding import encode_condition
+
+        G = build_generator(o)
+        G.set_train(False)
+        if amp != "O0":
+            G = ms.amp.auto_mixed_precision(G, amp)
+        cond = encode_condition(Tensor(batch["label"]), Tensor(inst), 35, True)
+
+        def step():
+            return G(cond).asnumpy()
+    else:
+        from p2phd.nets.vgg import VGG19Features
+        from p2phd.training.trainer import Trainer
+
+        trainer = Trainer(o, 8, 1, VGG19Features() if use_vgg else None)
+        trainer.set_phase(False)
+        counter = iter(range(1, 1 << 30))
+
+        def step():
+            return trainer.step(batch, next(counter))
+
+    t0 = time.perf_counter()
+    step()
+    first = time.perf_counter() - t0
+    wall, cpu = [], []
+    for _ in range(runs):
+        t0, c0 = time.perf_counter(), time.process_time()
+        step()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return {
+        "wall_ms": round(statistics.median(wall) * 1000),
+        "cpu_ms": round(statistics.median(cpu) * 1000),
+        "first_s": round(first, 2),
+        "peak_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+    }
+
+
+def _run(cmd: list[str], env: dict) -> dict:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        return {"error": tail[:120]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _check_inputs(nvidia: str, torch_python: str) -> str | None:
+    if not nvidia or not (Path(nvidia) / "models" / "networks.py").is_file():
+        return f"bench-vs-nvidia: no NVIDIA/pix2pixHD checkout at {nvidia!r} (models/networks.py)"
+    probe = [torch_python, "-c", "import torch, torchvision"]
+    try:
+        ok = subprocess.run(probe, capture_output=True).returncode == 0
+    except OSError:
+        ok = False
+    if not ok:
+        return f"bench-vs-nvidia: {torch_python!r} cannot import torch and torchvision"
+    return None
+
+
+def _fmt(r: dict, key: str, scale: float = 1.0, digits: int = 2) -> str:
+    return "fail" if "error" in r else f"{r[key] * scale:.{digits}f}"
+
+
+def _ratio(a: dict, b: dict, key: str) -> str:
+    if "error" in a or "error" in b or not b[key]:
+        return "-"
+    return f"{a[key] / b[key]:.2f}x"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nvidia", default=os.environ.get("NVIDIA", ""))
+    ap.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON", "python3"))
+    ap.add_argument("--big", action="store_true", help="add the 512x1024 training rows")
+    ap.add_argument("--only", default="", help="comma list of rows: " + ", ".join(WORK))
+    ap.add_argument("--runs", type=int, default=3, help="timed steps per process (median)")
+    ap.add_argument("--amp", default="O0", help="p2phd's --amp level (O0 = fp32, as NVIDIA's)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(p2phd_child(args.child, args.runs, args.amp)))
+        return 0
+    problem = _check_inputs(args.nvidia, args.torch_python)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    names = (
+        args.only.split(",") if args.only else [n for n, v in WORK.items() if args.big or not v[7]]
+    )
+    unknown = [n for n in names if n not in WORK]
+    if unknown:
+        print(
+            f"bench-vs-nvidia: unknown row {unknown[0]!r} (rows: {', '.join(WORK)})",
+            file=sys.stderr,
+        )
+        return 2
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+    print(
+        f"# {time.strftime('%Y-%m-%d %H:%M')}, load {os.getloadavg()[0]:.1f}, {args.runs} timed "
+        f"steps per process (median), p2phd --amp {args.amp}",
+        flush=True,
+    )
+    head = (
+        f"{'work':26} {'p2phd s':>8} {'NVIDIA s':>8} {'ratio':>6} {'p2phd cpu':>9} "
+        f"{'NV cpu':>7} {'ratio':>6} {'p2phd GB':>8} {'NV GB':>6} {'ratio':>6}  load"
+    )
+    print(head, flush=True)
+    for name in names:
+        kind, netg, ngf, h, w, use_vgg, num_d, _ = WORK[name]
+        ours = _run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                name,
+                "--runs",
+                str(args.runs),
+                "--amp",
+                args.amp,
+            ],
+            env,
+        )
+        theirs_cmd = [args.torch_python, str(HERE / "nvidia_side.py"), args.nvidia, kind, netg]
+        theirs_cmd += [str(v) for v in (ngf, h, w, use_vgg, num_d, args.runs)]
+        theirs = _run(theirs_cmd, dict(os.environ))
+        print(
+            f"{name:26} {_fmt(ours, 'wall_ms', 1e-3):>8} {_fmt(theirs, 'wall_ms', 1e-3):>8} "
+            f"{_ratio(ours, theirs, 'wall_ms'):>6} {_fmt(ours, 'cpu_ms', 1e-3):>9} "
+            f"{_fmt(theirs, 'cpu_ms', 1e-3):>7} {_ratio(ours, theirs, 'cpu_ms'):>6} "
+            f"{_fmt(ours, 'peak_gb'):>8} {_fmt(theirs, 'peak_gb'):>6} "
+            f"{_ratio(ours, theirs, 'peak_gb'):>6}  {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+        for side, r in (("p2phd", ours), ("NVIDIA", theirs)):
+            if "error" in r:
+                print(f"  {side} failed: {r['error']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
