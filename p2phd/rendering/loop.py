@@ -271,7 +271,9 @@ def render_samples(p: Any, rows: list[int], style_cache: dict[int, list[str]]) -
             # size only), so resumed and sharded renders are bit-identical to a single run, and
             # a short last batch does not compile a second graph.
             padded = batch + [batch[-1]] * (p.o.batch_size - len(batch))
-            out = net(*_inputs(p, padded)).asnumpy()[: len(batch)].astype(np.float32, copy=False)
+            out = net(*_inputs(p, padded)).asnumpy()[: len(batch)]
+            if out.dtype == np.float16:  # --amp: pixels are computed from float32 as always
+                out = out.astype(np.float32)
             if not np.isfinite(out).all():  # a diverged checkpoint: refuse to write garbage
                 raise RuntimeError(
                     f"the generator gave NaN/inf for {batch[0][0].name}; {p.checkpoint} is broken"
