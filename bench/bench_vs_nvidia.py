@@ -42,6 +42,26 @@ WORK = {
 }
 
 
+def measure(step, runs: int) -> dict:
+    """One warm-up call (the compile), then the median wall and CPU time of `runs` calls and the
+    process's peak RSS. Used by both sides (nvidia_side.py imports it: stdlib only here)."""
+    t0 = time.perf_counter()
+    step()
+    first = time.perf_counter() - t0
+    wall, cpu = [], []
+    for _ in range(runs):
+        t0, c0 = time.perf_counter(), time.process_time()
+        step()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return {
+        "wall_ms": round(statistics.median(wall) * 1000),
+        "cpu_ms": round(statistics.median(cpu) * 1000),
+        "first_s": round(first, 2),
+        "peak_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+    }
+
+
 def p2phd_child(name: str, runs: int, amp: str) -> dict:
     """One measurement of p2phd (this process): the Trainer's step or G's inference."""
     sys.path.insert(0, str(HERE.parent))
@@ -90,21 +110,7 @@ def p2phd_child(name: str, runs: int, amp: str) -> dict:
         def step():
             return trainer.step(batch, next(counter))
 
-    t0 = time.perf_counter()
-    step()
-    first = time.perf_counter() - t0
-    wall, cpu = [], []
-    for _ in range(runs):
-        t0, c0 = time.perf_counter(), time.process_time()
-        step()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return {
-        "wall_ms": round(statistics.median(wall) * 1000),
-        "cpu_ms": round(statistics.median(cpu) * 1000),
-        "first_s": round(first, 2),
-        "peak_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
-    }
+    return measure(step, runs)
 
 
 def _run(cmd: list[str], env: dict) -> dict:

@@ -13,10 +13,9 @@ This file imports torch; it lives in bench/, which is not part of p2phd or its t
 """
 
 import json
-import resource
-import statistics
 import sys
-import time
+
+from bench_vs_nvidia import measure  # the one timing loop of both sides (stdlib only)
 
 
 def main(argv: list[str]) -> dict:
@@ -84,21 +83,7 @@ def main(argv: list[str]) -> dict:
             opt_d.step()
             return loss_g.item(), loss_d.item()
 
-    t0 = time.perf_counter()
-    step()
-    first = time.perf_counter() - t0
-    wall, cpu = [], []
-    for _ in range(runs):
-        t0, c0 = time.perf_counter(), time.process_time()
-        step()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return {
-        "wall_ms": round(statistics.median(wall) * 1000),
-        "cpu_ms": round(statistics.median(cpu) * 1000),
-        "first_s": round(first, 2),
-        "peak_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
-    }
+    return measure(step, runs)
 
 
 if __name__ == "__main__":
