@@ -123,6 +123,18 @@ def write_frame(root: Path, phase: str, name: str, seed: int, photo: bool = True
         Image.fromarray(img).save(root / f"{phase}_img" / f"{name}_leftImg8bit.png")
 
 
+def write_ab_pairs(root: Path, n: int = 3, seed: int = 1) -> Path:
+    """RGB-to-RGB pairs for label_nc 0 (``train_A``/``train_B``, ``pair<i>.png``, 64x128 noise)."""
+    rng = np.random.default_rng(seed)
+    for folder in ("train_A", "train_B"):
+        (root / folder).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)).save(
+                root / folder / f"pair{i}.png"
+            )
+    return root
+
+
 @pytest.fixture
 def tiny_cityscapes(tmp_path: Path) -> Path:
     root = tmp_path / "tiny_cityscapes"

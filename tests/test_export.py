@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, sample_dir
+from conftest import REPO, sample_dir, write_ab_pairs
 from PIL import Image
 
 from p2phd.core import manifest, runs
@@ -233,13 +233,7 @@ def test_make_export_plan(tmp_path: Path) -> None:
 
 def test_rgb_input_run_without_instances(tmp_path: Path) -> None:
     """label_nc 0: the graph takes the RGB input alone (no instance input), --uint8 output."""
-    rng = np.random.default_rng(1)
-    for folder in ("train_A", "train_B"):
-        (tmp_path / "ab" / folder).mkdir(parents=True)
-        for i in range(3):
-            Image.fromarray(rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)).save(
-                tmp_path / "ab" / folder / f"pair{i}.png"
-            )
+    write_ab_pairs(tmp_path / "ab")
     man = tmp_path / "ab.h5"
     args = ["--dataroot", str(tmp_path / "ab"), "--label_nc", "0", "--no_instance"]
     assert run_verb(prepare.main, [*args, "--load_size", "0", "--out", str(man)]) == 0

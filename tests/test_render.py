@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import REPO, sample_dir
+from conftest import REPO, sample_dir, write_ab_pairs
 from PIL import Image
 
 from p2phd.core import manifest, runs
@@ -470,13 +470,7 @@ def test_rgb_input_run_from_stdin_into_the_default_folder(tmp_path: Path) -> Non
     """label_nc 0 (RGB inputs, no instances), the manifest path on stdin, <run>/render-<split>."""
     from p2phd.core import checkpoint
 
-    rng = np.random.default_rng(1)
-    for folder in ("train_A", "train_B"):
-        (tmp_path / "ab" / folder).mkdir(parents=True)
-        for i in range(3):
-            Image.fromarray(rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)).save(
-                tmp_path / "ab" / folder / f"pair{i}.png"
-            )
+    write_ab_pairs(tmp_path / "ab")
     man = _prepare(
         tmp_path / "ab", tmp_path / "ab.h5", "--label_nc", "0", "--no_instance", "--load_size", "0"
     )
