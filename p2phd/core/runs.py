@@ -80,6 +80,16 @@ def snapshot_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / SNAPSHOT_FILE
 
 
+def trained_snapshot(run_dir: str | Path) -> Path:
+    """The run's G.ckpt; UsageError when the run has none yet (render, precompute, export)."""
+    path = snapshot_path(run_dir)
+    if not path.is_file():
+        raise UsageError(
+            f"{run_dir}: no generator checkpoint, no {SNAPSHOT_FILE} (train this run first)"
+        )
+    return path
+
+
 def load_inference(run_dir: str | Path, max_instances: int = 0):
     """Rebuild G (and E in feature modes) from a run and load its snapshot.
 
@@ -91,11 +101,7 @@ def load_inference(run_dir: str | Path, max_instances: int = 0):
 
     doc = read_options(run_dir)
     arch = arch_from_dict(doc["options"])
-    path = snapshot_path(run_dir)
-    if not path.is_file():
-        raise UsageError(
-            f"{run_dir}: no generator checkpoint {SNAPSHOT_FILE} (train this run first)"
-        )
+    path = trained_snapshot(run_dir)
     cells = {"netG": build_generator(arch)}
     if arch.use_features() and not doc["options"].get("load_features"):
         pool_segments = arch.label_nc if arch.label_feat else max_instances

@@ -155,9 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(o.run)
     doc = runs.read_options(run_dir)
     arch = runs.arch_from_dict(doc["options"])
-    ckpt = runs.snapshot_path(run_dir)
-    if not ckpt.is_file():
-        raise UsageError(f"{run_dir}: no generator checkpoint {ckpt.name} (train this run first)")
+    ckpt = runs.trained_snapshot(run_dir)
     size = parse_size(o.size) if o.size else training_size(arch, doc, run_dir)
     check_size(size, arch)
     out = Path(o.out) if o.out else default_out(run_dir, size, o)

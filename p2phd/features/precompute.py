@@ -119,7 +119,7 @@ def parse_size(text: str) -> tuple[int, int] | None:
 
 def check_run(run: str) -> tuple[dict[str, Any], Any, Path]:
     """(options.json document, ArchOptions, G.ckpt path) of a run that has a trained encoder."""
-    from p2phd.core.runs import arch_from_dict, read_options, snapshot_path
+    from p2phd.core.runs import arch_from_dict, read_options, trained_snapshot
 
     doc = read_options(run)
     arch = arch_from_dict(doc["options"])
@@ -130,10 +130,7 @@ def check_run(run: str) -> tuple[dict[str, Any], Any, Path]:
             f"{run}: trained with --load_features, so it has no encoder; use the run "
             "whose encoder made those features (e.g. the 512p feature run)"
         )
-    ckpt = snapshot_path(run)
-    if not ckpt.is_file():
-        raise UsageError(f"{run}: no {ckpt.name} (train this run first)")
-    return doc, arch, ckpt
+    return doc, arch, trained_snapshot(run)
 
 
 def check_dataset(ds: Dataset, arch: Any, run: str) -> None:

@@ -165,9 +165,7 @@ def model_source(o: RenderOptions) -> tuple[Path, dict[str, Any], Path, dict[str
         return Path(side["run"]["path"]), side["run"]["options"], Path(o.mindir), side
     run_dir = Path(o.run)
     doc = runs.read_options(run_dir)
-    ckpt = runs.snapshot_path(run_dir)
-    if not ckpt.is_file():
-        raise UsageError(f"{run_dir}: no generator checkpoint {ckpt.name} (train this run first)")
+    ckpt = runs.trained_snapshot(run_dir)
     return run_dir, doc["options"], ckpt, None
 
 
