@@ -25,8 +25,9 @@ import time
 
 CONFIGS = {"large": (64, 256, 512), "small": (32, 128, 256)}
 VARIANTS = {
-    "base": "ops.group_norm instance norm, nn.Pad REFLECT, GRAPH_MODE, no ms.jit",
-    "nn_groupnorm": "nn.GroupNorm(C, C, affine=False) instead of ops.group_norm",
+    "base": "instance norm as batch norm over (1, N*C, H, W), nn.Pad REFLECT, GRAPH_MODE, no ms.jit",
+    "ops_groupnorm": "ops.group_norm with C groups instead (p2phd's instance norm before issue 11)",
+    "nn_groupnorm": "nn.GroupNorm(C, C, affine=False) instead",
     "manual_norm": "instance norm written as (x - mean) * rsqrt(E[x^2] - mean^2 + eps)",
     "reflectionpad2d": "nn.ReflectionPad2d instead of nn.Pad(REFLECT)",
     "threads1": "CPU kernel threads 1 (device_context.cpu.op_tuning.threads_num; default 25)",
@@ -45,7 +46,18 @@ def _apply_variant(variant: str) -> None:
 
     from p2phd.nets import encoder, generator, layers
 
-    if variant == "nn_groupnorm":
+    if variant == "ops_groupnorm":
+
+        class GroupNormC(nn.Cell):
+            def __init__(self, c):
+                super().__init__()
+                self.c = c
+
+            def construct(self, x):
+                return ops.group_norm(x, self.c, None, None, 1e-5)
+
+        layers.InstanceNorm = GroupNormC
+    elif variant == "nn_groupnorm":
         layers.InstanceNorm = lambda c: nn.GroupNorm(c, c, eps=1e-5, affine=False)
     elif variant == "manual_norm":
 

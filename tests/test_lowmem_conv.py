@@ -1,6 +1,6 @@
 # ruff: noqa: I001  (p2phd must be imported before MindSpore: it sets the oneDNN/GLOG env)
 """Issue 11's memory fixes keep the training function: the convs whose backward is rewritten
-(G's 7x7 convs, VGG's frozen convs) give nn.Conv2d's outputs and gradients, and whole training
+(G's 7x7 convs, the small stride-1 convs of G's blocks and D, VGG's frozen convs) give nn.Conv2d's outputs and gradients, and whole training
 steps (also with D's fake and real passes of the D step batched into one) give the losses and
 updates of a reference step built from plain nn.Conv2d layers and two D passes."""
 
@@ -59,6 +59,25 @@ def test_low_memory_conv_matches_conv2d() -> None:
     assert np.abs(gw0[0]).max() > 1e-3  # a real gradient, not two zeros
 
 
+@pytest.mark.parametrize(
+    "k, pad, mode", [(3, 0, "valid"), (4, 2, "pad")], ids=["resblock-3x3-valid", "D-4x4-pad2"]
+)
+def test_stride1_conv_matches_conv2d(k: int, pad: int, mode: str) -> None:
+    """Stride-1 convs with dx as a forward conv: output, dx, dW and db equal nn.Conv2d's."""
+    ref, new = _pair(layers.Stride1Conv2d, 5, 6, k, pad_mode=mode, padding=pad)
+    rng = np.random.default_rng(4)
+    x = Tensor(rng.normal(size=(2, 5, 13, 17)).astype(np.float32))
+    out = 13 + 2 * pad - k + 1, 17 + 2 * pad - k + 1
+    t = Tensor(rng.normal(size=(2, 6, *out)).astype(np.float32))
+    y0, gx0, gw0 = _grads(ref, x, t, ref.trainable_params())
+    y1, gx1, gw1 = _grads(new, x, t, new.trainable_params())
+    np.testing.assert_allclose(y1, y0, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(gx1, gx0, rtol=1e-4, atol=1e-7)
+    for a, b in zip(gw1, gw0, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert np.abs(gx0).max() > 1e-3 and np.abs(gw0[0]).max() > 1e-3
+
+
 def test_frozen_conv_input_gradient_matches_conv2d() -> None:
     """VGG's frozen 3x3 pad-1 conv: output and dx equal nn.Conv2d's."""
     ref, new = _pair(layers.FrozenConv2d, 4, 8, 3, pad_mode="pad", padding=1)
@@ -81,6 +100,7 @@ def _run_steps(monkeypatch, plain: bool, n: int = 2):
     if plain:  # the reference: every conv a plain nn.Conv2d, as before issue 11
         monkeypatch.setattr(layers, "LowMemoryConv2d", nn.Conv2d)
         monkeypatch.setattr(layers, "FrozenConv2d", nn.Conv2d)
+        monkeypatch.setattr(layers, "Stride1Conv2d", nn.Conv2d)
         import p2phd.nets.vgg as vgg_mod
 
         monkeypatch.setattr(vgg_mod, "FrozenConv2d", nn.Conv2d)
@@ -98,7 +118,7 @@ def _run_steps(monkeypatch, plain: bool, n: int = 2):
     trainer = Trainer(o, max_instances=3, vgg=vgg)
     trainer.d_loss.batched = not plain  # the reference runs D twice in the D step, as before
     trainer.set_phase(fixed_global=False)
-    convs = [type(c).__name__ for _, c in trainer.G.cells_and_names()]
+    convs = [type(c).__name__ for net in (trainer.G, trainer.D) for _, c in net.cells_and_names()]
     rng = np.random.default_rng(0)
     inst = rng.integers(0, 3, (1, 32, 64)).astype(np.int32)
     batch = {
@@ -122,7 +142,8 @@ def test_training_step_equals_the_plain_conv_reference(monkeypatch) -> None:
     give the same five losses and the same updated first-conv weights (to float rounding)."""
     ref_losses, ref_w, ref_convs = _run_steps(monkeypatch, plain=True)
     losses, w, convs = _run_steps(monkeypatch, plain=False)
-    assert "LowMemoryConv2d" in convs and "LowMemoryConv2d" not in ref_convs
+    for cls in ("LowMemoryConv2d", "Stride1Conv2d"):
+        assert cls in convs and cls not in ref_convs
     assert np.all(np.isfinite(losses)) and losses[:, 2].min() > 0  # VGG term present
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(w, ref_w, rtol=0, atol=1e-6)

@@ -12,7 +12,7 @@
   ``<file>.json`` (``p2phd.deploy.sidecar``). Both are written under temporary names and renamed,
   the model last, so a model file that exists is complete and has its sidecar.
 - ``--format ONNX`` asks MindSpore's ONNX exporter for the same graph; MindSpore 2.10 has no ONNX
-  converter for ops the generator needs (PadV3, MirrorPad, GroupNorm, AvgPool3D), so it exits 2
+  converter for ops the generator needs (PadV3, MirrorPad, Ones, AvgPool3D), so it exits 2
   naming the operator. No operator is replaced by a look-alike: the function must stay the same.
 """
 
@@ -37,7 +37,7 @@ SUFFIX = {"MINDIR": ".mindir", "ONNX": ".onnx"}
 ONNX_OP_ORIGIN = {
     "PadV3": "the instance edge map's zero padding (p2phd.nets.encoding.edge_map)",
     "MirrorPad": "reflection padding (nn.Pad REFLECT, torch ReflectionPad2d)",
-    "GroupNorm": "instance normalisation (ops.group_norm, one group per channel)",
+    "Ones": "instance normalisation (the unit scale of its batch-norm form)",
     "AvgPool3D": "the local enhancer's average pooling (count_include_pad=False)",
 }
 
