@@ -144,7 +144,12 @@ def test_instance_norm_forward_and_gradient():
     rng = np.random.default_rng(3)
     x = (_rand(rng, 2, 5, 6, 7) * 3 + 1).astype(np.float32)
     g = _rand(rng, 2, 5, 6, 7)
-    out, gx, _ = _value_and_grads(layers.InstanceNorm(5), x, g)
+    norm = layers.InstanceNorm(5)
+    out, gx, _ = _value_and_grads(norm, x, g)
+    # again on the same cell: the batch-norm form's in-place statistics must carry no state
+    out2, gx2, _ = _value_and_grads(norm, x, g)
+    np.testing.assert_array_equal(out2, out)
+    np.testing.assert_array_equal(gx2, gx)
     xd = x.astype(np.float64)
     mean = xd.mean(axis=(2, 3), keepdims=True)
     var = xd.var(axis=(2, 3), keepdims=True)  # biased, as torch's InstanceNorm
