@@ -258,3 +258,9 @@ def read_json(path: str | os.PathLike, schema: str, what: str) -> dict[str, Any]
 
 def options_dict(opts: Any) -> dict[str, Any]:
     return dataclasses.asdict(opts)
+
+
+def log_dry_run(opts: Any, plan: str) -> None:
+    """--dry_run: the resolved options as JSON, then one line saying what would be written."""
+    log(json.dumps(options_dict(opts), indent=2, sort_keys=True))
+    log(plan)

@@ -18,7 +18,15 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from p2phd.core import lock, manifest
-from p2phd.core.cli import UsageError, check_writable, emit, log, options_dict, parse_options
+from p2phd.core.cli import (
+    UsageError,
+    check_writable,
+    emit,
+    log,
+    log_dry_run,
+    options_dict,
+    parse_options,
+)
 from p2phd.core.options import flat_options, opt
 from p2phd.data.dataset import KIND, SPLITS, DatasetWriter
 from p2phd.data.sources import (
@@ -185,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
             "(Cityscapes test labels are withheld)"
         )
     if o.dry_run:
-        log(json.dumps(options_dict(o), indent=2, sort_keys=True))
-        log(
-            f"would write {out} ({len(found.samples)} samples, load size {o.load_size or 'original'})"
+        log_dry_run(
+            o,
+            f"would write {out} ({len(found.samples)} samples, load size {o.load_size or 'original'})",
         )
         return 0
     with lock.hold(out, "--out"):

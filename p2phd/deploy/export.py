@@ -17,7 +17,6 @@
 """
 
 import datetime as _dt
-import json
 import os
 import re
 import sys
@@ -27,7 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from p2phd.core import manifest, runs
-from p2phd.core.cli import UsageError, emit, log, options_dict, parse_options, write_json
+from p2phd.core.cli import (
+    UsageError,
+    emit,
+    log,
+    log_dry_run,
+    options_dict,
+    parse_options,
+    write_json,
+)
 from p2phd.core.options import RuntimeOptions, flat_options, opt
 from p2phd.deploy import sidecar
 
@@ -161,10 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(o.out) if o.out else default_out(run_dir, size, o)
     check_out(out, o.format)
     if o.dry_run:
-        log(json.dumps(options_dict(o), indent=2, sort_keys=True))
-        log(
+        log_dry_run(
+            o,
             f"would export {run_dir} ({arch.netG}, ngf {arch.ngf}) at {size[0]}x{size[1]}, "
-            f"batch {o.batch_size}, to {out} and {sidecar.path_for(out)}"
+            f"batch {o.batch_size}, to {out} and {sidecar.path_for(out)}",
         )
         return 0
     export(o, run_dir, doc, arch, ckpt, size, out, ["export", *raw])

@@ -31,6 +31,7 @@ from p2phd.core.cli import (
     check_writable,
     emit,
     log,
+    log_dry_run,
     options_dict,
     parse_options,
     resolve_input,
@@ -168,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{o.min_area:.6g}"
         )
         if o.dry_run:
-            log(json.dumps(options_dict(o), indent=2, sort_keys=True))
-            log(f"would write {out}")
+            log_dry_run(o, f"would write {out}")
             return 0
         with lock.hold(out, "--out"):
             result = cluster_rows(rows, fm.label_nc, o)

@@ -15,7 +15,6 @@ manifest the 1024p feature run will train on (prepared at 2048 wide): E runs at 
 1024x512 and the maps come out at 2048x1024 on that manifest's own instance maps.
 """
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from p2phd.core.cli import (
     check_writable,
     emit,
     log,
+    log_dry_run,
     options_dict,
     parse_options,
     resolve_input,
@@ -353,10 +353,10 @@ def main(argv: list[str] | None = None) -> int:
     with Dataset(o.manifest) as ds:
         check_dataset(ds, arch, o.run)
         if o.dry_run:
-            log(json.dumps(options_dict(o), indent=2, sort_keys=True))
-            log(
+            log_dry_run(
+                o,
                 f"would write {out}: {len(ds)} feature maps ({arch.feat_num} channels) from the "
-                f"encoder in {ckpt}"
+                f"encoder in {ckpt}",
             )
             return 0
         from p2phd.features import shards

@@ -36,6 +36,7 @@ from p2phd.core.cli import (
     atomic_path,
     emit,
     log,
+    log_dry_run,
     options_dict,
     parse_options,
     resolve_input,
@@ -213,8 +214,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(o: EvaluateOptions, p: Pairs, argv: list[str] | None) -> int:
     out = Path(o.out) if o.out else p.folder / METRICS_FILE
     if o.dry_run:
-        log(json.dumps(options_dict(o), indent=2, sort_keys=True))
-        log(f"would compare {len(p.names)} renders in {p.folder} with the photos of {p.real.path}")
+        log_dry_run(
+            o,
+            f"would compare {len(p.names)} renders in {p.folder} with the photos of {p.real.path}",
+        )
         log(f"would write {out}")
         return 0
     from p2phd.core import runtime

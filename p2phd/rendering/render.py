@@ -32,12 +32,19 @@
   (rendering/ranked.py); a rank that fails fails the run, naming itself.
 """
 
-import json
 import sys
 import time
 
 from p2phd.core import lock, manifest, runtime
-from p2phd.core.cli import UsageError, emit, log, options_dict, parse_options, resolve_input
+from p2phd.core.cli import (
+    UsageError,
+    emit,
+    log,
+    log_dry_run,
+    options_dict,
+    parse_options,
+    resolve_input,
+)
 from p2phd.rendering import files as rf
 from p2phd.rendering.options import RenderOptions, join_style_args, parse_shard  # noqa: F401
 from p2phd.rendering.page import write_manifest, write_page
@@ -147,8 +154,7 @@ def _run(p: Plan, argv: list[str] | None) -> int:
     )
     what = f"{len(todo)} of {len(p.rows)} samples ({len(p.ds)} in the {p.ds.split} split)"
     if o.dry_run:
-        log(json.dumps(options_dict(o), indent=2, sort_keys=True))
-        log(f"would render {what} into {p.out} ({p.mode}, {p.variants} variant(s))")
+        log_dry_run(o, f"would render {what} into {p.out} ({p.mode}, {p.variants} variant(s))")
         return 0
     if o.merge:
         if overwrite:
