@@ -27,7 +27,7 @@ from p2phd.core.cli import (
     options_dict,
     parse_options,
 )
-from p2phd.core.options import flat_options, opt
+from p2phd.core.options import MANIFESTS_DIR, flat_options, opt
 from p2phd.data.dataset import KIND, SPLITS, DatasetWriter
 from p2phd.data.sources import (
     DEFAULT_MAX_PIXELS,
@@ -38,8 +38,6 @@ from p2phd.data.sources import (
     load_sample,
     tree_digest,
 )
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @flat_options
@@ -74,7 +72,7 @@ class PrepareOptions:
     )
     out: str = opt(
         "",
-        "output manifest; '' = manifests/<dataset>-<phase>-<load_size>.h5 under the project root",
+        "output manifest; '' = manifests/<dataset>-<phase>-<load_size>.h5 in the working directory",
         metavar="FILE",
     )
     jobs: int = opt(0, "worker processes that decode, check, resize and compress; 0 = all cores")
@@ -117,7 +115,7 @@ class PrepareOptions:
 
 def default_out(dataset: str, phase: str, load_size: int) -> Path:
     size = str(load_size) if load_size else "orig"
-    return PROJECT_ROOT / "manifests" / f"{dataset}-{phase}-{size}.h5"
+    return MANIFESTS_DIR / f"{dataset}-{phase}-{size}.h5"
 
 
 def resolve_out(o: PrepareOptions, root: Path) -> tuple[str, Path]:

@@ -27,6 +27,7 @@ from typing import Any
 from p2phd.core import cli, runs
 from p2phd.core.cli import UsageError
 from p2phd.core.options import (
+    OUTPUTS_DIR,
     DataOptions,
     ModelOptions,
     RuntimeOptions,
@@ -50,7 +51,7 @@ class ImportOptions(RuntimeOptions, DataOptions, ModelOptions):
     )
     which_epoch: str = opt("latest", "which <epoch>_net_*.pth of the folder to import")
     name: str = opt("", "run name; '' = <NVIDIA run name (its folder's name)>_nvidia")
-    checkpoints_dir: str = opt("outputs", "folder holding run folders")
+    checkpoints_dir: str = opt(str(OUTPUTS_DIR), "folder holding run folders")
     no_ganFeat_loss: bool = opt(False, "D without intermediate outputs (NVIDIA: no getIntermFeat)")
     # training options recorded for continuing on p2phd (given here, they override opt.txt)
     niter: int = opt(100, "epochs at the starting learning rate")

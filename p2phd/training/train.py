@@ -18,6 +18,7 @@ from typing import Any
 from p2phd.core import cli, lock, runs
 from p2phd.core.cli import UsageError
 from p2phd.core.options import (
+    OUTPUTS_DIR,
     DataOptions,
     ModelOptions,
     RuntimeOptions,
@@ -57,7 +58,7 @@ class TrainOptions(RuntimeOptions, DataOptions, ModelOptions):
         "dataset manifest (bin/prepare) of the training split; '-' reads its path from stdin",
     )
     name: str = opt("", "run name: the run folder is <checkpoints_dir>/<name>")
-    checkpoints_dir: str = opt("outputs", "folder holding run folders")
+    checkpoints_dir: str = opt(str(OUTPUTS_DIR), "folder holding run folders")
     niter: int = opt(100, "epochs at the starting learning rate")
     niter_decay: int = opt(100, "epochs of linear learning-rate decay after niter")
     niter_fix_global: int = opt(
