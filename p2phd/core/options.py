@@ -10,16 +10,11 @@ Every option is accepted as the seed writes it (``--label_nc``, ``--no_instance`
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from p2phd.core.cli import UsageError
 
 DEVICE_TARGETS = ("CPU", "Ascend", "GPU")
-# Default output folders, relative to the working directory (never to where p2phd is installed):
-# manifests of prepare, precompute and cluster; run folders of train and import.
-MANIFESTS_DIR = Path("manifests")
-OUTPUTS_DIR = Path("outputs")
 RESIZE_MODES = ("scale_width", "scale_width_and_crop", "resize_and_crop", "crop", "none")
 
 

@@ -27,7 +27,8 @@ from p2phd.core.cli import (
     options_dict,
     parse_options,
 )
-from p2phd.core.options import MANIFESTS_DIR, flat_options, opt
+from p2phd.core.options import flat_options, opt
+from p2phd.core.paths import MANIFESTS_DIR
 from p2phd.data.dataset import KIND, SPLITS, DatasetWriter
 from p2phd.data.sources import (
     DEFAULT_MAX_PIXELS,

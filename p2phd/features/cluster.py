@@ -36,7 +36,8 @@ from p2phd.core.cli import (
     parse_options,
     resolve_input,
 )
-from p2phd.core.options import MANIFESTS_DIR, flat_options, opt, positional
+from p2phd.core.options import flat_options, opt, positional
+from p2phd.core.paths import MANIFESTS_DIR
 from p2phd.features.feature_manifest import FeatureManifest
 from p2phd.features.styles import KIND, class_name
 

@@ -33,7 +33,8 @@ from p2phd.core.cli import (
     parse_options,
     resolve_input,
 )
-from p2phd.core.options import DEVICE_TARGETS, MANIFESTS_DIR, flat_options, opt, positional
+from p2phd.core.options import DEVICE_TARGETS, flat_options, opt, positional
+from p2phd.core.paths import MANIFESTS_DIR
 from p2phd.core.ranks import parse_shard
 from p2phd.data.dataset import Dataset, Sample
 from p2phd.features.feature_manifest import KIND, FeatureWriter, discard_damaged_tmp

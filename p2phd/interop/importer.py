@@ -27,7 +27,6 @@ from typing import Any
 from p2phd.core import cli, runs
 from p2phd.core.cli import UsageError
 from p2phd.core.options import (
-    OUTPUTS_DIR,
     DataOptions,
     ModelOptions,
     RuntimeOptions,
@@ -36,6 +35,7 @@ from p2phd.core.options import (
     positional,
     validate_data_model,
 )
+from p2phd.core.paths import OUTPUTS_DIR
 from p2phd.interop import nvidia
 from p2phd.interop.pth import PthError, read_state_dict
 

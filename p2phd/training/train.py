@@ -18,7 +18,6 @@ from typing import Any
 from p2phd.core import cli, lock, runs
 from p2phd.core.cli import UsageError
 from p2phd.core.options import (
-    OUTPUTS_DIR,
     DataOptions,
     ModelOptions,
     RuntimeOptions,
@@ -27,6 +26,7 @@ from p2phd.core.options import (
     positional,
     validate_data_model,
 )
+from p2phd.core.paths import OUTPUTS_DIR
 from p2phd.data import pipeline as data
 from p2phd.training import schedule
 
