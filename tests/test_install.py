@@ -15,6 +15,8 @@ import zipfile
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import h5py
+
 REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "p2phd"
 FID_WEIGHTS = REPO / "tests" / "fixtures" / "fid" / "fid_inception_random.pth.gz"
@@ -154,6 +156,8 @@ def test_default_outputs_go_to_the_working_directory(
         Path("manifests/tiny_cityscapes-train-orig.h5"),
         Path("manifests/tiny_cityscapes-test-orig.h5"),
     )
+    first2 = run(prepare, *data, "--max_samples", "2")  # NVIDIA's --max_dataset_size
+    assert first2 == Path("manifests/tiny_cityscapes-train-orig-first2.h5")
     trained = run(train, train_h5, "--name", "tiny", *TINY_TRAIN)
     assert trained == Path("outputs/tiny") and (trained / "G.ckpt").is_file()
     nv = run(importer, NVIDIA_FEAT_RUN, "--pynative")
@@ -162,11 +166,14 @@ def test_default_outputs_go_to_the_working_directory(
     assert feats == Path("manifests/tiny_local_feat_nvidia-features.h5")
     clusters = run(cluster, feats, "--n_clusters", "2")
     assert clusters == Path("manifests/tiny_local_feat_nvidia-clusters.h5")
-    rendered = run(render, "--run", trained, train_h5, "--pynative")
+    rendered = run(render, "--run", trained, train_h5, "--pynative", "--how_many", "2")
     assert rendered == trained / "render-train" and (rendered / "index.html").is_file()
+    assert len(list(rendered.glob("*_synthesized.png"))) == 2  # NVIDIA's --how_many
     exported = run(export, "--run", trained, "--pynative")
     assert exported == trained / "tiny-64x128.mindir" and exported.is_file()
     metrics = run(evaluate, rendered, "--inception", weights, "--pynative")
     assert metrics == rendered / "metrics.json" and metrics.is_file()
+    with h5py.File(first2) as f:
+        assert f.attrs["num_samples"] == 2
     assert (work / "manifests").is_dir() and (work / "outputs").is_dir()
     assert package_snapshot() == before
