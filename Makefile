@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
-	@echo 'variables: DATA RUN MODE SIZE NGF JOBS NPROC NODES DEVICE VGG INCEPTION EXTRA ... (README: Make variables)'
+	@echo 'variables: DATA RUN MODE SIZE NGF JOBS NPROC NODES DEVICE VGG INCEPTION TB EXTRA ... (README: Make variables)'
 
 setup: $(STAMP) ## create .venv and install p2phd with pinned dependencies (quick when done)
 
@@ -54,6 +54,7 @@ MASTER_ADDR ?= 127.0.0.1#          node 0's address (every node gives the same)
 MASTER_PORT ?= 8118
 DEVICE ?= CPU#                     MindSpore device target: CPU, Ascend or GPU
 VGG ?=#                            VGG19 checkpoint; default ./vgg19.ckpt if present, else no VGG loss
+TB ?=#                             TB=1: bin/train --tensorboard (event files in each run's tensorboard/)
 EXTRA ?=#                          extra bin/train options (last, so they override)
 RENDER_EXTRA ?=#                   extra bin/render options (e.g. --style car=3 --variants 4)
 EXPORT_EXTRA ?=#                   extra bin/export options (e.g. --uint8 --batch_size 4 --size 512x1024)
@@ -102,7 +103,7 @@ msrun_cmd = $(if $(filter 1,$(WORKERS)),$(2),PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 	--worker_num=$(WORKERS) --local_worker_num=$(NPROC) --node_rank=$(NODE_RANK) \
 	--master_addr=$(MASTER_ADDR) --master_port=$(MASTER_PORT) --log_dir=$(1) --join=True $(2))
 train_cmd = $(call msrun_cmd,$(call run_dir,$(1))-msrun-logs,$(BIN)/train)
-COMMON := --device_target $(DEVICE) --checkpoints_dir outputs $(VGG_OPT)
+COMMON := --device_target $(DEVICE) --checkpoints_dir outputs $(VGG_OPT) $(if $(TB),--tensorboard)
 OPTS_512p := --netG global --ngf $(NGF) --num_D 2 --resize_or_crop scale_width \
 	--load_size $(SIZE) --niter $(NITER_512) --niter_decay $(DECAY_512)
 OPTS_1024p := --netG local --ngf $(NGF_LOCAL) --num_D 3 --resize_or_crop none \

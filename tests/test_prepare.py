@@ -226,11 +226,11 @@ def test_bin_prepare_stdout_is_the_path(tiny_cityscapes: Path, tmp_path: Path) -
 
 
 def test_default_output_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(prepare, "PROJECT_ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)  # manifests/ of the working directory (tests/test_install.py)
     o = prepare.PrepareOptions(dataroot="/data/cityscapes", phase="val", load_size=512)
     assert prepare.resolve_out(o, Path("/data/cityscapes")) == (
         "cityscapes",
-        tmp_path / "manifests" / "cityscapes-val-512.h5",
+        Path("manifests") / "cityscapes-val-512.h5",
     )
     assert prepare.default_out("x", "train", 0).name == "x-train-orig.h5"
 

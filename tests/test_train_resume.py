@@ -46,7 +46,9 @@ def _latest_step(run: Path) -> int:
 
 
 def _without_time(lines: list[dict]) -> list[dict]:
-    return [{k: v for k, v in ln.items() if k != "sec_per_step"} for ln in lines]
+    return [
+        {k: v for k, v in ln.items() if k not in ("sec_per_step", "images_per_sec")} for ln in lines
+    ]
 
 
 def test_kill_and_resume_matches_one_run(tmp_path: Path) -> None:

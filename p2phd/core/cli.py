@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 
 from argparse_dataclass import ArgumentParser
 
+from p2phd.core import nvidia_options
+
 T = TypeVar("T")
 
 
@@ -69,13 +71,25 @@ def _seed_style_booleans(argv: Sequence[str], bool_flags: set[str]) -> list[str]
 
 
 def parse_options(cls: type[T], argv: Sequence[str] | None, prog: str, description: str) -> T:
-    """Parse argv into the verb's flat option dataclass, then run its ``validate()`` if any."""
+    """Parse argv into the verb's flat option dataclass, then run its ``validate()`` if any.
+
+    NVIDIA pix2pixHD's option names are accepted where they mean what one of the verb's options
+    means (core/nvidia_options.py), refused with what to use instead where p2phd has no such
+    meaning; they stay out of --help.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _OneLineParser(cls, prog=prog, description=description)
-    opts = parser.parse_args(_seed_style_booleans(argv, _bool_fields(cls)))
-    validate = getattr(opts, "validate", None)
-    if validate is not None:
-        validate()
+    try:
+        nv = nvidia_options.rewrite(cls, argv, prog)
+        for note in nv.notes:
+            log(note)
+        opts = parser.parse_args(_seed_style_booleans(nv.argv, _bool_fields(cls)))
+        validate = getattr(opts, "validate", None)
+        if validate is not None:
+            validate()
+        nvidia_options.check_against_run(opts, nv.run_checks, prog)
+    except nvidia_options.Refused as exc:
+        raise UsageError(str(exc)) from None
     return opts
 
 

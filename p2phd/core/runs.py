@@ -32,9 +32,9 @@ from p2phd.core.cli import (
     writing,
 )
 from p2phd.core.options import DataOptions, ModelOptions
+from p2phd.core.paths import OPTIONS_FILE
 
 RUN_SCHEMA = "p2phd.run/1"
-OPTIONS_FILE = "options.json"
 SNAPSHOT_FILE = "G.ckpt"
 
 

@@ -28,6 +28,7 @@ from p2phd.core.cli import (
     parse_options,
 )
 from p2phd.core.options import flat_options, opt
+from p2phd.core.paths import MANIFESTS_DIR
 from p2phd.data.dataset import KIND, SPLITS, DatasetWriter
 from p2phd.data.sources import (
     DEFAULT_MAX_PIXELS,
@@ -38,8 +39,6 @@ from p2phd.data.sources import (
     load_sample,
     tree_digest,
 )
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @flat_options
@@ -74,8 +73,13 @@ class PrepareOptions:
     )
     out: str = opt(
         "",
-        "output manifest; '' = manifests/<dataset>-<phase>-<load_size>.h5 under the project root",
+        "output manifest; '' = manifests/<dataset>-<phase>-<load_size>.h5 in the working directory",
         metavar="FILE",
+    )
+    max_samples: int = opt(
+        0,
+        "prepare only the first N samples (in name order); 0 = all. The default --out "
+        "name then ends in -first<N>",
     )
     jobs: int = opt(0, "worker processes that decode, check, resize and compress; 0 = all cores")
     cityscapes_split: str = opt(
@@ -111,18 +115,25 @@ class PrepareOptions:
             )
         if not 1 <= self.compression <= 9:
             raise UsageError(f"--compression must be 1..9, got {self.compression}")
+        if self.max_samples < 0:
+            raise UsageError(f"--max_samples must be 0 (all) or more, got {self.max_samples}")
         if self.max_image_pixels < 0:
             raise UsageError(f"--max_image_pixels must be >= 0, got {self.max_image_pixels}")
 
 
-def default_out(dataset: str, phase: str, load_size: int) -> Path:
+def default_out(dataset: str, phase: str, load_size: int, max_samples: int = 0) -> Path:
     size = str(load_size) if load_size else "orig"
-    return PROJECT_ROOT / "manifests" / f"{dataset}-{phase}-{size}.h5"
+    first = f"-first{max_samples}" if max_samples else ""
+    return MANIFESTS_DIR / f"{dataset}-{phase}-{size}{first}.h5"
 
 
 def resolve_out(o: PrepareOptions, root: Path) -> tuple[str, Path]:
     dataset = o.dataset or root.resolve().name
-    out = Path(o.out).expanduser() if o.out else default_out(dataset, o.phase, o.load_size)
+    out = (
+        Path(o.out).expanduser()
+        if o.out
+        else default_out(dataset, o.phase, o.load_size, o.max_samples)
+    )
     if out.is_dir() or o.out.endswith(os.sep):
         raise UsageError(f"--out {o.out}: is a folder, expected a file name")
     return dataset, check_writable(out, "--out")
@@ -181,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     o = parse_options(PrepareOptions, argv, "prepare", (__doc__ or "").split("\n")[0])
     root = Path(o.dataroot).expanduser()
     found = find_samples(root, o.phase, o.label_nc, o.no_instance, o.cityscapes_split)
+    if o.max_samples:
+        found = dataclasses.replace(found, samples=found.samples[: o.max_samples])
     dataset, out = resolve_out(o, root)
     parts = [p for p in ("label", "inst", "photo") if found.folders[p] is not None]
     log(

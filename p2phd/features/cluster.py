@@ -37,10 +37,10 @@ from p2phd.core.cli import (
     resolve_input,
 )
 from p2phd.core.options import flat_options, opt, positional
+from p2phd.core.paths import MANIFESTS_DIR
 from p2phd.features.feature_manifest import FeatureManifest
 from p2phd.features.styles import KIND, class_name
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MIN_AREA = 1 / 64
 
 
@@ -59,7 +59,7 @@ class ClusterOptions:
     n_init: int = opt(10, "k-means restarts (scikit-learn n_init), best inertia kept")
     out: str = opt(
         "",
-        "output cluster manifest; '' = manifests/<run name>-clusters.h5 under the project root",
+        "output cluster manifest; '' = manifests/<run name>-clusters.h5 in the working directory",
         metavar="FILE",
     )
     verbose: bool = opt(False, "print tracebacks on failure")
@@ -152,7 +152,7 @@ def write_clusters(
 
 def default_out(fm: FeatureManifest) -> Path:
     name = str(fm.attrs.get("run_name", "")) or fm.path.stem.removesuffix("-features")
-    return PROJECT_ROOT / "manifests" / f"{name}-clusters.h5"
+    return MANIFESTS_DIR / f"{name}-clusters.h5"
 
 
 def main(argv: list[str] | None = None) -> int:

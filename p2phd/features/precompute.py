@@ -34,12 +34,12 @@ from p2phd.core.cli import (
     resolve_input,
 )
 from p2phd.core.options import DEVICE_TARGETS, flat_options, opt, positional
+from p2phd.core.paths import MANIFESTS_DIR
 from p2phd.core.ranks import parse_shard
 from p2phd.data.dataset import Dataset, Sample
 from p2phd.features.feature_manifest import KIND, FeatureWriter, discard_damaged_tmp
 from p2phd.features.styles import segment_classes
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _NEAREST = Image.Resampling.NEAREST
 _BICUBIC = Image.Resampling.BICUBIC
 
@@ -59,7 +59,7 @@ class PrecomputeOptions:
     )
     out: str = opt(
         "",
-        "output feature manifest; '' = manifests/<run name>-features.h5 under the project root",
+        "output feature manifest; '' = manifests/<run name>-features.h5 in the working directory",
         metavar="FILE",
     )
     size: str = opt(
@@ -270,7 +270,7 @@ def resume_key(o: PrecomputeOptions) -> dict[str, Any]:
 
 
 def default_out(run: str) -> Path:
-    return PROJECT_ROOT / "manifests" / f"{Path(run).resolve().name}-features.h5"
+    return MANIFESTS_DIR / f"{Path(run).resolve().name}-features.h5"
 
 
 def root_attrs(

@@ -35,6 +35,7 @@ from p2phd.core.options import (
     positional,
     validate_data_model,
 )
+from p2phd.core.paths import OUTPUTS_DIR
 from p2phd.interop import nvidia
 from p2phd.interop.pth import PthError, read_state_dict
 
@@ -50,7 +51,7 @@ class ImportOptions(RuntimeOptions, DataOptions, ModelOptions):
     )
     which_epoch: str = opt("latest", "which <epoch>_net_*.pth of the folder to import")
     name: str = opt("", "run name; '' = <NVIDIA run name (its folder's name)>_nvidia")
-    checkpoints_dir: str = opt("outputs", "folder holding run folders")
+    checkpoints_dir: str = opt(str(OUTPUTS_DIR), "folder holding run folders")
     no_ganFeat_loss: bool = opt(False, "D without intermediate outputs (NVIDIA: no getIntermFeat)")
     # training options recorded for continuing on p2phd (given here, they override opt.txt)
     niter: int = opt(100, "epochs at the starting learning rate")

@@ -29,6 +29,7 @@ class RenderOptions(RuntimeOptions):
         "render nothing: check every sample is on disk (e.g. after shards) "
         "and write index.html and render.h5",
     )
+    max_samples: int = opt(0, "render only the first N samples of the manifest; 0 = all")
     seed: int = opt(0, "seed of the per-object style draws (feature runs) and of MindSpore")
     style: str = opt(
         "",
@@ -71,6 +72,8 @@ class RenderOptions(RuntimeOptions):
             )
         if not self.manifest:
             raise UsageError("a dataset MANIFEST (or - for stdin) is required")
+        if self.max_samples < 0:
+            raise UsageError(f"--max_samples must be 0 (all) or more, got {self.max_samples}")
         for name in ("batch_size", "variants"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} must be at least 1, got {getattr(self, name)}")

@@ -206,7 +206,7 @@ def make_plan(o: RenderOptions, manifest_path: str) -> Plan:
     if side is not None:
         check_deployed(o, mode, arch, ds, side)
     shard = parse_shard(o.shard) if o.shard else None
-    rows = list(range(len(ds)))
+    rows = list(range(len(ds)))[: o.max_samples or None]
     if shard:
         rows = rows[shard[0] :: shard[1]]
     default_out = ckpt.with_name(f"{ckpt.stem}-render-{ds.split}") if side else None

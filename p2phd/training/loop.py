@@ -46,7 +46,7 @@ class Loop:
                 f"{o.manifest}: {len(ds)} samples cannot fill one batch of "
                 f"{o.batch_size} on each of {rt.world_size} devices"
             )
-        self.progress = Progress(o, self.run_dir, rt.is_main, self.spe)
+        self.progress = Progress(o, self.run_dir, rt.is_main, self.spe, rt.world_size)
         self.epoch, self.epoch_step, self.step = 1, 0, 0
         self.seen: dict[int, list[str]] = {}  # epoch -> names this rank trained on
         # The last step of this process and whether it was logged/displayed: a run shorter than
@@ -62,7 +62,7 @@ class Loop:
             prog = saving.resume(self.trainer, state)
             self.epoch, self.epoch_step, self.step = prog["epoch"], prog["epoch_step"], prog["step"]
             cli.log(f"train: resuming {self.run_dir} at epoch {self.epoch}, step {self.step}")
-        self.progress.truncate_stats(self.step)
+        self.progress.start(self.step)
 
     def done(self) -> bool:
         o = self.o
@@ -76,9 +76,12 @@ class Loop:
                 f"train: {self.run_dir} already trained to epoch {self.epoch - 1}, step {self.step} "
                 "(raise --niter/--niter_decay/--max_steps to train longer)"
             )
-        while not self.done():
-            self._epoch()
-        self._finish()
+        try:
+            while not self.done():
+                self._epoch()
+            self._finish()
+        finally:
+            self.progress.close()
 
     def _epoch(self) -> None:
         o, t, rt = self.o, self.trainer, self.rt

@@ -26,6 +26,7 @@ from p2phd.core.options import (
     positional,
     validate_data_model,
 )
+from p2phd.core.paths import OUTPUTS_DIR
 from p2phd.data import pipeline as data
 from p2phd.training import schedule
 
@@ -47,6 +48,8 @@ RESUMABLE = {
     "load_pretrain",
     "checkpoints_dir",
     "vgg_pre_trained",
+    "tensorboard",
+    "no_html",
 }
 
 
@@ -57,7 +60,7 @@ class TrainOptions(RuntimeOptions, DataOptions, ModelOptions):
         "dataset manifest (bin/prepare) of the training split; '-' reads its path from stdin",
     )
     name: str = opt("", "run name: the run folder is <checkpoints_dir>/<name>")
-    checkpoints_dir: str = opt("outputs", "folder holding run folders")
+    checkpoints_dir: str = opt(str(OUTPUTS_DIR), "folder holding run folders")
     niter: int = opt(100, "epochs at the starting learning rate")
     niter_decay: int = opt(100, "epochs of linear learning-rate decay after niter")
     niter_fix_global: int = opt(
@@ -81,12 +84,18 @@ class TrainOptions(RuntimeOptions, DataOptions, ModelOptions):
     batch_size: int = opt(1, "samples per step (per device)")
     no_flip: bool = opt(False, "no random horizontal flips")
     serial_batches: bool = opt(False, "take samples in order instead of shuffling")
-    display_freq: int = opt(100, "images between web page updates")
+    display_freq: int = opt(100, "images between web page (and TensorBoard image) updates")
     print_freq: int = opt(100, "images between stats lines")
     save_latest_freq: int = opt(1000, "images between full-state saves (also at every epoch end)")
     save_epoch_freq: int = opt(10, "epochs between G_epoch<E>.ckpt snapshots (0 = none)")
     max_steps: int = opt(0, "stop after this many steps in total (0 = run all epochs)")
     keep: int = opt(3, "full training states to keep")
+    tensorboard: bool = opt(
+        False,
+        "also write TensorBoard event files to <run>/tensorboard/: losses, lr and images/s "
+        "every --print_freq images, label | synthesized | real every --display_freq",
+    )
+    no_html: bool = opt(False, "no web/ page (images, loss curves); stats.jsonl is still written")
     amp: str = opt(
         "O0",
         "mixed precision: O0 fp32, O1 fp16 convolutions, O2 fp16 all but norms and losses "
@@ -313,7 +322,8 @@ def dry_run(o: TrainOptions, ds, existing, vgg_file) -> int:
             str(run / runs.SNAPSHOT_FILE),
             str(runs.state_dir(run) / "step-<N>/"),
             str(run / "stats.jsonl"),
-            str(run / "web/index.html"),
+            *([] if o.no_html else [str(run / "web/index.html"), str(run / "web/losses.png")]),
+            *([str(run / "tensorboard/")] if o.tensorboard else []),
         ],
         "parameters": describe(o),
     }
