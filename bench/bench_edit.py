@@ -4,14 +4,14 @@ A feature run with the full 512p architecture (global G, ngf 64, 4 downsamplings
 blocks, instance norm, 35 labels + edge + 3 feature channels; random weights) and hand-made
 clusters; one label map of the Cityscapes sample's test split prepared at 1024x512 (the 512p
 size; a generated street scene when the sample is absent). ``bin/edit`` runs as a user starts it
-(``--preview_size 512``: previews at G input 512x256) and is driven over HTTP like the page does:
-each edit is a POST of a brush stroke followed by the GET of the preview PNG, timed from the
-POST to the last byte of the PNG. Reported:
+(``--preview_size 512``: previews at G input 512x256, then 256: 256x128) and is driven over
+HTTP like the page does: each edit is a POST of a brush stroke followed by the GET of the
+preview PNG, timed from the POST to the last byte of the PNG. Reported per preview size:
 
 - open: opening the map and its first preview (includes compiling the preview graph);
 - first edit and the steady state (median, min, max of --edits edits) at preview size, with the
   generator's own share (the server's X-Render-Ms);
-- full size (1024x512) on demand: first (compiles that graph) and a second render.
+- full size (1024x512) on demand (with the first size): first (compiles that graph), then again.
 
 The 2 cores are shared: numbers carry +-20-30 % noise (the load average is printed).
 """
@@ -93,11 +93,51 @@ def timed(fn) -> tuple[float, dict]:
     return (time.perf_counter() - t0) * 1000, headers
 
 
+def measure(run: Path, clusters: Path, man: Path, out: Path, preview: int, edits: int) -> dict:
+    """One bin/edit server at one --preview_size: open, edits, full size (milliseconds)."""
+    proc = subprocess.Popen(
+        [str(ROOT / "bin" / "edit"), str(run), "--clusters", str(clusters), "--data", str(man),
+         "--out", str(out), "--port", "0", "--preview_size", str(preview)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = proc.stdout.readline().strip()
+        t0 = time.perf_counter()
+        state = json.loads(call(f"{url}api/documents", {"sample": 0})[0])
+        doc = f"{url}api/documents/{state['id']}"
+        call(f"{doc}/preview.png")
+        r: dict = {"open": (time.perf_counter() - t0) * 1000, "edit": [], "g": []}
+        for i in range(edits + 1):
+            op = {
+                "op": "brush",
+                "class": (8, 7)[i % 2],
+                "radius": 12,
+                "points": [[400 + 20 * i, 400], [460 + 20 * i, 420]],
+            }
+
+            def edit_then_preview(op=op):
+                call(f"{doc}/edits", op)
+                return call(f"{doc}/preview.png")
+
+            ms, h = timed(edit_then_preview)
+            r["edit"].append(ms)
+            r["g"].append(float(h["X-Render-Ms"]))
+        if preview == 512:  # the full size once is enough
+            r["full"] = [timed(lambda: call(f"{doc}/full.png"))[0]]
+            call(f"{doc}/edits", {"op": "undo"})
+            r["full"].append(timed(lambda: call(f"{doc}/full.png"))[0])
+        return r
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--edits", type=int, default=10, help="steady-state edits to time")
-    ap.add_argument("--preview_size", type=int, default=512)
+    ap.add_argument("--edits", type=int, default=6, help="steady-state edits to time per size")
+    ap.add_argument("--preview_sizes", default="512,256", help="--preview_size values to compare")
     args = ap.parse_args()
+    sizes = [int(v) for v in args.preview_sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-edit-") as tmp_:
         tmp = Path(tmp_)
         run, clusters = make_run(tmp)
@@ -107,54 +147,25 @@ def main() -> None:
              "--load_size", "1024", "--jobs", "1", "--out", str(man)],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        proc = subprocess.Popen(
-            [str(ROOT / "bin" / "edit"), str(run), "--clusters", str(clusters), "--data", str(man),
-             "--out", str(tmp / "out"), "--port", "0", "--preview_size", str(args.preview_size)],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        try:
-            url = proc.stdout.readline().strip()
-            t0 = time.perf_counter()
-            state = json.loads(call(f"{url}api/documents", {"sample": 0})[0])
-            doc = f"{url}api/documents/{state['id']}"
-            _, h = call(f"{doc}/preview.png")
-            open_ms = (time.perf_counter() - t0) * 1000
-            times, g_ms = [], []
-            for i in range(args.edits + 1):
-                op = {
-                    "op": "brush",
-                    "class": (8, 7)[i % 2],
-                    "radius": 12,
-                    "points": [[400 + 20 * i, 400], [460 + 20 * i, 420]],
-                }
-
-                def edit_then_preview(op=op):
-                    call(f"{doc}/edits", op)
-                    return call(f"{doc}/preview.png")
-
-                ms, h = timed(edit_then_preview)
-                times.append(ms)
-                g_ms.append(float(h["X-Render-Ms"]))
-            full = [timed(lambda: call(f"{doc}/full.png"))[0]]
-            call(f"{doc}/edits", {"op": "undo"})
-            full.append(timed(lambda: call(f"{doc}/full.png"))[0])
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
-    steady, steady_g = times[1:], g_ms[1:]
-    print(f"bin/edit, 512p G (ngf 64, random weights), map 1024x512, preview G input "
-          f"{args.preview_size}x{args.preview_size // 2}; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print(f"  open + first preview (compiles the preview graph): {open_ms:8.0f} ms")
+        results = {p: measure(run, clusters, man, tmp / "out", p, args.edits) for p in sizes}
     print(
-        f"  first edit -> preview:                             {times[0]:8.0f} ms (G {g_ms[0]:.0f} ms)"
+        f"bin/edit, 512p feature G (ngf 64, random weights), map 1024x512; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
-    print(
-        f"  steady edit -> preview, {len(steady)} edits: median {statistics.median(steady):.0f} ms "
-        f"(min {min(steady):.0f}, max {max(steady):.0f}); G median {statistics.median(steady_g):.0f} ms"
-    )
-    print(
-        f"  full size 1024x512 on demand: first {full[0]:.0f} ms (compiles), then {full[1]:.0f} ms"
-    )
+    for p, r in results.items():
+        steady, g = r["edit"][1:], r["g"][1:]
+        print(f"  --preview_size {p} (G input {p}x{p // 2}):")
+        print(f"    open + first preview (compiles the preview graph): {r['open']:7.0f} ms")
+        print(f"    first edit -> preview: {r['edit'][0]:7.0f} ms (G {r['g'][0]:.0f} ms)")
+        print(
+            f"    steady edit -> preview, {len(steady)} edits: median {statistics.median(steady):.0f}"
+            f" ms (min {min(steady):.0f}, max {max(steady):.0f}); G median {statistics.median(g):.0f} ms"
+        )
+        if "full" in r:
+            print(
+                f"    full size 1024x512 on demand: first {r['full'][0]:.0f} ms (compiles), "
+                f"then {r['full'][1]:.0f} ms"
+            )
 
 
 if __name__ == "__main__":

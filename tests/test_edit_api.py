@@ -150,6 +150,10 @@ def test_set_class_delete_move_undo_redo() -> None:
         ({"op": "fill", "class": 7, "x": 999, "y": 0}, "'x' must be an integer in 0..255"),
         ({"op": "delete", "object": 12345}, "no object 12345"),
         (
+            {"op": "fill", "class": 0, "x": 1, "y": 1, "object": "new"},
+            "class 0 cannot have objects",
+        ),
+        (
             {"op": "brush", "class": ROAD, "radius": 1, "points": [[1, 1]], "object": 26000},
             "not of class",
         ),

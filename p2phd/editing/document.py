@@ -71,6 +71,8 @@ def _int(op: dict[str, Any], key: str, lo: int, hi: int) -> int:
 def new_object_id(inst: np.ndarray, c: int) -> int:
     """The next free Cityscapes-style id of class c: c*1000 + (largest k in use + 1)."""
     lo, hi = c * 1000, min(c * 1000 + 999, MAX_OBJECT_ID)
+    if c < 1:  # ids below 1000 are regions (instance id = class id)
+        raise EditError("class 0 cannot have objects: its ids would be taken for regions")
     if lo > MAX_OBJECT_ID:
         raise EditError(f"class {c} cannot have objects: id {lo} does not fit a 16-bit map")
     used = np.unique(inst[(inst >= lo) & (inst <= hi)])

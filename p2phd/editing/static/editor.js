@@ -87,7 +87,7 @@ async function showDoc(state) {
     const canvas = $("label");
     canvas.width = ui.W;
     canvas.height = ui.H;
-    const room = ($("views").clientWidth - 14) / 2;  // the two pictures side by side
+    const room = ($("views").clientWidth - 24) / 2;  // the two pictures side by side
     const scale = Math.min(2, Math.max(room, 200) / ui.W);
     canvas.style.width = $("synth").style.width = `${Math.round(ui.W * scale)}px`;
     ui.selected = null;
@@ -248,7 +248,10 @@ function onUp(ev) {
     const [x, y] = mapXY(ev);
     const d = ui.drag;
     ui.drag = null;
-    if (x !== d.x || y !== d.y) edit({ op: "move", object: d.id, dx: x - d.x, dy: y - d.y });
+    // a click is not a move: only a drag of 2 map pixels or more moves the object
+    if (Math.abs(x - d.x) + Math.abs(y - d.y) >= 2) {
+      edit({ op: "move", object: d.id, dx: x - d.x, dy: y - d.y });
+    }
   }
 }
 
