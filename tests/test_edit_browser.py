@@ -166,10 +166,11 @@ def test_browser_paint_restyle_save_and_batch_rerender(server, work, tmp_path) -
             page.wait_for_selector("#synth[data-version='0']", timeout=60_000)
             doc_id = page.evaluate("ui.doc.id")
             _, before_png, _ = fetch(f"{server}api/documents/{doc_id}/full.png")
-            box = page.locator("#label").bounding_box()
-            scale = box["width"] / 256
 
             def at(x: float, y: float) -> tuple[float, float]:
+                """Page coordinates of map pixel (x, y), measured now (the layout may move)."""
+                box = page.locator("#label").bounding_box()
+                scale = box["width"] / 256
                 return box["x"] + (x + 0.5) * scale, box["y"] + (y + 0.5) * scale
 
             # a stroke of sidewalk across the road (brush, radius 6)

@@ -88,7 +88,7 @@ async function showDoc(state) {
     canvas.width = ui.W;
     canvas.height = ui.H;
     const room = ($("views").clientWidth - 24) / 2;  // the two pictures side by side
-    const scale = Math.min(2, Math.max(room, 200) / ui.W);
+    const scale = Math.min(4, Math.max(room, 200) / ui.W);
     canvas.style.width = $("synth").style.width = `${Math.round(ui.W * scale)}px`;
     ui.selected = null;
   }
