@@ -62,16 +62,18 @@ def write_split(root: Path, phase: str = "test") -> Path:
     return root
 
 
-def make_run(folder: Path, seed: int = 5) -> Path:
-    """A feature run folder (options.json, G.ckpt with netG and netE), random He-scaled weights."""
+def make_run(folder: Path, seed: int = 5, arch: dict | None = None) -> Path:
+    """A run folder (options.json, G.ckpt: netG, + netE for a feature run) of ``arch`` (default
+    ARCH, a feature run), random He-scaled weights."""
     from mindspore import Tensor
 
     from p2phd.core import checkpoint, runs, runtime
     from p2phd.nets import build_encoder, build_generator
 
     runtime.setup("CPU", seed=seed)
-    arch = runs.ArchOptions(**ARCH)
-    G, E = build_generator(arch), build_encoder(arch, 1)
+    arch = runs.ArchOptions(**(ARCH if arch is None else arch))
+    G = build_generator(arch)
+    nets = {"netG": G, **({"netE": build_encoder(arch, 1)} if arch.use_features() else {})}
     rng = np.random.default_rng(seed)
     for _, p in G.parameters_and_names():
         if p.ndim == 4:  # conv and transposed-conv weights: He scale keeps the signal alive
@@ -79,7 +81,7 @@ def make_run(folder: Path, seed: int = 5) -> Path:
             p.set_data(Tensor(rng.normal(0, np.sqrt(2 / fan_in), p.shape).astype(np.float32)))
     folder.mkdir(parents=True)
     runs.write_options(folder, dataclasses.asdict(arch), {"path": "", "sha256": ""})
-    checkpoint.save(folder / "G.ckpt", {"netG": G, "netE": E}, {"epoch": 1, "step": 1})
+    checkpoint.save(folder / "G.ckpt", nets, {"epoch": 1, "step": 1})
     return folder
 
 

@@ -24,7 +24,7 @@ from edit_util import (
 )
 from PIL import Image
 
-from p2phd.core.cli import run_verb
+from p2phd.core.cli import UsageError, run_verb
 from p2phd.data import prepare
 from p2phd.data.dataset import Dataset
 from p2phd.editing.document import Document, EditError, State
@@ -420,3 +420,31 @@ def test_document_state_snapshot_is_not_changed_by_later_edits() -> None:
     s, v = d.snapshot()
     d.apply({"op": "fill", "class": SIDEWALK, "x": 5, "y": 120, "object": "stuff"})
     assert isinstance(s, State) and v == 0 and (s.label == scene(0)[0]).all()
+
+
+def test_a_run_without_features_edits_saves_and_rerenders(work, tmp_path) -> None:
+    """Labels-only run (no clusters): no styles, no styles.json; prepare + render give the PNG."""
+    from edit_util import ARCH
+
+    from p2phd.editing.model import Model, open_run
+    from p2phd.editing.workspace import Workspace
+
+    arch = {k: v for k, v in ARCH.items() if k not in ("instance_feat", "nef", "n_downsample_E")}
+    run = make_run(tmp_path / "plain", arch=arch)
+    with pytest.raises(UsageError, match="does not use features"):
+        open_run(str(run), str(work["clusters"]), 0)
+    ws = Workspace(Model(open_run(str(run), "", 0), 128), tmp_path / "out", Dataset(work["data"]))
+    doc = ws.open_sample(0)
+    with pytest.raises(EditError, match="no feature styles"):
+        doc.apply({"op": "style", "object": 26000, "cluster": 0})
+    doc.apply({"op": "delete", "object": 26001})
+    assert all(o["style"] is None for o in ws.state(doc)["objects"])
+    saved = ws.save(doc)
+    assert "styles.json" not in saved["files"] and "--styles" not in saved["commands"][1]
+    out = Path(saved["folder"])
+    man = out / "edited-test.h5"
+    args = ["--dataroot", str(out), "--phase", "test", "--load_size", "0", "--jobs", "1"]
+    assert run_verb(prepare.main, [*args, "--out", str(man)]) == 0
+    assert run_verb(render.main, ["--run", str(run), str(man), "--out", str(out / "r")]) == 0
+    png = f"{NAMES[0]}_synthesized.png"
+    assert (out / "r" / png).read_bytes() == (out / "synthesized" / png).read_bytes()
