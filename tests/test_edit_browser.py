@@ -196,6 +196,7 @@ def test_browser_paint_restyle_save_and_batch_rerender(server, work, tmp_path) -
             page.wait_for_function("document.body.dataset.saved === '2'", timeout=60_000)
             assert "reproduce with" in page.inner_text("#saved")
             page.screenshot(path=str(tmp_path / "edit-page.png"))
+            other_controls(page, at, tmp_path)
             assert not errors, errors
         finally:
             ctx.close()
@@ -244,6 +245,48 @@ def test_browser_paint_restyle_save_and_batch_rerender(server, work, tmp_path) -
         "--styles", out / "styles.json", "--out", out / "render",
     )  # fmt: skip
     assert (Path(rendered) / saved_png.name).read_bytes() == saved_png.read_bytes()
+
+
+def other_controls(page, at, tmp_path: Path) -> None:
+    """After the save: undo/redo (button and key), fill, class change, delete, full size, upload."""
+
+    def version(v: int) -> None:
+        page.wait_for_selector(f"#synth[data-version='{v}']", timeout=60_000)
+
+    page.click("#undo")
+    version(3)
+    assert page.evaluate("ui.doc.objects.find((o) => o.id === 26000).style.user") is None
+    page.keyboard.press("Control+y")
+    version(4)
+    assert page.evaluate("ui.doc.objects.find((o) => o.id === 26000).style.user[0]") == "cluster"
+    page.check("input[name=tool][value=fill]")
+    page.click("#classes button[data-cls='21']")  # vegetation over the sky
+    page.mouse.click(*at(10, 10))
+    version(5)
+    assert page.evaluate("ui.label[10 * ui.W + 10]") == 21
+    page.check("input[name=tool][value=select]")
+    page.mouse.click(*at(113, 70))  # the person
+    page.select_option("#object-class", "25")  # becomes a rider: a new object id 25000
+    version(6)
+    assert page.evaluate("ui.inst[70 * ui.W + 113]") == 25000
+    page.mouse.click(*at(113, 70))
+    page.click("#delete")
+    version(7)
+    assert page.evaluate("ui.label[70 * ui.W + 113]") != 25
+    page.click("#full")
+    page.wait_for_selector("#synth[data-kind='full']", timeout=60_000)
+    assert page.evaluate("[$('synth').naturalWidth, $('synth').naturalHeight]") == [256, 128]
+    label = np.full((64, 128), 7, np.uint8)
+    label[40:50, 20:60] = CAR
+    Image.fromarray(label).save(tmp_path / "mine.png")
+    inst = label.astype(np.uint16)
+    inst[label == CAR] = CAR * 1000
+    Image.fromarray(inst).save(tmp_path / "mine_inst.png")
+    page.set_input_files("#upload-label", str(tmp_path / "mine.png"))
+    page.set_input_files("#upload-inst", str(tmp_path / "mine_inst.png"))
+    page.click("#upload button[type=submit]")
+    page.wait_for_function("ui.doc && ui.doc.name === 'mine' && $('synth').dataset.version === '0'")
+    assert page.evaluate("ui.doc.objects.map((o) => o.id)") == [7, 26000]
 
 
 def _json_error(result: tuple[int, bytes, str], status: int, match: str) -> None:

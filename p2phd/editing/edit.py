@@ -19,11 +19,12 @@ from pathlib import Path
 
 from p2phd.core import runtime
 from p2phd.core.cli import UsageError, check_writable, emit, log, log_dry_run, parse_options
+from p2phd.data.dataset import Dataset
+from p2phd.editing.model import Model, RunInfo, make_generator, open_run
 from p2phd.editing.options import LOCALHOST, EditOptions
 
 
-def _open_data(path: str, info) -> object:
-    from p2phd.data.dataset import Dataset
+def _open_data(path: str, info: RunInfo) -> Dataset:
     from p2phd.rendering.plan import check_compatible
 
     ds = Dataset(path)
@@ -37,8 +38,6 @@ def _open_data(path: str, info) -> object:
 
 def main(argv: list[str] | None = None) -> int:
     o = parse_options(EditOptions, argv, "edit", (__doc__ or "").split("\n")[0])
-    from p2phd.editing.model import open_run
-
     info = open_run(o.run, o.clusters, o.seed)
     out = check_writable(Path(o.out) if o.out else info.run_dir / "edits", "--out", folder=True)
     ds = _open_data(o.data, info) if o.data else None
@@ -56,13 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     return serve(o, info, out, ds)
 
 
-def serve(o: EditOptions, info, out: Path, ds) -> int:
+def serve(o: EditOptions, info: RunInfo, out: Path, ds: Dataset | None) -> int:
     """Load the model, start the server on a thread, print the URL, wait for SIGINT/SIGTERM."""
     import logging
 
     from werkzeug.serving import make_server
 
-    from p2phd.editing.model import Model, make_generator
     from p2phd.editing.server import create_app
     from p2phd.editing.workspace import Workspace
 
