@@ -1,7 +1,7 @@
 """bin/edit for real: the server as a user starts it, driven by Debian's chromium (Playwright).
 
-The browser opens the page, paints a stroke of sidewalk over the road, picks a car and gives it
-another cluster centre, and saves. The saved image must differ from the unedited one where the
+The browser opens the page, paints a stroke of sidewalk over the road, draws a new car, picks
+another car and gives it another cluster centre, and saves. The saved image must differ from the unedited one where the
 edit was and nowhere further than G's receptive field from it (the tiny run's G is a plain conv
 stack: batch norm in inference, see edit_util), and bin/prepare + bin/render --styles on the
 saved files must write the same PNG, byte for byte. The same server then gets what a hostile or
@@ -181,6 +181,15 @@ def test_browser_paint_restyle_save_and_batch_rerender(server, work, tmp_path) -
                 page.mouse.move(*at(x, 115))
             page.mouse.up()
             page.wait_for_selector("#synth[data-version='1']", timeout=60_000)
+            # a new car on the road: car is an object class, so the stroke is a new object
+            page.click(f"#classes button[data-cls='{CAR}']")
+            assert page.is_checked("#new-object")
+            page.mouse.move(*at(100, 116))
+            page.mouse.down()
+            page.mouse.move(*at(116, 116))
+            page.mouse.up()
+            page.wait_for_selector("#synth[data-version='2']", timeout=60_000)
+            assert page.evaluate("ui.inst[116 * ui.W + 108]") == CAR * 1000 + 2  # cars 0, 1 exist
             # select the left car and give it another cluster centre (a swatch rendered by G)
             page.check("input[name=tool][value=select]")
             page.mouse.click(*at(40, 95))
@@ -190,10 +199,10 @@ def test_browser_paint_restyle_save_and_batch_rerender(server, work, tmp_path) -
             k = (seeded + 1) % 3
             page.wait_for_selector(f"#swatches button[data-cluster='{k}'] img")
             page.click(f"#swatches button[data-cluster='{k}']")
-            page.wait_for_selector("#synth[data-version='2']", timeout=60_000)
+            page.wait_for_selector("#synth[data-version='3']", timeout=60_000)
             assert page.locator(f"#swatches button.on[data-cluster='{k}']").count() == 1
             page.click("#save")
-            page.wait_for_function("document.body.dataset.saved === '2'", timeout=60_000)
+            page.wait_for_function("document.body.dataset.saved === '3'", timeout=60_000)
             assert "reproduce with" in page.inner_text("#saved")
             page.screenshot(path=str(tmp_path / "edit-page.png"))
             other_controls(page, at, tmp_path)
@@ -208,21 +217,22 @@ def test_browser_paint_restyle_save_and_batch_rerender(server, work, tmp_path) -
         np.int32
     )
     label0, inst0 = scene(0)
-    stroke = label1 != label0
-    assert stroke.sum() > 400 and (label1[stroke] == SIDEWALK).all()
+    painted = label1 != label0
+    stroke, new_car = painted & (label1 == SIDEWALK), painted & (label1 == CAR)
+    assert stroke.sum() > 400 and new_car.sum() > 100 and not (painted & ~stroke & ~new_car).any()
+    assert (inst1[new_car] == CAR * 1000 + 2).all()
     car = inst0 == 26000
-    assert json.loads((out / "styles.json").read_text())["samples"][name]["26000"] == {
-        "class": CAR,
-        "cluster": k,
-    }
+    saved_styles = json.loads((out / "styles.json").read_text())["samples"][name]
+    assert saved_styles["26000"] == {"class": CAR, "cluster": k}
+    assert saved_styles["26002"] == {"class": CAR, "seed": 0}  # the new car: the session's draw
 
-    # where the synthesized image changed: inside the stroke and the car, never beyond G's reach
+    # where the synthesized image changed: inside the stroke and the cars, never beyond G's reach
     saved_png = out / f"synthesized/{name}_synthesized.png"
     before = np.asarray(Image.open(io.BytesIO(before_png)))
     after = np.asarray(Image.open(saved_png))
     diff = (before != after).any(-1)
     reach = near(changed_input(label0, inst0, label1, inst1) | car, receptive_radius(ARCH))
-    assert diff[stroke].mean() > 0.5 and diff[car].mean() > 0.5
+    assert diff[stroke].mean() > 0.5 and diff[new_car].mean() > 0.5 and diff[car].mean() > 0.5
     assert (~reach).mean() > 0.4  # "far" is most of the picture: the check below means something
     assert not diff[~reach].any(), f"{diff[~reach].sum()} pixels changed far from the edits"
 
@@ -254,24 +264,24 @@ def other_controls(page, at, tmp_path: Path) -> None:
         page.wait_for_selector(f"#synth[data-version='{v}']", timeout=60_000)
 
     page.click("#undo")
-    version(3)
+    version(4)
     assert page.evaluate("ui.doc.objects.find((o) => o.id === 26000).style.user") is None
     page.keyboard.press("Control+y")
-    version(4)
+    version(5)
     assert page.evaluate("ui.doc.objects.find((o) => o.id === 26000).style.user[0]") == "cluster"
     page.check("input[name=tool][value=fill]")
     page.click("#classes button[data-cls='21']")  # vegetation over the sky
     page.mouse.click(*at(10, 10))
-    version(5)
+    version(6)
     assert page.evaluate("ui.label[10 * ui.W + 10]") == 21
     page.check("input[name=tool][value=select]")
     page.mouse.click(*at(113, 70))  # the person
     page.select_option("#object-class", "25")  # becomes a rider: a new object id 25000
-    version(6)
+    version(7)
     assert page.evaluate("ui.inst[70 * ui.W + 113]") == 25000
     page.mouse.click(*at(113, 70))
     page.click("#delete")
-    version(7)
+    version(8)
     assert page.evaluate("ui.label[70 * ui.W + 113]") != 25
     page.click("#full")
     page.wait_for_selector("#synth[data-kind='full']", timeout=60_000)
