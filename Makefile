@@ -231,7 +231,7 @@ bench-render: | $(STAMP) ## render's images/s on the 15 sample test maps, ngf 64
 bench-export: | $(STAMP) ## bin/export time, size and RSS for the full 512p and 1024p generators; render from MindIR vs checkpoint (~5 min)
 	$(PY) bench/bench_export.py
 .PHONY: bench-export
-bench-edit: | $(STAMP) ## bin/edit: edit -> preview latency (first, steady) with a 512p G (ngf 64, random) at --preview_size 512; full size on demand (~3 min)
+bench-edit: | $(STAMP) ## bin/edit: edit -> preview latency (first, steady) with a 512p G (ngf 64, random), --preview_size 512 and 256; full size on demand (~5 min)
 	$(PY) bench/bench_edit.py
 .PHONY: bench-edit
 bench-evaluate: | $(STAMP) ## FID Inception features/s at 299x299 (batch 1 and 8) on random weights (~2 min)

@@ -3,10 +3,10 @@
 A feature run with the full 512p architecture (global G, ngf 64, 4 downsamplings, 9 residual
 blocks, instance norm, 35 labels + edge + 3 feature channels; random weights) and hand-made
 clusters; one label map of the Cityscapes sample's test split prepared at 1024x512 (the 512p
-size; a generated street scene when the sample is absent). ``bin/edit`` runs as a user starts it
-(``--preview_size 512``: previews at G input 512x256, then 256: 256x128) and is driven over
-HTTP like the page does: each edit is a POST of a brush stroke followed by the GET of the
-preview PNG, timed from the POST to the last byte of the PNG. Reported per preview size:
+size; a generated street scene when the sample is absent). ``bin/edit`` runs as a user starts
+it (``--preview_size 512``: previews at G input 512x256, then the default 256: 256x128) and is
+driven over HTTP like the page does: each edit is a POST of a brush stroke followed by the GET
+of the preview PNG, timed from the POST to the last byte of the PNG. Reported per size:
 
 - open: opening the map and its first preview (includes compiling the preview graph);
 - first edit and the steady state (median, min, max of --edits edits) at preview size, with the

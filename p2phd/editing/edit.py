@@ -1,7 +1,7 @@
 """bin/edit: edit label maps in the browser and see the run's generator re-render them.
 
 ``bin/edit RUN [--clusters FILE] [--data MANIFEST] [--out DIR] [--port 8765] [--host 127.0.0.1]
-[--preview_size 512]``
+[--preview_size 256]``
 
 Starts a local web server (Flask on Werkzeug's threaded server) and prints its URL on stdout;
 Ctrl-C (SIGINT) or SIGTERM stops it, exit 0. The page picks a label map of ``--data`` or takes

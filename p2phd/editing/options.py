@@ -25,9 +25,10 @@ class EditOptions(RuntimeOptions):
     )
     port: int = opt(8765, "TCP port; 0 = any free port (the URL printed says which)")
     preview_size: int = opt(
-        512,
+        256,
         "width in pixels of G's input for the preview after each edit (rounded down to the "
-        "generator's stride); the full size is rendered on demand and on save",
+        "generator's stride; raise it on a GPU/Ascend); the full size is rendered on demand "
+        "and on save",
     )
     max_upload_bytes: int = opt(16 * 2**20, "largest request body in bytes (uploads: 413 above)")
     max_upload_pixels: int = opt(
