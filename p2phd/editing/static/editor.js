@@ -121,10 +121,13 @@ async function preview(kind = "preview") {
 
 async function edit(op) {
   ui.editStart = performance.now();
-  await guarded(async () => {
+  try {
     await showDoc(await call("POST", docPath("/edits"), op));
     setStatus(`${op.op} done`);
-  });
+  } catch (e) {
+    setStatus(e.message, true);
+    if (ui.label) drawLabel();  // drop the refused stroke drawn ahead on the canvas
+  }
 }
 
 // ---- drawing the label map ----------------------------------------------------------------
@@ -290,7 +293,9 @@ async function save() {
 }
 
 function keys(ev) {
-  if (ev.target.tagName === "INPUT" && ev.target.type !== "range" && ev.target.type !== "radio") return;
+  const typing = ev.target.tagName === "SELECT" ||
+    (ev.target.tagName === "INPUT" && !["range", "radio", "checkbox"].includes(ev.target.type));
+  if (typing) return;
   const k = ev.key.toLowerCase();
   if ((ev.ctrlKey || ev.metaKey) && k === "z") edit({ op: ev.shiftKey ? "redo" : "undo" });
   else if ((ev.ctrlKey || ev.metaKey) && k === "y") edit({ op: "redo" });
