@@ -319,6 +319,16 @@ def test_api_load_edit_render_save_and_batch_rerender(app, client, work) -> None
         == 0
     )
     assert (out / "r" / png.name).read_bytes() == png.read_bytes()
+    # the styles file is recorded: hash in the settings and the manifest, choices per row
+    from p2phd.core.manifest import sha256_file
+    from p2phd.rendering.page import read_manifest
+
+    digest = sha256_file(out / "styles.json")
+    assert json.loads((out / "r" / "render-settings.json").read_text())["styles_sha256"] == digest
+    m = read_manifest(out / "r" / "render.h5")
+    assert m["attrs"]["styles_sha256"] == digest
+    assert m["attrs"]["styles"] == str((out / "styles.json").resolve())
+    assert [26000, CAR, k] in json.loads(m["rows"][0]["style"][0])
 
 
 def _png_header(w: int, h: int, mode_bits=(8, 0)) -> bytes:
