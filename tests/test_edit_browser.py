@@ -364,6 +364,15 @@ def test_another_host_warns_and_sigterm_stops(work, tmp_path) -> None:
         stop_server(proc, signal.SIGTERM, log)
 
 
+def test_a_second_server_on_the_same_out_is_refused(server, work) -> None:
+    cmd = [sys.executable, str(BIN / "edit"), str(work["run"]), "--clusters", str(work["clusters"])]
+    res = subprocess.run(
+        [*cmd, "--out", str(work["out"])], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 2 and res.stdout == "", res.stderr
+    assert "is being written by another process" in res.stderr
+
+
 @pytest.mark.parametrize(
     "args, match",
     [

@@ -17,7 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
-from p2phd.core import runtime
+from p2phd.core import lock, runtime
 from p2phd.core.cli import UsageError, check_writable, emit, log, log_dry_run, parse_options
 from p2phd.data.dataset import Dataset
 from p2phd.editing.model import Model, RunInfo, make_generator, open_run
@@ -51,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
             o, f"would serve {info.run_dir} ({info.mode}) on {o.host}:{o.port}, saving into {out}"
         )
         return 0
-    runtime.setup(o.device_target, o.pynative, o.seed, o.verbose, data_parallel=False)
-    return serve(o, info, out, ds)
+    # One server per --out: two would both rewrite styles.json (p2phd.core.lock, exit 2).
+    with lock.hold(out, "bin/edit --out"):
+        runtime.setup(o.device_target, o.pynative, o.seed, o.verbose, data_parallel=False)
+        return serve(o, info, out, ds)
 
 
 def serve(o: EditOptions, info: RunInfo, out: Path, ds: Dataset | None) -> int:
