@@ -4,6 +4,8 @@ from p2phd.core.cli import UsageError
 from p2phd.core.options import RuntimeOptions, flat_options, opt, positional
 
 LOCALHOST = "127.0.0.1"
+MAX_UPLOAD_BYTES = 16 * 2**20  # request bodies (a Cityscapes label + instance PNG: < 1 MB)
+MAX_UPLOAD_PIXELS = 8_388_608  # uploaded maps: 4 Cityscapes frames' worth of pixels
 
 
 @flat_options
@@ -30,9 +32,12 @@ class EditOptions(RuntimeOptions):
         "generator's stride; raise it on a GPU/Ascend); the full size is rendered on demand "
         "and on save",
     )
-    max_upload_bytes: int = opt(16 * 2**20, "largest request body in bytes (uploads: 413 above)")
+    max_upload_bytes: int = opt(
+        MAX_UPLOAD_BYTES, "largest request body in bytes (uploads: 413 above)"
+    )
     max_upload_pixels: int = opt(
-        8_388_608, "largest uploaded map in pixels, width x height (decompression-bomb guard)"
+        MAX_UPLOAD_PIXELS,
+        "largest uploaded map in pixels, width x height (decompression-bomb guard)",
     )
 
     def validate(self) -> None:

@@ -27,6 +27,7 @@ from flask import Flask, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException, NotFound
 
 from p2phd.editing.document import Document, EditError
+from p2phd.editing.options import MAX_UPLOAD_BYTES
 from p2phd.editing.workspace import TooLarge, Workspace
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -56,7 +57,7 @@ def _png(data: bytes, version: int, ms: float = 0.0) -> Response:
     return r
 
 
-def create_app(ws: Workspace, max_body: int = 16 * 2**20) -> Flask:
+def create_app(ws: Workspace, max_body: int = MAX_UPLOAD_BYTES) -> Flask:
     """The Flask app serving ``ws``; bodies over ``max_body`` bytes get a 413."""
     app = Flask("p2phd.editing", static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = max_body

@@ -22,6 +22,7 @@ from p2phd.data.sources import INST_MODES, LABEL_MODES
 from p2phd.editing import saving
 from p2phd.editing.document import CITYSCAPES_THINGS, Document, EditError
 from p2phd.editing.model import Model
+from p2phd.editing.options import MAX_UPLOAD_PIXELS
 
 MAX_DOCUMENTS = 8  # open documents kept; the least recently used one is dropped beyond
 
@@ -69,7 +70,7 @@ class Workspace:
         model: Model,
         out: Path,
         dataset: Any = None,
-        max_pixels: int = 8_388_608,
+        max_pixels: int = MAX_UPLOAD_PIXELS,
     ) -> None:
         self.model = model
         self.out = out
