@@ -157,9 +157,10 @@ def main() -> None:
         print(f"  --preview_size {p} (G input {p}x{p // 2}):")
         print(f"    open + first preview (compiles the preview graph): {r['open']:7.0f} ms")
         print(f"    first edit -> preview: {r['edit'][0]:7.0f} ms (G {r['g'][0]:.0f} ms)")
+        med, g_med = statistics.median(steady), statistics.median(g)
         print(
-            f"    steady edit -> preview, {len(steady)} edits: median {statistics.median(steady):.0f}"
-            f" ms (min {min(steady):.0f}, max {max(steady):.0f}); G median {statistics.median(g):.0f} ms"
+            f"    steady edit -> preview, {len(steady)} edits: median {med:.0f} ms "
+            f"(min {min(steady):.0f}, max {max(steady):.0f}); G median {g_med:.0f} ms"
         )
         if "full" in r:
             print(

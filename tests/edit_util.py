@@ -33,7 +33,8 @@ CLUSTERS = {ROAD: 2, CAR: 3}  # classes with cluster centres and how many
 
 
 def scene(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(label uint8, instance ids int32) of a street: sky, buildings, trees, sidewalk, road, cars."""
+    """(label uint8, instance ids int32) of a street: sky, buildings, trees, sidewalk, road,
+    two cars, a person."""
     rng = np.random.default_rng(seed)
     label = np.full((H, W), ROAD, np.uint8)
     label[:30] = SKY

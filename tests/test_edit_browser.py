@@ -1,9 +1,9 @@
 """bin/edit for real: the server as a user starts it, driven by Debian's chromium (Playwright).
 
 The browser opens the page, paints a stroke of sidewalk over the road, draws a new car, picks
-another car and gives it another cluster centre, and saves. The saved image must differ from the unedited one where the
-edit was and nowhere further than G's receptive field from it (the tiny run's G is a plain conv
-stack: batch norm in inference, see edit_util), and bin/prepare + bin/render --styles on the
+another car and gives it another cluster centre, and saves. The saved image must differ from
+the unedited one where the edit was and nowhere further than G's receptive field from it (the
+tiny run's G is a plain conv stack: batch norm in inference, see edit_util), and bin/prepare + bin/render --styles on the
 saved files must write the same PNG, byte for byte. The same server then gets what a hostile or
 clumsy client sends (a decompression bomb, bad JSON, unknown and path-like ids, an oversized
 body, concurrent renders) and must answer each with a one-line 4xx and keep serving; SIGINT

@@ -330,7 +330,7 @@ class Document:
     # -- what the page shows ------------------------------------------------------------------
 
     def objects(self, s: State) -> list[dict[str, Any]]:
-        """Per instance id: class (majority label), pixel count and bounding box [x0, y0, x1, y1]."""
+        """Per instance id: class (majority label), pixel count, bounding box [x0, y0, x1, y1]."""
         ids, classes, index = segment_classes(s.inst, s.label)
         counts = np.bincount(index.ravel(), minlength=len(ids))
         boxes = ndimage.find_objects(index + 1)  # one (rows, cols) slice pair per segment

@@ -14,7 +14,8 @@ lists every object of a class with clusters: the centre the user chose, else ``{
 with the session's seed, so the file alone decides the styles. Then::
 
     bin/prepare --dataroot OUT --phase test --load_size 0 --out OUT/edited-test.h5
-    bin/render --run RUN OUT/edited-test.h5 [--clusters FILE --styles OUT/styles.json] --out OUT/render
+    bin/render --run RUN OUT/edited-test.h5 [--clusters FILE --styles OUT/styles.json] \
+        --out OUT/render
 
 writes ``OUT/render/<name>_synthesized.png`` equal, byte for byte, to the saved one.
 """

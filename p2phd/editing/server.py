@@ -2,14 +2,15 @@
 
 | method, path | what |
 | --- | --- |
-| GET / | the editor page (``static/index.html``; ``/static/*`` its script and style) |
-| GET /api/info | run, classes (id, name, colour, thing, clusters), the split's sample names, limits |
-| POST /api/documents | ``{"sample": ROW}``: open a sample of ``--data`` -> document state (201) |
-| POST /api/uploads | multipart ``label`` (PNG), optional ``inst`` (PNG), ``name`` -> state (201) |
-| GET /api/documents/ID | the state: size, version, can_undo/can_redo, objects with class, box, style |
+| GET / | the editor page (``static/index.html``; ``/static/*``: its script, style) |
+| GET /api/info | run, classes (id, name, colour, thing, clusters), sample names, limits |
+| POST /api/documents | ``{"sample": ROW}``: open a sample of ``--data`` -> state (201) |
+| POST /api/uploads | multipart ``label`` PNG, optional ``inst`` PNG, ``name`` -> state (201) |
+| GET /api/documents/ID | state: size, version, can_undo/redo, objects (class, box, style) |
 | GET /api/documents/ID/maps | label (H*W uint8) then instance ids (H*W int32, little-endian) |
 | POST /api/documents/ID/edits | one edit operation (``document.py``) -> state |
-| GET /api/documents/ID/preview.png, /full.png | the current state rendered (``X-Version``, ``X-Render-Ms``) |
+| GET /api/documents/ID/preview.png | the state rendered (``X-Version``, ``X-Render-Ms``); |
+| GET /api/documents/ID/full.png | ... at full size, as bin/render would |
 | POST /api/documents/ID/save | write the files (``saving.py``) -> files and batch commands |
 | GET /api/swatches/C/K.png | class C's cluster centre K rendered by G |
 
@@ -84,7 +85,8 @@ def create_app(ws: Workspace, max_body: int = MAX_UPLOAD_BYTES) -> Flask:
     @app.errorhandler(Exception)
     def failure(exc: Exception):
         print(
-            f"edit: {request.method} {request.path} failed: {type(exc).__name__}: {_one_line(str(exc))}",
+            f"edit: {request.method} {request.path} failed: "
+            f"{type(exc).__name__}: {_one_line(str(exc))}",
             file=sys.stderr,
         )
         return _error(f"internal error: {type(exc).__name__}: {exc}", 500)
