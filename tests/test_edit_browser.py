@@ -3,11 +3,12 @@
 The browser opens the page, paints a stroke of sidewalk over the road, draws a new car, picks
 another car and gives it another cluster centre, and saves. The saved image must differ from
 the unedited one where the edit was and nowhere further than G's receptive field from it (the
-tiny run's G is a plain conv stack: batch norm in inference, see edit_util), and bin/prepare + bin/render --styles on the
-saved files must write the same PNG, byte for byte. The same server then gets what a hostile or
-clumsy client sends (a decompression bomb, bad JSON, unknown and path-like ids, an oversized
-body, concurrent renders) and must answer each with a one-line 4xx and keep serving; SIGINT
-stops it with exit 0. A screenshot of the page stays in the test's temporary folder.
+tiny run's G is a plain conv stack: batch norm in inference, see edit_util), and bin/prepare +
+bin/render --styles on the saved files must write the same PNG, byte for byte. The same server
+then gets what a hostile or clumsy client sends (a decompression bomb, bad JSON, unknown and
+path-like ids, an oversized body, concurrent renders) and must answer each with a one-line 4xx
+and keep serving; SIGINT stops it with exit 0. A screenshot of the page stays in the test's
+temporary folder (edit-page.png).
 """
 
 import io
