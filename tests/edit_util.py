@@ -10,6 +10,8 @@ other through the per-image statistics, and "far from the edit" would have no me
 
 import dataclasses
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +143,21 @@ def near(mask: np.ndarray, radius: int) -> np.ndarray:
     from scipy import ndimage
 
     return ndimage.binary_dilation(mask, np.ones((2 * radius + 1, 2 * radius + 1), bool))
+
+
+def png_header(w: int, h: int) -> bytes:
+    """An 8-bit grey PNG that claims w x h pixels but carries no data (a decompression bomb's
+    header: what a guard must refuse before decoding)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )

@@ -5,8 +5,6 @@ checks. A tiny random feature run at 256x128 (tests/edit_util.py)."""
 import io
 import json
 import re
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from edit_util import (
     SIDEWALK,
     make_clusters,
     make_run,
+    png_header,
     scene,
     write_split,
 )
@@ -331,23 +330,6 @@ def test_api_load_edit_render_save_and_batch_rerender(app, client, work) -> None
     assert [26000, CAR, k] in json.loads(m["rows"][0]["style"][0])
 
 
-def _png_header(w: int, h: int, mode_bits=(8, 0)) -> bytes:
-    """A PNG that claims w x h pixels but carries almost no data (a decompression-bomb header)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", w, h, mode_bits[0], mode_bits[1], 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b""))
-        + chunk(b"IEND", b"")
-    )
-
-
 def _upload(client, label: bytes, inst: bytes | None = None, name: str = "up_load"):
     data = {"label": (io.BytesIO(label), "x.png"), "name": name}
     if inst is not None:
@@ -390,9 +372,9 @@ def test_bad_requests_get_one_line_4xx(client) -> None:
     )
     # uploads: a decompression bomb, a non-PNG, out-of-range labels, a mismatched instance map,
     # a path as name; the server answers normally afterwards
-    _error(_upload(client, _png_header(30_000, 30_000)), 413, "over .*limit")
+    _error(_upload(client, png_header(30_000, 30_000)), 413, "over .*limit")
     _error(
-        _upload(client, _png_header(600, 600)),
+        _upload(client, png_header(600, 600)),
         413,
         "600x600 = 360,000 pixels is over the limit of 65,536",
     )

@@ -35,6 +35,7 @@ from edit_util import (
     make_clusters,
     make_run,
     near,
+    png_header,
     receptive_radius,
     scene,
     write_split,
@@ -320,10 +321,8 @@ def _multipart(fields: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
 
 
 def test_real_server_refuses_bad_requests_and_serialises_renders(server) -> None:
-    from test_edit_api import _png_header
-
     api = f"{server}api"
-    body, ctype = _multipart({"label": ("bomb.png", _png_header(40_000, 40_000))})
+    body, ctype = _multipart({"label": ("bomb.png", png_header(40_000, 40_000))})
     _json_error(fetch(f"{api}/uploads", body, ctype), 413, "limit")
     body, ctype = _multipart({"label": ("big.png", b"\x89PNG" + b"\0" * MAX_BODY)})
     _json_error(fetch(f"{api}/uploads", body, ctype), 413, "Too Large")
