@@ -71,7 +71,7 @@ N_CLUSTERS ?= 10
 # images upscaled to 1024 wide) on the toy data: stop at once. `make demo` keeps its own data and
 # settings (its sub-make runs at MAKELEVEL 1).
 NEEDS_DATA := prepare train-512p train-1024p train-512p-feat train-1024p-feat precompute cluster \
-	render-test render-val render-train
+	render-test render-val render-train edit
 ifeq ($(origin DATA)$(MAKELEVEL),file0)
 ifneq ($(filter $(NEEDS_DATA),$(MAKECMDGOALS)),)
 $(error $(firstword $(filter $(NEEDS_DATA),$(MAKECMDGOALS))) needs a dataset: make $(firstword $(filter $(NEEDS_DATA),$(MAKECMDGOALS))) DATA=/path/to/cityscapes (a Cityscapes tree or pix2pixHD folders); or `make demo` for every mode on generated toy data)
@@ -164,6 +164,13 @@ $(call page,$(1),$(2)): $(call run_done,$(1)) $(call man,$(2),$(SIZE_$(1))) $(if
 endef
 $(foreach mode,$(MODES),$(foreach split,train test val,$(eval $(call render_rule,$(mode),$(split)))))
 
+# ---- bin/edit: the MODE run in the browser on DATA's test label maps (a server: prints its URL)
+EDIT_EXTRA ?=#                     extra bin/edit options (e.g. --port 0 --preview_size 256 --out DIR)
+edit: $(call run_done,$(MODE)) $(call man,test,$(SIZE_$(MODE))) $(if $(findstring feat,$(MODE)),$(CLUSTERS)) ## edit DATA's test label maps in the browser with the MODE run (prints the URL; Ctrl-C stops)
+	$(BIN)/edit $(call run_dir,$(MODE)) --data $(call man,test,$(SIZE_$(MODE))) \
+		$(if $(findstring feat,$(MODE)),--clusters $(CLUSTERS)) --device_target $(DEVICE) $(EDIT_EXTRA)
+.PHONY: edit
+
 # ---- deployment: the MODE run's generator (+ condition encoding) as a MindIR, sidecar beside it
 export: $(call run_done,$(MODE)) ## export the MODE run as a MindIR at its training size (<run>/<run>-HxW.mindir + .json)
 	$(BIN)/export --run $(call run_dir,$(MODE)) --device_target $(DEVICE) $(EXPORT_EXTRA)
@@ -225,6 +232,9 @@ bench-render: | $(STAMP) ## render's images/s on the 15 sample test maps, ngf 64
 bench-export: | $(STAMP) ## bin/export time, size and RSS for the full 512p and 1024p generators; render from MindIR vs checkpoint (~5 min)
 	$(PY) bench/bench_export.py
 .PHONY: bench-export
+bench-edit: | $(STAMP) ## bin/edit: edit -> preview latency (first, steady) with a 512p G (ngf 64, random), --preview_size 512 and 256; full size on demand (~5 min)
+	$(PY) bench/bench_edit.py
+.PHONY: bench-edit
 bench-evaluate: | $(STAMP) ## FID Inception features/s at 299x299 (batch 1 and 8) on random weights (~2 min)
 	$(PY) bench/bench_evaluate.py
 .PHONY: bench-evaluate

@@ -12,3 +12,4 @@ def _command(verb: str):
 
 prepare, train, precompute, cluster = map(_command, ("prepare", "train", "precompute", "cluster"))
 render, import_, export, evaluate = map(_command, ("render", "import", "export", "evaluate"))
+edit = _command("edit")

@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "p2phd"
-STAGES = ("data", "training", "features", "rendering", "interop", "deploy", "metrics")
+STAGES = ("data", "training", "features", "rendering", "interop", "deploy", "metrics", "editing")
 
 
 def module_name(f: Path) -> str:

@@ -8,7 +8,9 @@ Here the choice is reproducible and controllable:
 - each instance's centre comes from a seed derived from (``--seed``, sample name, instance id,
   variant) through SHA-256, so it depends neither on Python's per-process ``hash()`` nor on
   the order the samples are rendered in, nor on the other instances of the image;
-- a user may fix the centre per class (``--style car=3,person=1``, class names or numeric ids);
+- a user may fix the centre per class (``--style car=3,person=1``, class names or numeric ids),
+  or per object (``--styles FILE``, what ``bin/edit`` saves: per sample, per instance id, a
+  centre of its class or a seed of its own), which wins over the class choice;
 - pixels of classes without clusters get zeros (as NVIDIA's UI model does).
 
 The class of an instance is the majority label value of its pixels (for Cityscapes this is the
@@ -31,6 +33,10 @@ from p2phd.core import manifest
 from p2phd.core.cli import UsageError
 
 KIND = "clusters"
+STYLES_SCHEMA = "p2phd.styles/1"
+# Per object: ("cluster", k) = centre k of its class; ("seed", s) = the seeded draw with s in
+# place of --seed (so an object can be re-rolled without touching the others).
+ObjectStyle = tuple[str, int]
 
 # Cityscapes labelIds 0..33 (cityscapesScripts' labels.py). pix2pixHD's label_nc 35 leaves id 34
 # unnamed: the only other Cityscapes label, "license plate", has id -1 and never appears in the
@@ -125,7 +131,7 @@ class Style:
     instance: int
     label: int
     center: int
-    chosen_by: str  # "seed", "user" or "none"
+    chosen_by: str  # "seed", "user" (--style), "object" (--styles: centre or seed) or "none"
 
 
 class Clusters(manifest.ManifestReader):
@@ -229,25 +235,31 @@ def choose_styles(
     sample_name: str,
     choices: dict[int, int] | None = None,
     variant: int = 0,
+    objects: dict[int, ObjectStyle] | None = None,
 ) -> tuple[list[Style], np.ndarray]:
     """One Style per object of a label map, and the dense object index (HxW) they refer to.
 
     Objects are the instances of ``inst``, or the label regions when ``inst`` is None (label_feat
-    runs and runs without instance maps).
+    runs and runs without instance maps). ``objects`` (segment id -> ObjectStyle) overrides the
+    class choice and the seed for single objects.
     """
-    choices = choices or {}
+    choices, objects = choices or {}, objects or {}
     segments = label if inst is None else inst
     ids, classes, index = segment_classes(segments, label)
     styles = []
     for i, c in zip(ids.tolist(), classes.tolist(), strict=True):
         k = clusters.k(c)
+        how, value = objects.get(i, ("", 0))
         if k == 0:
             styles.append(Style(i, c, -1, "none"))
-        elif c in choices:
+        elif how == "cluster":  # checked against the clusters beforehand (check_object_styles)
+            styles.append(Style(i, c, int(value), "object"))
+        elif c in choices and how != "seed":
             styles.append(Style(i, c, int(choices[c]), "user"))
         else:
-            rng = np.random.default_rng(derived_seed(seed, sample_name, i, variant))
-            styles.append(Style(i, c, int(rng.integers(k)), "seed"))
+            own = int(value) if how == "seed" else seed
+            rng = np.random.default_rng(derived_seed(own, sample_name, i, variant))
+            styles.append(Style(i, c, int(rng.integers(k)), "object" if how else "seed"))
     return styles, index
 
 
@@ -285,3 +297,94 @@ def describe(clusters: Clusters) -> dict[str, Any]:
         "sha256": clusters.sha256(),
         "classes": {class_name(c): clusters.k(c) for c in clusters.classes},
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# per-object styles file (render --styles; bin/edit saves it)
+
+
+def _style_error(path: str | os.PathLike, what: str) -> UsageError:
+    return UsageError(f"--styles {path}: {what}")
+
+
+def _object_style(path: str | os.PathLike, where: str, entry: Any) -> tuple[ObjectStyle, int]:
+    """One entry ``{"cluster": k}`` or ``{"seed": s}`` (+ optional ``"class"``) -> (style, class
+    or -1)."""
+    if not isinstance(entry, dict):
+        raise _style_error(path, f'{where}: expected an object like {{"cluster": 2}}')
+    keys = set(entry) - {"class"}
+    if len(keys) != 1 or not keys <= {"cluster", "seed"}:
+        raise _style_error(path, f"{where}: give exactly one of 'cluster' and 'seed'")
+    how = keys.pop()
+    values = [(how, entry[how])] + ([("class", entry["class"])] if "class" in entry else [])
+    for key, v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v >= 2**63:
+            raise _style_error(path, f"{where}: {key!r} must be a non-negative integer, got {v!r}")
+    return (how, int(entry[how])), int(entry.get("class", -1))
+
+
+def read_styles_file(path: str | os.PathLike) -> dict[str, dict[int, tuple[ObjectStyle, int]]]:
+    """``p2phd.styles/1`` JSON -> {sample name: {instance id: ((how, value), class or -1)}}.
+
+    Layout: ``{"schema": "p2phd.styles/1", "samples": {NAME: {INSTANCE_ID: {"cluster": K} or
+    {"seed": S}, optionally with "class": C}}}``; other top-level keys are notes (bin/edit writes
+    the run, clusters and commands there). Raises UsageError naming the file.
+    """
+    from p2phd.core.cli import read_json
+
+    try:
+        doc = read_json(path, STYLES_SCHEMA, "styles file")
+    except OSError as exc:
+        raise _style_error(path, f"cannot read ({exc.strerror or exc})") from None
+    except ValueError:  # not UTF-8 text
+        raise _style_error(path, "not a JSON file") from None
+    except UsageError as exc:
+        raise UsageError(f"--styles {exc}") from None
+    samples = doc.get("samples")
+    if not isinstance(samples, dict):
+        raise _style_error(path, "no 'samples' object (sample name -> instance id -> style)")
+    out: dict[str, dict[int, tuple[ObjectStyle, int]]] = {}
+    for name, objects in samples.items():
+        if not isinstance(objects, dict):
+            raise _style_error(path, f"sample {name!r}: expected instance id -> style")
+        out[name] = {}
+        for key, entry in objects.items():
+            if not re.fullmatch(r"\d{1,10}", str(key)):
+                raise _style_error(path, f"sample {name!r}: {key!r} is not an instance id")
+            out[name][int(key)] = _object_style(path, f"sample {name!r} object {key}", entry)
+    return out
+
+
+def check_object_styles(
+    path: str | os.PathLike,
+    read: dict[str, dict[int, tuple[ObjectStyle, int]]],
+    segments_of: Any,
+    clusters: Clusters,
+) -> dict[str, dict[int, ObjectStyle]]:
+    """Check a read styles file against the samples and clusters; returns name -> id -> style.
+
+    ``segments_of(name)`` gives (label HxW, segments HxW) of a sample, or None when the split has
+    no such sample. Every object must exist, be of the class given, and a cluster index must be
+    one of its class's centres.
+    """
+    checked: dict[str, dict[int, ObjectStyle]] = {}
+    for name, objects in read.items():
+        got = segments_of(name)
+        if got is None:
+            raise _style_error(path, f"sample {name!r} is not in the dataset manifest")
+        ids, classes, _ = segment_classes(got[1], got[0])
+        class_of = dict(zip(ids.tolist(), classes.tolist(), strict=True))
+        for i, ((how, value), cls) in objects.items():
+            where = f"sample {name!r} object {i}"
+            if i not in class_of:
+                raise _style_error(path, f"{where}: no such instance id in the sample")
+            c = class_of[i]
+            if cls >= 0 and cls != c:
+                raise _style_error(path, f"{where}: is {class_name(c)} ({c}), not class {cls}")
+            if how == "cluster" and not 0 <= value < clusters.k(c):
+                have = f"0..{clusters.k(c) - 1}" if clusters.k(c) else "none"
+                raise _style_error(
+                    path, f"{where}: {class_name(c)} ({c}) has clusters {have}, got {value}"
+                )
+        checked[name] = {i: style for i, (style, _) in objects.items()}
+    return checked

@@ -91,9 +91,7 @@ class Preparer:
             inst = s.inst if p.arch.instance_feat else None
             feats, styles_ = [], []
             for k in range(p.variants):
-                chosen, index = styles.choose_styles(
-                    s.label, inst, p.clusters, p.o.seed, s.name, p.choices, k
-                )
+                chosen, index = p.choose_styles(s.label, inst, s.name, k)
                 self._feat = styles.paint(chosen, index, p.clusters)
                 item = self.pre(s, row)
                 feats.append(item.feat)

@@ -37,6 +37,12 @@ class RenderOptions(RuntimeOptions):
         "id or Cityscapes name (car=3,person=1); the flag may repeat",
         metavar="CLASS=K",
     )
+    styles: str = opt(
+        "",
+        "per-object styles (bin/edit saves one): a p2phd.styles/1 JSON giving, per sample "
+        "name and instance id, a cluster index of the object's class or a seed; wins over --style",
+        metavar="FILE",
+    )
     variants: int = opt(
         1,
         "styles per label map (feature runs with --clusters): draw k uses "

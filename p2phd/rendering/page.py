@@ -5,7 +5,8 @@ one row per sample of the render, in dataset order. Root attributes besides the 
 ``p2phd.core.manifest``: ``run``, ``checkpoint`` and ``checkpoint_sha256`` (the G.ckpt used), its
 ``epoch``/``step``, ``clusters`` and ``clusters_sha256`` ('' without), ``dataset`` and
 ``dataset_sha256``, ``split``, ``mode`` (labels | clusters | encoded), ``seed``, ``style`` (the
-user's class -> centre choices, JSON), ``variants``, ``original_size``, ``shard`` ('' or "I/N"),
+user's class -> centre choices, JSON), ``styles`` and ``styles_sha256`` (the --styles file of
+per-object choices, '' without), ``variants``, ``original_size``, ``shard`` ('' or "I/N"),
 ``num_samples`` (rows here), ``split_samples`` (samples in the split), ``complete``.
 Datasets (N rows, K variants):
 

@@ -39,6 +39,16 @@ class Plan:
     shard: tuple[int, int] | None
     settings: dict[str, Any] = field(default_factory=dict)
     deployed: dict[str, Any] | None = None  # --mindir: the export's sidecar (checkpoint = the file)
+    objects: dict[str, dict[int, tuple[str, int]]] = field(default_factory=dict)  # --styles
+
+    def choose_styles(self, label: Any, inst: Any, name: str, variant: int) -> tuple[list, Any]:
+        """styles.choose_styles with this render's seed, --style and --styles choices."""
+        from p2phd.features import styles
+
+        objects = self.objects.get(name, {})
+        return styles.choose_styles(
+            label, inst, self.clusters, self.o.seed, name, self.choices, variant, objects
+        )
 
     @property
     def variants(self) -> int:
@@ -88,6 +98,7 @@ def resolve_mode(
             for f, on in (
                 ("--clusters", o.clusters),
                 ("--style", o.style),
+                ("--styles", o.styles),
                 ("--variants", o.variants > 1),
                 ("--use_encoded_image", o.use_encoded_image),
             )
@@ -100,10 +111,10 @@ def resolve_mode(
             )
         return "labels", None, {}
     if o.use_encoded_image:
-        if o.clusters or o.style or o.variants > 1:
+        if o.clusters or o.style or o.styles or o.variants > 1:
             raise UsageError(
                 "--use_encoded_image encodes the real photo: do not combine it with "
-                "--clusters, --style or --variants"
+                "--clusters, --style(s) or --variants"
             )
         if run_options.get("load_features"):
             raise UsageError(
@@ -128,6 +139,24 @@ def resolve_mode(
     return "clusters", clusters, choices
 
 
+def resolve_styles(o: RenderOptions, p: "Plan") -> dict[str, dict[int, tuple[str, int]]]:
+    """--styles FILE read and checked against the manifest's samples and the clusters."""
+    if not o.styles:
+        return {}
+    from p2phd.features import styles
+
+    read = styles.read_styles_file(o.styles)
+    rows = {name: i for i, name in enumerate(p.ds.names)}
+
+    def segments_of(name: str) -> tuple[Any, Any] | None:
+        if name not in rows:
+            return None
+        s = p.ds.sample(rows[name])
+        return s.label, (s.inst if p.arch.instance_feat else s.label)
+
+    return styles.check_object_styles(o.styles, read, segments_of, p.clusters)
+
+
 def make_settings(p: Plan) -> dict[str, Any]:
     """What decides the pixels (compared on reruns) plus, under 'paths', where it came from."""
     s: dict[str, Any] = {
@@ -146,11 +175,14 @@ def make_settings(p: Plan) -> dict[str, Any]:
             seed=p.o.seed,
             style={str(c): k for c, k in sorted(p.choices.items())},
         )
+        if p.o.styles:  # only then, so the settings of earlier renders compare equal
+            s["styles_sha256"] = manifest.sha256_file(p.o.styles)
     s["paths"] = {
         "run": str(p.run_dir.resolve()),
         "checkpoint": str(p.checkpoint.resolve()),
         "dataset": str(p.ds.path.resolve()),
         "clusters": str(p.clusters.path.resolve()) if p.clusters else "",
+        **({"styles": str(Path(p.o.styles).resolve())} if p.o.styles else {}),
     }
     return s
 
@@ -229,6 +261,7 @@ def make_plan(o: RenderOptions, manifest_path: str) -> Plan:
         shard,
         deployed=side,
     )
+    plan.objects = resolve_styles(o, plan)
     plan.settings = make_settings(plan)
     return plan
 
@@ -244,10 +277,7 @@ def sample_styles(p: Plan, row: int) -> list[str]:
     s = p.ds.sample(row)
     inst = s.inst if p.arch.instance_feat else None
     return [
-        styles.styles_json(
-            styles.choose_styles(s.label, inst, p.clusters, p.o.seed, s.name, p.choices, k)[0]
-        )
-        for k in range(p.variants)
+        styles.styles_json(p.choose_styles(s.label, inst, s.name, k)[0]) for k in range(p.variants)
     ]
 
 

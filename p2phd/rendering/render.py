@@ -21,8 +21,9 @@
 - ``--shard I/N`` renders rows I, I+N, ... and writes ``render-shard-I-of-N.h5``; a later run
   without --shard (or with --merge, which never renders) writes the complete page and manifest.
 - Feature runs: ``--clusters`` fills each object with a cluster centre of its class (seeded by
-  --seed, the sample and the instance; ``--style car=3`` fixes a class; ``--variants K`` renders
-  K draws), or ``--use_encoded_image`` encodes the real photo with the run's encoder.
+  --seed, the sample and the instance; ``--style car=3`` fixes a class; ``--styles FILE`` fixes
+  single objects, as bin/edit saves them; ``--variants K`` renders K draws), or
+  ``--use_encoded_image`` encodes the real photo with the run's encoder.
 - PNG encoding and writing run on ``--write_threads`` threads while G computes the next batch.
 - ``--mindir FILE`` instead of ``--run``: render with a model written by bin/export (its sidecar
   gives the run's options; see p2phd.deploy). Same files, page and manifest; default output
@@ -34,6 +35,7 @@
 
 import sys
 import time
+from pathlib import Path
 
 from p2phd.core import lock, manifest, runtime
 from p2phd.core.cli import (
@@ -77,6 +79,8 @@ def finish(p: Plan, style_cache: dict[int, list[str]], argv: list[str] | None) -
         "mode": p.mode,
         "seed": p.o.seed,
         "style": {str(c): k for c, k in p.choices.items()},
+        "styles": str(Path(p.o.styles).resolve()) if p.o.styles else "",
+        "styles_sha256": p.settings.get("styles_sha256", ""),
         "variants": p.variants,
         "original_size": p.o.original_size,
         "shard": p.o.shard,
@@ -89,6 +93,8 @@ def finish(p: Plan, style_cache: dict[int, list[str]], argv: list[str] | None) -
     ]
     if p.clusters:
         inputs.append(manifest.input_record(p.clusters.path, p.clusters.sha256()))
+    if p.o.styles:
+        inputs.append(manifest.input_record(p.o.styles, p.settings["styles_sha256"]))
     opts = options_dict(p.o)
     if p.shard:
         write_manifest(p.out / rf.shard_manifest_name(*p.shard), records, attrs, opts, inputs, argv)

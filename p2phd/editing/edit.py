@@ -1,0 +1,106 @@
+"""bin/edit: edit label maps in the browser and see the run's generator re-render them.
+
+``bin/edit RUN [--clusters FILE] [--data MANIFEST] [--out DIR] [--port 8765] [--host 127.0.0.1]
+[--preview_size 256]``
+
+Starts a local web server (Flask on Werkzeug's threaded server) and prints its URL on stdout;
+Ctrl-C (SIGINT) or SIGTERM stops it, exit 0. The page picks a label map of ``--data`` or takes
+an uploaded one, paints, fills, changes, deletes, moves and adds objects, chooses each object's
+style among its class's cluster centres (feature runs), and saves the maps, the synthesized PNG
+and the styles so that ``bin/prepare`` + ``bin/render --styles`` reproduce the PNG
+(p2phd.editing.saving). Listening on anything but 127.0.0.1 prints a warning: whoever reaches
+the port can read the run's renders and write into ``--out``.
+"""
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from p2phd.core import lock, runtime
+from p2phd.core.cli import UsageError, check_writable, emit, log, log_dry_run, parse_options
+from p2phd.data.dataset import Dataset
+from p2phd.editing.model import Model, RunInfo, make_generator, open_run
+from p2phd.editing.options import LOCALHOST, EditOptions
+
+
+def _open_data(path: str, info: RunInfo) -> Dataset:
+    from p2phd.rendering.plan import check_compatible
+
+    ds = Dataset(path)
+    try:
+        check_compatible(info.arch, ds, info.run_dir)
+    except UsageError:
+        ds.close()
+        raise
+    return ds
+
+
+def main(argv: list[str] | None = None) -> int:
+    o = parse_options(EditOptions, argv, "edit", (__doc__ or "").split("\n")[0])
+    info = open_run(o.run, o.clusters, o.seed)
+    out = check_writable(Path(o.out) if o.out else info.run_dir / "edits", "--out", folder=True)
+    ds = _open_data(o.data, info) if o.data else None
+    if o.host != LOCALHOST:
+        log(
+            f"edit: warning: listening on {o.host}, not {LOCALHOST}: anyone who can reach this "
+            f"port can render with {info.run_dir} and write into {out}"
+        )
+    if o.dry_run:
+        log_dry_run(
+            o, f"would serve {info.run_dir} ({info.mode}) on {o.host}:{o.port}, saving into {out}"
+        )
+        return 0
+    # One server per --out: two would both rewrite styles.json (p2phd.core.lock, exit 2).
+    with lock.hold(out, "bin/edit --out"):
+        runtime.setup(o.device_target, o.pynative, o.seed, o.verbose, data_parallel=False)
+        return serve(o, info, out, ds)
+
+
+def serve(o: EditOptions, info: RunInfo, out: Path, ds: Dataset | None) -> int:
+    """Load the model, start the server on a thread, print the URL, wait for SIGINT/SIGTERM."""
+    import logging
+
+    from werkzeug.serving import make_server
+
+    from p2phd.editing.server import create_app
+    from p2phd.editing.workspace import Workspace
+
+    # The weights are loaded before the URL is printed, so a broken checkpoint is an error here.
+    model = Model(info, o.preview_size, make_generator(info))
+    ws = Workspace(model, out, ds, o.max_upload_pixels)
+    app = create_app(ws, o.max_upload_bytes)
+    if not o.verbose:  # Werkzeug logs every request on stderr; keep errors only
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    try:
+        server = make_server(o.host, o.port, app, threaded=True)
+    except OSError as exc:
+        raise UsageError(
+            f"--host {o.host} --port {o.port}: cannot listen ({exc.strerror})"
+        ) from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    thread = threading.Thread(target=server.serve_forever, name="edit-server", daemon=True)
+    thread.start()
+    host = f"[{o.host}]" if ":" in o.host else o.host
+    url = f"http://{host}:{server.server_port}/"
+    emit(url)
+    log(f"edit: {info.run_dir} ({info.mode}) at {url}; saves go to {out}; Ctrl-C stops")
+    try:
+        while not stop.wait(0.5) and thread.is_alive():
+            pass
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        if ds is not None:
+            ds.close()
+    log("edit: stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    from p2phd.core.cli import run_verb
+
+    sys.exit(run_verb(main))

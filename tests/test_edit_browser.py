@@ -1,0 +1,394 @@
+"""bin/edit for real: the server as a user starts it, driven by Debian's chromium (Playwright).
+
+The browser opens the page, paints a stroke of sidewalk over the road, draws a new car, picks
+another car and gives it another cluster centre, and saves. The saved image must differ from
+the unedited one where the edit was and nowhere further than G's receptive field from it (the
+tiny run's G is a plain conv stack: batch norm in inference, see edit_util), and bin/prepare +
+bin/render --styles on the saved files must write the same PNG, byte for byte. The same server
+then gets what a hostile or clumsy client sends (a decompression bomb, bad JSON, unknown and
+path-like ids, an oversized body, concurrent renders) and must answer each with a one-line 4xx
+and keep serving; SIGINT stops it with exit 0. A screenshot of the page stays in the test's
+temporary folder (edit-page.png).
+"""
+
+import io
+import json
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO
+from edit_util import (
+    ARCH,
+    CAR,
+    NAMES,
+    SIDEWALK,
+    changed_input,
+    make_clusters,
+    make_run,
+    near,
+    png_header,
+    receptive_radius,
+    scene,
+    write_split,
+)
+from PIL import Image
+
+BIN = REPO / "bin"
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags chromium tries to reach Google's services, and on a
+# closed network those attempts are refused and slow the start down.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+MAX_BODY = 1_000_000
+
+
+def _bin(verb: str, *args) -> str:
+    res = subprocess.run(
+        [sys.executable, str(BIN / verb), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout.strip()
+
+
+def start_server(*args, log: Path) -> tuple[subprocess.Popen, str]:
+    """bin/edit ARGS --port 0 as a user runs it; returns the process and the URL it printed."""
+    proc = subprocess.Popen(
+        [sys.executable, str(BIN / "edit"), *map(str, args), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+    )
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    if not sel.select(timeout=120):
+        proc.kill()
+        pytest.fail(f"bin/edit printed no URL in 120 s: {log.read_text()[-2000:]}")
+    url = proc.stdout.readline().strip()
+    assert url.startswith("http://"), (url, log.read_text()[-2000:])
+    return proc, url
+
+
+def stop_server(proc: subprocess.Popen, sig: int, log: Path) -> None:
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == 0, log.read_text()[-2000:]
+    assert proc.stdout.read() == ""  # the URL was the only line on stdout
+    assert log.read_text().rstrip().endswith("edit: stopped")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> dict[str, Path]:
+    w = tmp_path_factory.mktemp("edit-browser")
+    write_split(w / "data")
+    data = _bin(
+        "prepare",
+        "--dataroot",
+        w / "data",
+        "--phase",
+        "test",
+        "--load_size",
+        "0",
+        "--jobs",
+        "1",
+        "--out",
+        w / "test.h5",
+    )
+    return {
+        "root": w,
+        "data": Path(data),
+        "run": make_run(w / "run"),
+        "clusters": make_clusters(w / "clusters.h5"),
+        "out": w / "saved",
+    }
+
+
+@pytest.fixture(scope="module")
+def server(work):
+    log = work["root"] / "edit.log"
+    proc, url = start_server(
+        work["run"],
+        "--clusters", work["clusters"],
+        "--data", work["data"],
+        "--out", work["out"],
+        "--preview_size", "128",
+        "--max_upload_bytes", MAX_BODY,
+        log=log,
+    )  # fmt: skip
+    yield url
+    stop_server(proc, signal.SIGINT, log)
+
+
+def fetch(
+    url: str, data: bytes | None = None, ctype: str = "application/json"
+) -> tuple[int, bytes, str]:
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": ctype} if data else {})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, r.read(), r.headers.get_content_type()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), e.headers.get_content_type()
+
+
+def test_browser_paint_restyle_save_and_batch_rerender(server, work, tmp_path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        ctx = pw.chromium.launch_persistent_context(
+            tempfile.mkdtemp(dir=tmp_path, prefix="chromium-profile-"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1300, "height": 720},
+        )
+        try:
+            page = ctx.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server)
+            # the page opens the split's first map and shows its preview (version 0)
+            page.wait_for_selector("#synth[data-version='0']", timeout=60_000)
+            doc_id = page.evaluate("ui.doc.id")
+            _, before_png, _ = fetch(f"{server}api/documents/{doc_id}/full.png")
+
+            def at(x: float, y: float) -> tuple[float, float]:
+                """Page coordinates of map pixel (x, y), measured now (the layout may move)."""
+                box = page.locator("#label").bounding_box()
+                scale = box["width"] / 256
+                return box["x"] + (x + 0.5) * scale, box["y"] + (y + 0.5) * scale
+
+            # a stroke of sidewalk across the road (brush, radius 6)
+            page.click(f"#classes button[data-cls='{SIDEWALK}']")
+            page.mouse.move(*at(200, 115))
+            page.mouse.down()
+            for x in range(200, 241, 4):
+                page.mouse.move(*at(x, 115))
+            page.mouse.up()
+            page.wait_for_selector("#synth[data-version='1']", timeout=60_000)
+            # a new car on the road: car is an object class, so the stroke is a new object
+            page.click(f"#classes button[data-cls='{CAR}']")
+            assert page.is_checked("#new-object")
+            page.mouse.move(*at(100, 116))
+            page.mouse.down()
+            page.mouse.move(*at(116, 116))
+            page.mouse.up()
+            page.wait_for_selector("#synth[data-version='2']", timeout=60_000)
+            assert page.evaluate("ui.inst[116 * ui.W + 108]") == CAR * 1000 + 2  # cars 0, 1 exist
+            # select the left car and give it another cluster centre (a swatch rendered by G)
+            page.check("input[name=tool][value=select]")
+            page.mouse.click(*at(40, 95))
+            page.wait_for_selector("#object:not([hidden])")
+            assert "object 26000: car" in page.inner_text("#object-title")
+            seeded = page.evaluate("ui.doc.objects.find((o) => o.id === 26000).style.center")
+            k = (seeded + 1) % 3
+            page.wait_for_selector(f"#swatches button[data-cluster='{k}'] img")
+            page.click(f"#swatches button[data-cluster='{k}']")
+            page.wait_for_selector("#synth[data-version='3']", timeout=60_000)
+            assert page.locator(f"#swatches button.on[data-cluster='{k}']").count() == 1
+            page.click("#save")
+            page.wait_for_function("document.body.dataset.saved === '3'", timeout=60_000)
+            assert "reproduce with" in page.inner_text("#saved")
+            page.screenshot(path=str(tmp_path / "edit-page.png"))
+            other_controls(page, at, tmp_path)
+            assert not errors, errors
+        finally:
+            ctx.close()
+    assert (tmp_path / "edit-page.png").stat().st_size > 10_000
+
+    out, name = work["out"], NAMES[0]
+    label1 = np.asarray(Image.open(out / f"test_label/{name}_gtFine_labelIds.png"))
+    inst1 = np.asarray(Image.open(out / f"test_inst/{name}_gtFine_instanceIds.png")).astype(
+        np.int32
+    )
+    label0, inst0 = scene(0)
+    painted = label1 != label0
+    stroke, new_car = painted & (label1 == SIDEWALK), painted & (label1 == CAR)
+    assert stroke.sum() > 400 and new_car.sum() > 100 and not (painted & ~stroke & ~new_car).any()
+    assert (inst1[new_car] == CAR * 1000 + 2).all()
+    car = inst0 == 26000
+    saved_styles = json.loads((out / "styles.json").read_text())["samples"][name]
+    assert saved_styles["26000"] == {"class": CAR, "cluster": k}
+    assert saved_styles["26002"] == {"class": CAR, "seed": 0}  # the new car: the session's draw
+
+    # where the synthesized image changed: inside the stroke and the cars, never beyond G's reach
+    saved_png = out / f"synthesized/{name}_synthesized.png"
+    before = np.asarray(Image.open(io.BytesIO(before_png)))
+    after = np.asarray(Image.open(saved_png))
+    diff = (before != after).any(-1)
+    reach = near(changed_input(label0, inst0, label1, inst1) | car, receptive_radius(ARCH))
+    assert diff[stroke].mean() > 0.5 and diff[new_car].mean() > 0.5 and diff[car].mean() > 0.5
+    assert (~reach).mean() > 0.4  # "far" is most of the picture: the check below means something
+    assert not diff[~reach].any(), f"{diff[~reach].sum()} pixels changed far from the edits"
+
+    # the saved files through the batch verbs: the same PNG, byte for byte
+    man = _bin(
+        "prepare",
+        "--dataroot",
+        out,
+        "--phase",
+        "test",
+        "--load_size",
+        "0",
+        "--jobs",
+        "1",
+        "--out",
+        out / "edited-test.h5",
+    )
+    rendered = _bin(
+        "render", "--run", work["run"], man, "--clusters", work["clusters"],
+        "--styles", out / "styles.json", "--out", out / "render",
+    )  # fmt: skip
+    assert (Path(rendered) / saved_png.name).read_bytes() == saved_png.read_bytes()
+
+
+def other_controls(page, at, tmp_path: Path) -> None:
+    """After the save: undo/redo (button and key), fill, class change, delete, full size, upload."""
+
+    def version(v: int) -> None:
+        page.wait_for_selector(f"#synth[data-version='{v}']", timeout=60_000)
+
+    page.click("#undo")
+    version(4)
+    assert page.evaluate("ui.doc.objects.find((o) => o.id === 26000).style.user") is None
+    page.keyboard.press("Control+y")
+    version(5)
+    assert page.evaluate("ui.doc.objects.find((o) => o.id === 26000).style.user[0]") == "cluster"
+    page.check("input[name=tool][value=fill]")
+    page.click("#classes button[data-cls='21']")  # vegetation over the sky
+    page.mouse.click(*at(10, 10))
+    version(6)
+    assert page.evaluate("ui.label[10 * ui.W + 10]") == 21
+    page.check("input[name=tool][value=select]")
+    page.mouse.click(*at(113, 70))  # the person
+    page.select_option("#object-class", "25")  # becomes a rider: a new object id 25000
+    version(7)
+    assert page.evaluate("ui.inst[70 * ui.W + 113]") == 25000
+    page.mouse.click(*at(113, 70))
+    page.click("#delete")
+    version(8)
+    assert page.evaluate("ui.label[70 * ui.W + 113]") != 25
+    page.click("#full")
+    page.wait_for_selector("#synth[data-kind='full']", timeout=60_000)
+    assert page.evaluate("[$('synth').naturalWidth, $('synth').naturalHeight]") == [256, 128]
+    label = np.full((64, 128), 7, np.uint8)
+    label[40:50, 20:60] = CAR
+    Image.fromarray(label).save(tmp_path / "mine.png")
+    inst = label.astype(np.uint16)
+    inst[label == CAR] = CAR * 1000
+    Image.fromarray(inst).save(tmp_path / "mine_inst.png")
+    page.set_input_files("#upload-label", str(tmp_path / "mine.png"))
+    page.set_input_files("#upload-inst", str(tmp_path / "mine_inst.png"))
+    page.click("#upload button[type=submit]")
+    page.wait_for_function("ui.doc && ui.doc.name === 'mine' && $('synth').dataset.version === '0'")
+    assert page.evaluate("ui.doc.objects.map((o) => o.id)") == [7, 26000]
+
+
+def _json_error(result: tuple[int, bytes, str], status: int, match: str) -> None:
+    code, body, ctype = result
+    assert code == status and ctype == "application/json", (code, body[:300])
+    msg = json.loads(body)["error"]
+    assert match in msg and "\n" not in msg and "Traceback" not in msg, msg
+
+
+def _multipart(fields: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
+    b = "p2phdboundary"
+    parts = [
+        f'--{b}\r\nContent-Disposition: form-data; name="{k}"; filename="{fn}"\r\n'
+        f"Content-Type: image/png\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+        for k, (fn, data) in fields.items()
+    ]
+    return b"".join(parts) + f"--{b}--\r\n".encode(), f"multipart/form-data; boundary={b}"
+
+
+def test_real_server_refuses_bad_requests_and_serialises_renders(server) -> None:
+    api = f"{server}api"
+    body, ctype = _multipart({"label": ("bomb.png", png_header(40_000, 40_000))})
+    _json_error(fetch(f"{api}/uploads", body, ctype), 413, "limit")
+    body, ctype = _multipart({"label": ("big.png", b"\x89PNG" + b"\0" * MAX_BODY)})
+    _json_error(fetch(f"{api}/uploads", body, ctype), 413, "Too Large")
+    _json_error(fetch(f"{api}/documents", b"{nope"), 400, "must be JSON")
+    _json_error(fetch(f"{api}/documents", b'{"sample": 7}'), 400, "row number 0..1")
+    _json_error(fetch(f"{api}/documents/0123456789abcdef/maps"), 404, "no document")
+    _json_error(fetch(f"{api}/documents/..%2F..%2Frun%2FG.ckpt/maps"), 404, "Not Found")
+    _json_error(fetch(f"{server}static/..%2F..%2Fcore%2Fruns.py"), 404, "Not Found")
+    assert fetch(f"{api}/info")[0] == 200  # still serving
+
+    # six documents rendered at full size at once: every answer is the one render
+    ids = [json.loads(fetch(f"{api}/documents", b'{"sample": 1}')[1])["id"] for _ in range(6)]
+    results: dict[str, tuple[int, bytes, str]] = {}
+
+    def render(doc_id: str) -> None:
+        results[doc_id] = fetch(f"{api}/documents/{doc_id}/full.png")
+
+    threads = [threading.Thread(target=render, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert len(results) == 6 and all(r[0] == 200 and r[2] == "image/png" for r in results.values())
+    assert len({r[1] for r in results.values()}) == 1
+
+
+def test_another_host_warns_and_sigterm_stops(work, tmp_path) -> None:
+    log = tmp_path / "edit.log"
+    # 127.0.0.2 is loopback too: the warning is about the flag, the test stays on this machine
+    proc, url = start_server(
+        work["run"], "--clusters", work["clusters"], "--host", "127.0.0.2", log=log
+    )
+    try:
+        assert url.startswith("http://127.0.0.2:")
+        assert "warning: listening on 127.0.0.2" in log.read_text()
+        code, body, _ = fetch(f"{url}api/info")
+        assert code == 200 and json.loads(body)["samples"] == []  # no --data: uploads only
+    finally:
+        stop_server(proc, signal.SIGTERM, log)
+
+
+def test_a_second_server_on_the_same_out_is_refused(server, work) -> None:
+    cmd = [sys.executable, str(BIN / "edit"), str(work["run"]), "--clusters", str(work["clusters"])]
+    res = subprocess.run(
+        [*cmd, "--out", str(work["out"])], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 2 and res.stdout == "", res.stderr
+    assert "is being written by another process" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["/nonexistent/run"], "not a p2phd run folder"),
+        (["RUN"], "uses instance features: pass --clusters"),
+        (["RUN", "--clusters", "/nonexistent.h5"], "/nonexistent.h5"),
+        (["RUN", "--clusters", "CLUSTERS", "--port", "70000"], "--port must be 0..65535"),
+    ],
+)
+def test_bad_command_lines_exit_2(work, args, match) -> None:
+    args = [
+        str(work["run"]) if a == "RUN" else str(work["clusters"]) if a == "CLUSTERS" else a
+        for a in args
+    ]
+    res = subprocess.run(
+        [sys.executable, str(BIN / "edit"), *args], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 2 and res.stdout == "" and match in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
