@@ -278,8 +278,12 @@ def _run(o: EvaluateOptions, p: Pairs, argv: list[str] | None) -> int:
     if o.seg:  # first: a wrong --seg file or labels fail before the Inception runs
         from p2phd.metrics import segmentation
 
+        # real photos straight from the manifest: one resize, to the segmentation size
         seg = segmentation.run(
-            o, p, lambda i: read_png(p.fake_files[i], p.sizes[i]), lambda i: real_image(p, i)
+            o,
+            p,
+            lambda i: read_png(p.fake_files[i], p.sizes[i]),
+            lambda i: p.real.sample(p.real_rows[i]).photo,
         )
     fid_part = _fid(o, p) if o.wants_fid() else None
     record = _record(o, p, fid_part, seg, argv, time.perf_counter() - t0)

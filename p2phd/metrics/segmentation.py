@@ -161,7 +161,8 @@ def predict_all(
 
 
 def run(o: Any, p: Any, read_fake: Callable, real_image: Callable) -> dict[str, Any]:
-    """The ``segmentation`` section of metrics.json (the network is loaded here)."""
+    """The ``segmentation`` section of metrics.json (the network is loaded here).
+    ``read_fake(i)``: synthesized PNG i; ``real_image(i)``: its real photo as stored."""
     from p2phd.core import manifest
     from p2phd.metrics.drn import Predict
 
