@@ -129,6 +129,9 @@ def test_refuses_other_networks(runtime_cpu, tmp_path):
     bad = dict(state, **{"fc.weight": np.zeros((1000, 8, 1, 1), np.float32)})
     with pytest.raises(drn.WeightsError, match="unexpected key 'fc.weight'"):
         drn.check_state_dict(net, bad)
+    # fyu/drn's training checkpoints (DataParallel): every key under "module."
+    wrapped = drn.build_drn({f"module.{k}": v for k, v in state.items()})
+    assert wrapped.arch == net.arch
     missing = {k: v for k, v in state.items() if k != "base.4.0.bn1.running_var"}
     with pytest.raises(drn.WeightsError, match="missing key 'base.4.0.bn1.running_var'"):
         drn.check_state_dict(net, missing)

@@ -332,7 +332,11 @@ def check_state_dict(net: DRNSeg, state: dict[str, np.ndarray]) -> dict[str, np.
 
 
 def build_drn(state: dict[str, np.ndarray]) -> DRNSeg:
-    """The DRNSeg these weights belong to, loaded (WeightsError when they fit none)."""
+    """The DRNSeg these weights belong to, loaded (WeightsError when they fit none). A state
+    dict saved through nn.DataParallel (fyu/drn's training checkpoints: every key starts with
+    ``module.``) is read without that prefix, as the released files are."""
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
     arch = infer_arch({k: tuple(v.shape) for k, v in state.items()})
     net = DRNSeg(arch)
     arrays = check_state_dict(net, state)

@@ -42,6 +42,11 @@ DEFAULT_SIZE = "256x512"
 IMAGE_RESIZE = "PIL BICUBIC to --seg_size"
 LABEL_RESIZE = "PIL NEAREST to --seg_size (the dataset manifest's label map)"
 STRIDE = 8
+SIZE_NOTE = (
+    "256x512 (H x W) is the size SPADE-era Cityscapes tables (SPADE, OASIS, CLADE: DRN-D-105) "
+    "segment at: SPADE's Cityscapes resolution, renders scored at their own size, label maps "
+    "NEAREST-downsampled"
+)
 
 
 def parse_size(spec: str) -> tuple[int, int] | None:
@@ -220,6 +225,7 @@ def run(o: Any, p: Any, read_fake: Callable, real_image: Callable) -> dict[str, 
             "classes": arch.classes,
         },  # fmt: skip
         "size": list(size) if size else "native",
+        "size_note": SIZE_NOTE,
         "image_resize": IMAGE_RESIZE if size else "none (each PNG at its own size)",
         "label_resize": LABEL_RESIZE if size else "PIL NEAREST to the PNG's size",
         "input": "RGB / 255, normalised with fyu/drn's Cityscapes info.json mean/std",
