@@ -83,13 +83,17 @@ def load_drn(path: str | Path) -> Any:
         raise UsageError(f"{path}: not a fyu/drn DRNSeg state dict: {exc}") from None
 
 
-def label_map(real: Any, seg_map: str, classes: int, arch_name: str) -> LabelMap:
-    """The label id -> class table for this dataset manifest (UsageError when there is none)."""
+def check_labels(real: Any) -> None:
     if real.label_nc == 0:
         raise UsageError(
             f"{real.path}: the render's inputs are images (label_nc 0), not label maps: "
             "the segmentation score compares predictions with label maps"
         )
+
+
+def label_map(real: Any, seg_map: str, classes: int, arch_name: str) -> LabelMap:
+    """The label id -> class table for this dataset manifest (UsageError when there is none)."""
+    check_labels(real)
     if seg_map:
         return read_seg_map(seg_map, classes)
     if real.label_nc != CITYSCAPES_LABEL_NC or classes != 19:
@@ -172,10 +176,11 @@ def run(o: Any, p: Any, read_fake: Callable, real_image: Callable) -> dict[str, 
     from p2phd.metrics.drn import Predict
 
     size = parse_size(o.seg_size)
+    check_labels(p.real)  # the checks that need no network first
+    check_sizes(p, size)
     net = load_drn(o.seg)
     arch = net.arch
     labels = label_map(p.real, o.seg_map, arch.classes, arch.name)
-    check_sizes(p, size)
     predict = Predict(net)
     sizes = [size or tuple(s) for s in p.sizes]
 
