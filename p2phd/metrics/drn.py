@@ -338,6 +338,8 @@ def build_drn(state: dict[str, np.ndarray]) -> DRNSeg:
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     arch = infer_arch({k: tuple(v.shape) for k, v in state.items()})
+    if min(arch.channels) < 1 or arch.classes < 1:
+        raise WeightsError(f"empty layers in the inferred {arch}")
     net = DRNSeg(arch)
     arrays = check_state_dict(net, state)
     for name, p in net.parameters_and_names():
