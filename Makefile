@@ -237,7 +237,7 @@ bench-render: | $(STAMP) ## render's images/s on the 15 sample test maps, ngf 64
 bench-export: | $(STAMP) ## bin/export time, size and RSS for the full 512p and 1024p generators; render from MindIR vs checkpoint (~5 min)
 	$(PY) bench/bench_export.py
 .PHONY: bench-export
-bench-evaluate: | $(STAMP) ## FID Inception features/s at 299x299, and DRN-D-105 segmentation images/s + peak RSS at 256x512 and 512x1024, random weights (~10 min)
+bench-evaluate: | $(STAMP) ## FID Inception features/s at 299x299, and DRN-D-105 segmentation images/s + peak RSS at 256x512 (batch 1, 4) and 512x1024, random weights (~5 min quiet)
 	$(PY) bench/bench_evaluate.py
 .PHONY: bench-evaluate
 NVIDIA ?=#                        NVIDIA/pix2pixHD checkout (bench-vs-nvidia)
