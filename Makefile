@@ -60,6 +60,8 @@ RENDER_EXTRA ?=#                   extra bin/render options (e.g. --style car=3 
 EXPORT_EXTRA ?=#                   extra bin/export options (e.g. --uint8 --batch_size 4 --size 512x1024)
 INCEPTION ?= pt_inception-2015-12-05-6726825d.pth#  pytorch-fid's FID Inception weights (bin/evaluate)
 EVAL_EXTRA ?=#                     extra bin/evaluate options (e.g. --kid, --real MANIFEST)
+SEG ?=#                            fyu/drn's drn-d-105_ms_cityscapes.pth: evaluate-* also give mIoU and pixel accuracy
+SEG_SIZE ?= 256x512#               H x W the segmentation score resizes to (the papers' 512x256)
 NITER_512 ?= 100
 DECAY_512 ?= 100
 NITER_1024 ?= 50
@@ -175,18 +177,29 @@ edit: $(call run_done,$(MODE)) $(call man,test,$(SIZE_$(MODE))) $(if $(findstrin
 export: $(call run_done,$(MODE)) ## export the MODE run as a MindIR at its training size (<run>/<run>-HxW.mindir + .json)
 	$(BIN)/export --run $(call run_dir,$(MODE)) --device_target $(DEVICE) $(EXPORT_EXTRA)
 .PHONY: export
-# ---- evaluate: FID (and KID) of a render against the split's real photos ----------------------
+# ---- evaluate: FID (and KID) of a render against the split's real photos; with SEG= also the
+# segmentation score (mIoU, pixel accuracy) against its label maps --------------------------------
 metrics = $(call run_dir,$(1))/render-$(2)/metrics.json# mode, split
-evaluate-test: $(call metrics,$(MODE),test) ## FID of render-test against the real photos (INCEPTION=pt_inception-...pth; EVAL_EXTRA=--kid)
-evaluate-val: $(call metrics,$(MODE),val) ## FID of render-val against the real photos
+evaluate-test: $(call metrics,$(MODE),test) ## FID (INCEPTION=pt_inception-...pth) and, with SEG=drn-d-105_ms_cityscapes.pth, mIoU/accuracy of render-test
+evaluate-val: $(call metrics,$(MODE),val) ## the same for render-val
+evaluate-nvidia: ## the same for render-nvidia's folder (NV_RUN/render-test): the published table's row
+	$(BIN)/evaluate $(NV_RUN)/render-test $(EVAL_SCORES) --device_target $(DEVICE) $(EVAL_EXTRA)
 
-# The Inception file is not a prerequisite: when it is missing, bin/evaluate says where to get it.
+# The weight files are not prerequisites: when one is missing, bin/evaluate says where to get it.
+# Without SEG: the FID with INCEPTION. With SEG: the segmentation score, plus the FID when
+# INCEPTION was given (command line or environment) or its default file is here.
+inception_given = $(if $(strip $(INCEPTION)),$(or $(findstring command line,$(origin INCEPTION)),$(findstring environment,$(origin INCEPTION)),$(wildcard $(INCEPTION))))
+EVAL_SCORES = $(if $(SEG),--seg $(SEG) --seg_size $(SEG_SIZE) $(if $(inception_given),--inception $(INCEPTION)),$(if $(strip $(INCEPTION)),--inception $(INCEPTION)))
+# metrics.json is rewritten on every call (FORCE): SEG= or INCEPTION= may ask for other scores
+# than the file holds; the real photos' FID features come from the cache.
 define evaluate_rule
-$(call metrics,$(1),$(2)): $(call page,$(1),$(2))
-	$(BIN)/evaluate $(call run_dir,$(1))/render-$(2) --inception $(INCEPTION) \
+$(call metrics,$(1),$(2)): $(call page,$(1),$(2)) FORCE
+	$(BIN)/evaluate $(call run_dir,$(1))/render-$(2) $(EVAL_SCORES) \
 		--device_target $(DEVICE) $(EVAL_EXTRA)
 endef
 $(foreach mode,$(MODES),$(foreach split,test val,$(eval $(call evaluate_rule,$(mode),$(split)))))
+FORCE:# (no recipe, no file: always out of date)
+.PHONY: evaluate-nvidia
 
 # ---- demo: every mode end to end at toy size on a generated (or the given) dataset ----------
 DEMO_TRAIN ?= 12
@@ -235,7 +248,7 @@ bench-export: | $(STAMP) ## bin/export time, size and RSS for the full 512p and 
 bench-edit: | $(STAMP) ## bin/edit: edit -> preview latency (first, steady) with a 512p G (ngf 64, random), --preview_size 512 and 256; full size on demand (~5 min)
 	$(PY) bench/bench_edit.py
 .PHONY: bench-edit
-bench-evaluate: | $(STAMP) ## FID Inception features/s at 299x299 (batch 1 and 8) on random weights (~2 min)
+bench-evaluate: | $(STAMP) ## FID Inception features/s at 299x299, and DRN-D-105 segmentation images/s + peak RSS at 256x512 (batch 1, 4) and 512x1024, random weights (~5 min quiet)
 	$(PY) bench/bench_evaluate.py
 .PHONY: bench-evaluate
 NVIDIA ?=#                        NVIDIA/pix2pixHD checkout (bench-vs-nvidia)

@@ -1,7 +1,16 @@
-"""bin/evaluate: FID (and KID) of a render folder against the real photos of the same samples.
+"""bin/evaluate: FID (and KID) of a render folder against the real photos of the same samples,
+and its segmentation score (mIoU, pixel accuracy) against the label maps it was rendered from.
 
 ``bin/evaluate RENDER_DIR|- [--real MANIFEST] [--inception FILE] [--kid] [--batch_size 8]
-[--out FILE]``
+[--seg FILE [--seg_real] [--seg_size 256x512|native] [--seg_map FILE]] [--out FILE]``
+
+- What is computed: the FID unless only ``--seg`` is given (``--seg`` alone: the segmentation
+  score without the Inception file; ``--seg`` with ``--inception``: both, the row of the
+  published tables; neither: the FID with ``pt_inception-2015-12-05-6726825d.pth``, as before).
+- Segmentation (p2phd.metrics.segmentation): fyu/drn's DRNSeg (DRN-D-105 or another variant,
+  read from the file) segments every synthesized PNG (and with ``--seg_real`` the real photos)
+  at ``--seg_size``; the predictions are scored against the dataset manifest's label maps
+  (Cityscapes labelIds -> 19 trainIds, or ``--seg_map``).
 
 - Fake images: the ``<name>_synthesized.png`` files that the folder's ``render.h5`` lists
   (the first variant with ``--variants``), decoded as they are.
@@ -43,7 +52,9 @@ from p2phd.core.cli import (
     write_json,
 )
 from p2phd.core.options import RuntimeOptions, flat_options, opt, positional
-from p2phd.metrics import FID_WEIGHTS_NAME
+from p2phd.metrics import DRN_WEIGHTS_NAME, FID_WEIGHTS_NAME
+from p2phd.metrics.segmentation import DEFAULT_SIZE as DEFAULT_SEG_SIZE
+from p2phd.metrics.segmentation import parse_size as parse_seg_size
 
 SCHEMA = "p2phd.metrics/1"
 CACHE_SCHEMA = "p2phd.fid-cache/1"
@@ -57,7 +68,11 @@ class EvaluateOptions(RuntimeOptions):
         "render", "render folder (holding render.h5), or - to read it from stdin"
     )
     real: str = opt("", "dataset manifest with the real photos; '' = the one render.h5 names")
-    inception: str = opt(FID_WEIGHTS_NAME, "pytorch-fid's FID Inception weights (.pth)")
+    inception: str = opt(
+        "",
+        f"pytorch-fid's FID Inception weights (.pth); '' = {FID_WEIGHTS_NAME}, and no FID "
+        "when --seg is given without --inception",
+    )
     kid: bool = opt(False, "also compute KID (mean and std over random subsets)")
     kid_subsets: int = opt(100, "KID: number of random subsets")
     kid_subset_size: int = opt(1000, "KID: images per subset (at most the number of images)")
@@ -65,13 +80,41 @@ class EvaluateOptions(RuntimeOptions):
     out: str = opt("", "metrics file; '' = RENDER/metrics.json")
     cache_dir: str = opt("", "folder of the real photos' feature cache; '' = beside the manifest")
     no_cache: bool = opt(False, "neither read nor write the real photos' feature cache")
+    seg: str = opt(
+        "",
+        f"fyu/drn DRNSeg weights (.pth, e.g. {DRN_WEIGHTS_NAME}): also score the renders by "
+        "segmentation (mean IoU, pixel accuracy, per-class IoU); '' = no segmentation score",
+    )
+    seg_real: bool = opt(False, "--seg: also segment the real photos (the upper-bound row)")
+    seg_size: str = opt(
+        DEFAULT_SEG_SIZE,
+        "--seg: H x W in pixels that images (BICUBIC) and label maps (NEAREST) are resized to "
+        "(the papers' 512x256), multiples of 8; native = each PNG's own size",
+        metavar="HxW",
+    )
+    seg_map: str = opt(
+        "", "--seg: JSON label id -> segmenter class; '' = Cityscapes labelIds -> trainIds"
+    )
+    seg_batch_size: int = opt(1, "--seg: images per segmentation call")
 
     def validate(self) -> None:
         if not self.render:
             raise UsageError("missing the render folder (RENDER, or - to read it from stdin)")
-        for name in ("batch_size", "kid_subsets", "kid_subset_size"):
+        for name in ("batch_size", "kid_subsets", "kid_subset_size", "seg_batch_size"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("seg_real", "seg_map"):
+            if getattr(self, name) and not self.seg:
+                raise UsageError(f"--{name} needs --seg FILE (the segmentation network)")
+        if self.kid and not self.wants_fid():
+            raise UsageError("--kid needs the Inception: pass --inception FILE with --seg")
+        parse_seg_size(self.seg_size)
+
+    def wants_fid(self) -> bool:
+        return bool(self.inception) or not self.seg
+
+    def inception_file(self) -> str:
+        return self.inception or FID_WEIGHTS_NAME
 
 
 @dataclass
@@ -87,8 +130,9 @@ class Pairs:
     real_rows: list[int]
 
 
-def find_pairs(folder: Path, real_arg: str) -> Pairs:
-    """Check the render folder and the real manifest; UsageError names what is wrong."""
+def find_pairs(folder: Path, real_arg: str, photos: bool = True, fid: bool = True) -> Pairs:
+    """Check the render folder and the real manifest (with photos when ``photos``; 2 images
+    when ``fid``); UsageError names what is wrong."""
     from p2phd.data.dataset import Dataset
     from p2phd.rendering.page import read_manifest
 
@@ -102,7 +146,7 @@ def find_pairs(folder: Path, real_arg: str) -> Pairs:
     if not real_arg and not real_path.is_file():
         raise UsageError(f"{h5}: its dataset manifest {real_path} is gone; pass --real MANIFEST")
     real = Dataset(real_path)
-    if not real.has_photo:
+    if photos and not real.has_photo:
         real.close()
         raise UsageError(f"{real_path}: the {real.split} split has no photos to compare with")
     index = {n: i for i, n in enumerate(real.names)}
@@ -114,9 +158,11 @@ def find_pairs(folder: Path, real_arg: str) -> Pairs:
             f"{folder}: {len(absent)} of {len(rows)} rendered samples are not in {real_path} "
             f"(e.g. {absent[0]})"
         )
-    if len(rows) < 2:
+    if len(rows) < (2 if fid else 1):
         real.close()
-        raise UsageError(f"{folder}: {len(rows)} rendered image(s); FID needs at least 2")
+        raise UsageError(
+            f"{folder}: {len(rows)} rendered image(s); {'FID needs at least 2' if fid else 'none'}"
+        )
     files = [folder / r["synthesized"][0] for r in rows]
     for f in files:
         if not f.is_file():
@@ -204,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     o = parse_options(EvaluateOptions, raw, "evaluate", (__doc__ or "").split("\n")[0])
     folder = Path(resolve_input(o.render))
-    p = find_pairs(folder, o.real)
+    p = find_pairs(folder, o.real, photos=o.wants_fid() or o.seg_real, fid=o.wants_fid())
     try:
         return _run(o, p, None if argv is None else ["evaluate", *raw])
     finally:
@@ -214,19 +260,45 @@ def main(argv: list[str] | None = None) -> int:
 def _run(o: EvaluateOptions, p: Pairs, argv: list[str] | None) -> int:
     out = Path(o.out) if o.out else p.folder / METRICS_FILE
     if o.dry_run:
+        against = [f"the photos of {p.real.path} (FID)"] if o.wants_fid() else []
+        if o.seg:
+            against.append(
+                f"the label maps of {p.real.path} (segmented by {o.seg} at {o.seg_size})"
+            )
         log_dry_run(
-            o,
-            f"would compare {len(p.names)} renders in {p.folder} with the photos of {p.real.path}",
+            o, f"would compare {len(p.names)} renders in {p.folder} with {' and '.join(against)}"
         )
         log(f"would write {out}")
         return 0
     from p2phd.core import runtime
+
+    runtime.setup(o.device_target, o.pynative, o.seed, o.verbose)
+    t0 = time.perf_counter()
+    seg = None
+    if o.seg:  # first: a wrong --seg file or labels fail before the Inception runs
+        from p2phd.metrics import segmentation
+
+        # real photos straight from the manifest: one resize, to the segmentation size
+        seg = segmentation.run(
+            o,
+            p,
+            lambda i: read_png(p.fake_files[i], p.sizes[i]),
+            lambda i: p.real.sample(p.real_rows[i]).photo,
+        )
+    fid_part = _fid(o, p) if o.wants_fid() else None
+    record = _record(o, p, fid_part, seg, argv, time.perf_counter() - t0)
+    write_json(out, record)
+    _show_on_page(p.folder, record)
+    emit(out)
+    return 0
+
+
+def _fid(o: EvaluateOptions, p: Pairs) -> dict[str, Any]:
     from p2phd.metrics import features as feats
     from p2phd.metrics import fid
 
-    runtime.setup(o.device_target, o.pynative, o.seed, o.verbose)
-    net = feats.load_inception(o.inception)
-    inception_sha = manifest.sha256_file(o.inception)
+    net = feats.load_inception(o.inception_file())
+    inception_sha = manifest.sha256_file(o.inception_file())
     n = len(p.names)
     cache = None if o.no_cache else cache_path(p, inception_sha, o.cache_dir)
     t0 = time.perf_counter()
@@ -238,15 +310,9 @@ def _run(o: EvaluateOptions, p: Pairs, argv: list[str] | None) -> int:
         if cache is not None:
             save_cache(cache, real, p, inception_sha)
             log(f"evaluate: cached the real photos' features in {cache}")
-    digest = hashlib.sha256()
-
-    def fake(i: int) -> np.ndarray:
-        digest.update(
-            p.fake_files[i].name.encode() + manifest.sha256_file(p.fake_files[i]).encode()
-        )
-        return read_png(p.fake_files[i], p.sizes[i])
-
-    fake_feats = _features(net, fake, p, o.batch_size, "renders")
+    fake_feats = _features(
+        net, lambda i: read_png(p.fake_files[i], p.sizes[i]), p, o.batch_size, "renders"
+    )
     seconds = time.perf_counter() - t0
     score = fid.fid_from_features(fake_feats, real)
     kid = None
@@ -258,16 +324,25 @@ def _run(o: EvaluateOptions, p: Pairs, argv: list[str] | None) -> int:
             "subsets": o.kid_subsets,
             "subset_size": min(o.kid_subset_size, n),
         }
-    record = _record(o, p, inception_sha, digest.hexdigest(), score, kid, cache, argv, seconds)
-    write_json(out, record)
     log(
         f"evaluate: FID {score:.4f}"
         + (f", KID {kid['mean']:.6f} ± {kid['std']:.6f}" if kid else "")
         + f" over {n} images ({seconds:.1f} s)"
     )
-    _show_on_page(p.folder, record)
-    emit(out)
-    return 0
+    return {
+        "inception": {"path": str(Path(o.inception_file()).resolve()), "sha256": inception_sha},
+        "fid": score,
+        "kid": kid,
+        "cache": str(cache) if cache is not None else None,
+    }
+
+
+def images_sha256(p: Pairs) -> str:
+    """sha256 over the name and sha256 of each synthesized PNG used."""
+    digest = hashlib.sha256()
+    for f in p.fake_files:
+        digest.update(f.name.encode() + manifest.sha256_file(f).encode())
+    return digest.hexdigest()
 
 
 def _features(net, get, p: Pairs, batch_size: int, what: str) -> np.ndarray:
@@ -279,7 +354,9 @@ def _features(net, get, p: Pairs, batch_size: int, what: str) -> np.ndarray:
         return extract(net, get, len(p.names), p.sizes, batch_size, bar.update)
 
 
-def _record(o, p: Pairs, inception_sha, images_sha, score, kid, cache, argv, seconds) -> dict:
+def _record(o, p: Pairs, fid_part, seg, argv, seconds) -> dict:
+    """metrics.json (``p2phd.metrics/1``; ``scores`` names what this run computed, the others
+    are null)."""
     from datetime import UTC, datetime
 
     import scipy
@@ -287,8 +364,13 @@ def _record(o, p: Pairs, inception_sha, images_sha, score, kid, cache, argv, sec
     from p2phd.core import runtime
 
     sizes = sorted({tuple(s) for s in p.sizes})
+    fid_part = fid_part or {"inception": None, "fid": None, "kid": None, "cache": None}
+    computed = ["fid"] if fid_part["fid"] is not None else []
+    computed += ["kid"] if fid_part["kid"] else []
+    computed += ["segmentation"] if seg else []
     return {
         "schema": SCHEMA,
+        "scores": computed,
         "created_by": f"evaluate {runtime.versions()['p2phd']}",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "argv": argv if argv is not None else sys.argv,
@@ -296,7 +378,7 @@ def _record(o, p: Pairs, inception_sha, images_sha, score, kid, cache, argv, sec
             "path": str(p.folder.resolve()),
             "manifest": str(p.render_h5.resolve()),
             "manifest_sha256": manifest.sha256_file(p.render_h5),
-            "images_sha256": images_sha,
+            "images_sha256": images_sha256(p),
         },
         "real": {
             "path": str(p.real.path.resolve()),
@@ -304,12 +386,10 @@ def _record(o, p: Pairs, inception_sha, images_sha, score, kid, cache, argv, sec
             "split": p.real.split,
             "resize": REAL_RESIZE,
         },
-        "inception": {"path": str(Path(o.inception).resolve()), "sha256": inception_sha},
+        **fid_part,
+        "segmentation": seg,
         "num_images": len(p.names),
         "image_sizes": [list(s) for s in sizes],
-        "fid": score,
-        "kid": kid,
-        "cache": str(cache) if cache is not None else None,
         "seconds": round(seconds, 2),
         "options": options_dict(o),
         "versions": {**runtime.versions(), "scipy": scipy.__version__},
@@ -317,11 +397,16 @@ def _record(o, p: Pairs, inception_sha, images_sha, score, kid, cache, argv, sec
 
 
 def _show_on_page(folder: Path, record: dict) -> None:
+    from p2phd.metrics.segmentation import page_items
     from p2phd.rendering.page import show_metrics
 
-    items = {"FID": f"{record['fid']:.4f} ({record['num_images']} images, pytorch-fid Inception)"}
+    items = {}
+    if record["fid"] is not None:
+        items["FID"] = f"{record['fid']:.4f} ({record['num_images']} images, pytorch-fid Inception)"
     if record["kid"]:
         items["KID"] = f"{record['kid']['mean']:.6f} ± {record['kid']['std']:.6f}"
+    if record["segmentation"]:
+        items.update(page_items(record["segmentation"], record["num_images"]))
     page = folder / "index.html"
     if page.is_file():
         show_metrics(page, items)
