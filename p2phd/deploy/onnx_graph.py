@@ -80,10 +80,16 @@ def _to_uint8(b: Builder, x: str, grey: bool) -> str:
 
 
 def build(
-    G: Any, arch: Any, inputs: list[dict[str, Any]], output: dict[str, Any], half: bool
+    G: Any,
+    arch: Any,
+    inputs: list[dict[str, Any]],
+    output: dict[str, Any],
+    half: bool,
+    fused_norm: bool = False,
 ) -> onnx.ModelProto:
-    """The ModelProto for G (loaded, eval mode) with the encoding in front; see module doc."""
-    b = Builder(half)
+    """The ModelProto for G (loaded, eval mode) with the encoding in front; see module doc.
+    ``fused_norm``: ONNX InstanceNormalization (inexact; for bench-vs-nvidia's comparison)."""
+    b = Builder(half, fused_norm)
     names = [s["name"] for s in inputs]
     if arch.label_nc > 0:
         cond = [_one_hot(b, "label", arch.label_nc)]

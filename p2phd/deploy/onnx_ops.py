@@ -45,8 +45,9 @@ class UnsupportedCell(ValueError):
 class Builder:
     """Accumulates nodes and initializers with unique names."""
 
-    def __init__(self, half: bool) -> None:
+    def __init__(self, half: bool, fused_norm: bool = False) -> None:
         self.half = half
+        self.fused_norm = fused_norm  # ONNX InstanceNormalization instead (bench's comparison)
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self._n = 0
@@ -200,6 +201,9 @@ def instance_norm(b: Builder, x: str, eps: float) -> str:
     f32 = x
     if b.half:
         f32 = b.op("Cast", [x], "norm_in", to=TensorProto.FLOAT)
+    if b.fused_norm:  # bench-vs-nvidia's speed comparison only: not exact (see above)
+        y = b.op("InstanceNormalization", [f32, *_unit_affine(b, x)], epsilon=eps)
+        return b.op("Cast", [y], "norm_out", to=TensorProto.FLOAT16) if b.half else y
     mean = b.op("ReduceMean", [b.op("ReduceMean", [f32], axes=[3])], "mean", axes=[2])
     d = b.op("Sub", [f32, mean], "centred")
     sq = b.op("Mul", [d, d], "sq")
@@ -209,6 +213,13 @@ def instance_norm(b: Builder, x: str, eps: float) -> str:
     if b.half:
         y = b.op("Cast", [y], "norm_out", to=TensorProto.FLOAT16)
     return y
+
+
+def _unit_affine(b: Builder, x: str) -> list[str]:
+    """scale 1 and bias 0 of x's channel count (InstanceNormalization needs them as inputs)."""
+    c = b.op("Slice", [b.op("Shape", [x]), *(b.const("i", [v], np.int64) for v in (1, 2))])
+    one = b.op("Expand", [b.const("one", [1.0], np.float32), c], "scale")
+    return [one, b.op("Expand", [b.const("zero", [0.0], np.float32), c], "bias")]
 
 
 @emitter(InstanceNorm)
