@@ -234,9 +234,12 @@ bench-render: | $(STAMP) ## render's images/s on the 15 sample test maps, ngf 64
 	$(PY) bench/bench_render.py
 .PHONY: bench-render
 
-bench-export: | $(STAMP) ## bin/export time, size and RSS for the full 512p and 1024p generators; render from MindIR vs checkpoint (~5 min)
+bench-export: | $(STAMP) ## bin/export time, size and RSS (MindIR, ONNX, ONNX --half) for the full 512p and 1024p generators; render from MindIR vs checkpoint (~8 min)
 	$(PY) bench/bench_export.py
 .PHONY: bench-export
+bench-onnx: | $(STAMP) ## render --onnx (fp32, --half) vs --run at 512x1024, ngf 64: s/image, RSS, pixel differences in levels, FID change (INCEPTION_BENCH=real .pth; ~15 min)
+	$(PY) bench/bench_onnx.py $(if $(INCEPTION_BENCH),--inception $(INCEPTION_BENCH)) $(BENCH_EXTRA)
+.PHONY: bench-onnx
 bench-evaluate: | $(STAMP) ## FID Inception features/s at 299x299 (batch 1 and 8) on random weights (~2 min)
 	$(PY) bench/bench_evaluate.py
 .PHONY: bench-evaluate

@@ -5,9 +5,9 @@
   onnxruntime, float32 and --half, two input sizes (the axes are dynamic);
 - an unknown Cell or a changed structure raises instead of exporting something else;
 - the instance norm spelling is exact against float64 at a full 2048x1024 plane;
-- bin/export writes a checked file and its sidecar; render --onnx gives render --run's pixels,
-  resumes and shards bit-identically, runs under msrun, refuses a file its sidecar does not
-  describe and names a missing execution provider.
+- bin/export writes a checked file and its sidecar; render --onnx (onnxruntime and OpenVINO)
+  gives render --run's pixels, resumes and shards bit-identically, refuses a file its sidecar
+  does not describe; it runs under msrun and names a missing execution provider.
 """
 
 import json
@@ -232,31 +232,33 @@ def test_export_writes_a_checked_file_and_sidecar(exported: tuple[Path, Path]) -
     assert not list(model.parent.glob(".*tmp*"))  # nothing left under a temporary name
 
 
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
 def test_render_onnx_matches_checkpoint_render_resumes_and_shards(
-    exported: tuple[Path, Path], data: Path, tmp_path: Path, capsys
+    engine: str, exported: tuple[Path, Path], data: Path, tmp_path: Path, capsys
 ) -> None:
     run, model = exported
     man = str(data / "test.h5")
     a, b = tmp_path / "ckpt", tmp_path / "onnx"
+    onnx = ["--onnx", str(model), "--engine", engine]
     assert run_verb(render.main, ["--run", str(run), man, "--out", str(a)]) == 0
-    assert run_verb(render.main, ["--onnx", str(model), man, "--out", str(b)]) == 0
+    assert run_verb(render.main, [*onnx, man, "--out", str(b)]) == 0
     pa, pb = _synth(a), _synth(b)
     assert len(pa) == 15 and pa.keys() == pb.keys()
     diff = np.concatenate([np.abs(pa[k].astype(int) - pb[k]).ravel() for k in pa])
-    # MindSpore and onnxruntime sum each conv in another order (FP32_TOL): a pixel moves by one
+    # MindSpore and the engine sum each conv in another order (FP32_TOL): a pixel moves by one
     # level only where G's output sits on a rounding boundary (measured: a few in 10^4)
     assert diff.max() <= 1 and (diff > 0).mean() < 2e-3
     # resume: deleted PNGs are rendered again, bit-identical; shards equal one process
     first = {p.name: p.read_bytes() for p in b.glob("*_synthesized.png")}
     for p in sorted(b.glob("*_synthesized.png"))[:3]:
         p.unlink()
-    assert run_verb(render.main, ["--onnx", str(model), man, "--out", str(b)]) == 0
+    assert run_verb(render.main, [*onnx, man, "--out", str(b)]) == 0
     assert {p.name: p.read_bytes() for p in b.glob("*_synthesized.png")} == first
     c = tmp_path / "shards"
     for shard in ("0/2", "1/2"):
-        args = ["--onnx", str(model), man, "--out", str(c), "--shard", shard, "--batch_size", "2"]
+        args = [*onnx, man, "--out", str(c), "--shard", shard, "--batch_size", "2"]
         assert run_verb(render.main, args) == 0
-    assert run_verb(render.main, ["--onnx", str(model), man, "--out", str(c), "--merge"]) == 0
+    assert run_verb(render.main, [*onnx, man, "--out", str(c), "--merge"]) == 0
     assert {p.name: p.read_bytes() for p in c.glob("*_synthesized.png")} == first
     assert (c / "index.html").is_file() and (c / "render.h5").is_file()
     capsys.readouterr()
@@ -275,8 +277,10 @@ def test_render_onnx_refuses_bad_file_and_missing_provider(
     copy = tmp_path / "m.onnx"
     copy.write_bytes(model.read_bytes()[:-1] + b"\0")  # one byte changed
     sidecar.path_for(copy).write_text(sidecar.path_for(model).read_text())
-    assert run_verb(render.main, ["--onnx", str(copy), *args[2:]]) == 2
-    assert "does not match the sha256 in its sidecar" in capsys.readouterr().err
+    for engine in ("onnxruntime", "openvino"):
+        assert run_verb(render.main, ["--onnx", str(copy), *args[2:], "--engine", engine]) == 2
+        assert "does not match the sha256 in its sidecar" in capsys.readouterr().err
+    assert run_verb(render.main, ["--run", str(run), *args[2:], "--engine", "openvino"]) == 2
     assert not (tmp_path / "o").exists()
 
 
@@ -329,7 +333,7 @@ def test_other_verbs_do_not_import_onnx() -> None:
         "import sys\n"
         "from p2phd.rendering import render\nfrom p2phd.deploy import export\n"
         "from p2phd.training import train\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime')))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime', 'openvino')))"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr[-1000:]

@@ -197,7 +197,8 @@ def make_generator(p: Any) -> Callable[..., np.ndarray]:
     if p.deployed is not None and p.deployed["format"] == "ONNX":
         from p2phd.deploy.onnx_run import OnnxGenerator, providers
 
-        return OnnxGenerator(p.checkpoint, p.deployed, providers(p.o.providers), p.o.threads)
+        names = providers(p.o.providers) if p.o.engine == "onnxruntime" else []
+        return OnnxGenerator(p.checkpoint, p.deployed, names, p.o.threads, p.o.engine)
     from p2phd.core import runtime
 
     runtime.setup(p.o.device_target, p.o.pynative, p.o.seed, p.o.verbose, data_parallel=False)

@@ -30,8 +30,16 @@ class RenderOptions(RuntimeOptions):
         "(CPU, CUDA, TensorRT, OpenVINO, ... or XExecutionProvider names)",
         metavar="LIST",
     )
+    engine: str = opt(
+        "onnxruntime",
+        "--onnx: the runtime that runs the file (openvino: OpenVINO's CPU plugin, which ignores "
+        "--providers)",
+        choices=("onnxruntime", "openvino"),
+    )
     threads: int = opt(
-        0, "--onnx: onnxruntime intra-op threads; 0 = one per physical core", metavar="N"
+        0,
+        "--onnx: the engine's inference threads; 0 = its own choice (physical cores)",
+        metavar="N",
     )
     clusters: str = opt("", "cluster manifest (bin/cluster) for feature runs", metavar="FILE")
     out: str = opt("", "output folder; '' = <run>/render-<split>", metavar="DIR")
@@ -98,6 +106,8 @@ class RenderOptions(RuntimeOptions):
             raise UsageError(
                 "--amp applies to --run; an exported model keeps the precision it was exported with"
             )
+        if self.engine != "onnxruntime" and not self.onnx:
+            raise UsageError(f"--engine {self.engine} runs an --onnx file")
         if self.threads < 0:
             raise UsageError(f"--threads must be 0 or more, got {self.threads}")
         if not self.manifest:

@@ -140,6 +140,8 @@ def make_settings(p: Plan) -> dict[str, Any]:
         "original_size": p.o.original_size,
         "batch_size": p.o.batch_size,
     }
+    if p.deployed is not None and p.deployed["format"] == "ONNX":  # engines round differently
+        s["engine"] = p.o.engine + ("" if p.o.engine == "openvino" else f" {p.o.providers}")
     if p.mode == "clusters":
         s.update(
             clusters_sha256=p.clusters.sha256(),
@@ -163,7 +165,7 @@ def model_source(o: RenderOptions) -> tuple[Path, dict[str, Any], Path, dict[str
         from p2phd.deploy import sidecar
 
         side = sidecar.read(o.exported, "ONNX" if o.onnx else "MINDIR")
-        if o.onnx:  # a provider this onnxruntime lacks: exit 2 now, before any work
+        if o.onnx and o.engine == "onnxruntime":  # a provider it lacks: exit 2 before any work
             from p2phd.deploy.onnx_run import providers
 
             providers(o.providers)
