@@ -13,8 +13,9 @@ times do (+-20-30 % on a quiet machine, more under load): read the CPU column to
 
 Inference rows also measure p2phd's ONNX export (bin/export --format ONNX, written once per row
 by a separate process) in onnxruntime with render --onnx's session settings
-(p2phd.deploy.onnx_run.session_options, --ort-threads intra-op threads): fp32 and --half, each
-in its own process that imports onnxruntime and NumPy only. Its inputs are raw label and instance
+(p2phd.deploy.onnx_run.session_options, --ort-threads intra-op threads): fp32 and --half, and
+the fp32 file in OpenVINO (render --engine openvino), each in its own process that imports the
+engine and NumPy only. Its inputs are raw label and instance
 ids (the graph encodes them), the others' the encoded condition. ``--ort-arena`` and
 ``--ort-fused-norm`` (InstanceNormalization instead of the exact norm) add comparison rows.
 
@@ -149,18 +150,22 @@ def write_onnx(name: str, folder: Path, half: bool, fused_norm: bool) -> Path:
     return path
 
 
-def onnx_child(path: str, name: str, runs: int, threads: int, arena: bool) -> dict:
-    """One measurement of the ONNX file in onnxruntime (no MindSpore in this process)."""
+def onnx_child(path: str, name: str, runs: int, threads: int, arena: bool, engine: str) -> dict:
+    """One measurement of the ONNX file in onnxruntime or OpenVINO (no MindSpore here), with
+    render --onnx's own session (p2phd.deploy.onnx_run)."""
     sys.path.insert(0, str(HERE.parent))
     import numpy as np
-    import onnxruntime as ort
 
-    from p2phd.deploy.onnx_run import session_options
+    from p2phd.deploy import onnx_run
 
     _, _, _, h, w, _, _, _ = WORK[name]
-    sess = ort.InferenceSession(
-        path, session_options(threads, arena), providers=["CPUExecutionProvider"]
-    )
+    if engine == "openvino":
+        sess = onnx_run._OpenVINO(path, threads)
+    else:
+        import onnxruntime as ort
+
+        so = onnx_run.session_options(threads, arena)
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     feeds = {
         "label": rng.integers(0, 35, (1, h, w)).astype(np.int32),
@@ -218,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime rows")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--write-onnx", nargs=4, help=argparse.SUPPRESS)
-    ap.add_argument("--onnx-child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--onnx-child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(p2phd_child(args.child, args.runs, args.amp)))
@@ -228,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         print(write_onnx(name, Path(folder), half == "1", fused == "1"))
         return 0
     if args.onnx_child:
-        path, name, arena = args.onnx_child
-        result = onnx_child(path, name, args.runs, args.ort_threads, arena == "1")
+        path, name, arena, engine = (*args.onnx_child, "onnxruntime")[:4]
+        result = onnx_child(path, name, args.runs, args.ort_threads, arena == "1", engine)
         print(json.dumps(result))
         return 0
     problem = _check_inputs(args.nvidia, args.torch_python)
@@ -276,13 +281,17 @@ def _print(name: str, ours: dict, theirs: dict) -> None:
         print(f"  p2phd failed: {ours['error']}", flush=True)
 
 
-def _onnx_variants(args: argparse.Namespace) -> list[tuple[str, bool, bool, bool]]:
-    """(label, half, fused norm, arena) of the onnxruntime rows measured per inference row."""
-    rows = [("onnx fp32", False, False, False), ("onnx --half", True, False, False)]
+def _onnx_variants(args: argparse.Namespace) -> list[tuple[str, bool, bool, bool, str]]:
+    """(label, half, fused norm, arena, engine) of the ONNX rows measured per inference row."""
+    rows = [
+        ("onnx fp32", False, False, False, "onnxruntime"),
+        ("onnx --half", True, False, False, "onnxruntime"),
+        ("openvino fp32", False, False, False, "openvino"),
+    ]
     if args.ort_arena:
-        rows.append(("onnx fp32 arena", False, False, True))
+        rows.append(("onnx fp32 arena", False, False, True, "onnxruntime"))
     if args.ort_fused_norm:
-        rows.append(("onnx fp32 fused norm", False, True, False))
+        rows.append(("onnx fp32 fused norm", False, True, False, "onnxruntime"))
     return rows
 
 
@@ -319,7 +328,7 @@ def _row(name: str, args: argparse.Namespace, env: dict, tmp: Path) -> None:
         "--ort-threads",
         str(args.ort_threads),
     ]
-    for label, half, fused, arena in _onnx_variants(args):
+    for label, half, fused, arena, engine in _onnx_variants(args):
         made = subprocess.run(
             [*me, "--write-onnx", name, str(tmp), str(int(half)), str(int(fused))],
             capture_output=True,
@@ -330,7 +339,8 @@ def _row(name: str, args: argparse.Namespace, env: dict, tmp: Path) -> None:
             _print(f"  {label}", {"error": made.stderr.strip()[-120:]}, theirs)
             continue
         path = made.stdout.strip().splitlines()[-1]
-        _print(f"  {label}", _run([*me, "--onnx-child", path, name, str(int(arena))], env), theirs)
+        child = [*me, "--onnx-child", path, name, str(int(arena)), engine]
+        _print(f"  {label}", _run(child, env), theirs)
         Path(path).unlink()
 
 
