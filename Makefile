@@ -159,11 +159,11 @@ $(CLUSTERS): $(FEATURES)
 	$(BIN)/cluster $< --n_clusters $(N_CLUSTERS) --out $@
 
 # ENGINE=onnx: the same render from the run's ONNX export through onnxruntime, into render-<split>-onnx
-render_source = $(if $(ENGINE_SUFFIX),--onnx $(call onnx_file,$(1)),--run $(call run_dir,$(1)) --device_target $(DEVICE))
+render_source = $(if $(ENGINE_SUFFIX),--onnx $(call onnx_file,$(1)),--run $(call run_dir,$(1)))
 define render_rule
 $(call page,$(1),$(2)): $(if $(ENGINE_SUFFIX),$(call onnx_file,$(1)),$(call run_done,$(1))) $(call man,$(2),$(SIZE_$(1))) $(if $(findstring feat,$(1)),$(CLUSTERS))
 	$$(call msrun_cmd,$(call run_dir,$(1))/render-$(2)$(ENGINE_SUFFIX)-msrun-logs,$(BIN)/render) $(call render_source,$(1)) $(call man,$(2),$(SIZE_$(1))) \
-		--out $(call run_dir,$(1))/render-$(2)$(ENGINE_SUFFIX) --overwrite \
+		--out $(call run_dir,$(1))/render-$(2)$(ENGINE_SUFFIX) --overwrite $(if $(ENGINE_SUFFIX),,--device_target $(DEVICE)) \
 		$(if $(findstring feat,$(1)),--clusters $(CLUSTERS)) $(RENDER_EXTRA)
 endef
 $(foreach mode,$(MODES),$(foreach split,train test val,$(eval $(call render_rule,$(mode),$(split)))))
