@@ -57,6 +57,7 @@ VGG ?=#                            VGG19 checkpoint; default ./vgg19.ckpt if pre
 TB ?=#                             TB=1: bin/train --tensorboard (event files in each run's tensorboard/)
 EXTRA ?=#                          extra bin/train options (last, so they override)
 RENDER_EXTRA ?=#                   extra bin/render options (e.g. --style car=3 --variants 4)
+ENGINE ?= mindspore#               render-* engine: mindspore (the run's G.ckpt) or onnx (the MODE run's ONNX export, onnxruntime)
 EXPORT_EXTRA ?=#                   extra bin/export options (e.g. --uint8 --batch_size 4 --size 512x1024)
 INCEPTION ?= pt_inception-2015-12-05-6726825d.pth#  pytorch-fid's FID Inception weights (bin/evaluate)
 EVAL_EXTRA ?=#                     extra bin/evaluate options (e.g. --kid, --real MANIFEST)
@@ -93,7 +94,9 @@ VGG_OPT := $(if $(VGG_PATH),--vgg_pre_trained $(VGG_PATH),--no_vgg_loss)
 man = manifests/$(DATASET)-$(1)-$(2).h5#          split, load width
 run_dir = outputs/$(RUN_$(1))#                    mode
 run_done = $(call run_dir,$(1))/trained.stamp#    touched when bin/train exits 0 (G.ckpt is also written mid-run)
-page = $(call run_dir,$(1))/render-$(2)/index.html# mode, split
+ENGINE_SUFFIX := $(if $(filter onnx,$(ENGINE)),-onnx)
+page = $(call run_dir,$(1))/render-$(2)$(ENGINE_SUFFIX)/index.html# mode, split
+onnx_file = $(call run_dir,$(1))/$(RUN_$(1)).onnx# mode: what export-onnx writes, render-* ENGINE=onnx reads
 FEATURES := manifests/$(RUN_512p-feat)-features.h5
 CLUSTERS := manifests/$(RUN_512p-feat)-clusters.h5
 DATA_DEP := $(if $(filter $(DEMO_DATA),$(DATA)),$(DEMO_DATA)/demo-dataset.json)
@@ -158,10 +161,12 @@ $(FEATURES): $(call run_done,512p-feat) $(call man,train,$(SIZE))
 $(CLUSTERS): $(FEATURES)
 	$(BIN)/cluster $< --n_clusters $(N_CLUSTERS) --out $@
 
+# ENGINE=onnx: the same render from the run's ONNX export through onnxruntime, into render-<split>-onnx
+render_source = $(if $(ENGINE_SUFFIX),--onnx $(call onnx_file,$(1)),--run $(call run_dir,$(1)))
 define render_rule
-$(call page,$(1),$(2)): $(call run_done,$(1)) $(call man,$(2),$(SIZE_$(1))) $(if $(findstring feat,$(1)),$(CLUSTERS))
-	$$(call msrun_cmd,$(call run_dir,$(1))/render-$(2)-msrun-logs,$(BIN)/render) --run $(call run_dir,$(1)) $(call man,$(2),$(SIZE_$(1))) \
-		--out $(call run_dir,$(1))/render-$(2) --overwrite --device_target $(DEVICE) \
+$(call page,$(1),$(2)): $(if $(ENGINE_SUFFIX),$(call onnx_file,$(1)),$(call run_done,$(1))) $(call man,$(2),$(SIZE_$(1))) $(if $(findstring feat,$(1)),$(CLUSTERS))
+	$$(call msrun_cmd,$(call run_dir,$(1))/render-$(2)$(ENGINE_SUFFIX)-msrun-logs,$(BIN)/render) $(call render_source,$(1)) $(call man,$(2),$(SIZE_$(1))) \
+		--out $(call run_dir,$(1))/render-$(2)$(ENGINE_SUFFIX) --overwrite $(if $(ENGINE_SUFFIX),,--device_target $(DEVICE)) \
 		$(if $(findstring feat,$(1)),--clusters $(CLUSTERS)) $(RENDER_EXTRA)
 endef
 $(foreach mode,$(MODES),$(foreach split,train test val,$(eval $(call render_rule,$(mode),$(split)))))
@@ -177,6 +182,14 @@ edit: $(call run_done,$(MODE)) $(call man,test,$(SIZE_$(MODE))) $(if $(findstrin
 export: $(call run_done,$(MODE)) ## export the MODE run as a MindIR at its training size (<run>/<run>-HxW.mindir + .json)
 	$(BIN)/export --run $(call run_dir,$(MODE)) --device_target $(DEVICE) $(EXPORT_EXTRA)
 .PHONY: export
+
+export-onnx: $(call onnx_file,$(MODE)) ## export the MODE run as ONNX (opset 17, dynamic N/H/W; EXPORT_EXTRA=--half) to <run>/<run-name>.onnx + .json
+define onnx_rule
+$(call onnx_file,$(1)): $(call run_done,$(1))
+	$(BIN)/export --run $(call run_dir,$(1)) --format ONNX --out $$@ --device_target $(DEVICE) $(EXPORT_EXTRA)
+endef
+$(foreach mode,$(MODES),$(eval $(call onnx_rule,$(mode))))
+.PHONY: export-onnx
 # ---- evaluate: FID (and KID) of a render against the split's real photos; with SEG= also the
 # segmentation score (mIoU, pixel accuracy) against its label maps --------------------------------
 metrics = $(call run_dir,$(1))/render-$(2)/metrics.json# mode, split
@@ -242,12 +255,15 @@ bench-render: | $(STAMP) ## render's images/s on the 15 sample test maps, ngf 64
 	$(PY) bench/bench_render.py
 .PHONY: bench-render
 
-bench-export: | $(STAMP) ## bin/export time, size and RSS for the full 512p and 1024p generators; render from MindIR vs checkpoint (~5 min)
+bench-export: | $(STAMP) ## bin/export time, size and RSS (MindIR, ONNX, ONNX --half) for the full 512p and 1024p generators; render from MindIR vs checkpoint (~8 min)
 	$(PY) bench/bench_export.py
 .PHONY: bench-export
 bench-edit: | $(STAMP) ## bin/edit: edit -> preview latency (first, steady) with a 512p G (ngf 64, random), --preview_size 512 and 256; full size on demand (~5 min)
 	$(PY) bench/bench_edit.py
 .PHONY: bench-edit
+bench-onnx: | $(STAMP) ## render --onnx (fp32, --half) vs --run at 512x1024, ngf 64: s/image, RSS, pixel differences in levels, FID change (INCEPTION_BENCH=real .pth; ~15 min)
+	$(PY) bench/bench_onnx.py $(if $(INCEPTION_BENCH),--inception $(INCEPTION_BENCH)) $(BENCH_EXTRA)
+.PHONY: bench-onnx
 bench-evaluate: | $(STAMP) ## FID Inception features/s at 299x299, and DRN-D-105 segmentation images/s + peak RSS at 256x512 (batch 1, 4) and 512x1024, random weights (~5 min quiet)
 	$(PY) bench/bench_evaluate.py
 .PHONY: bench-evaluate

@@ -2,7 +2,8 @@
 
 - Export: wall time, CPU time, peak RSS and file size of ``bin/export`` (one process each) for
   the 512p generator (global, ngf 64, 512x1024) and the 1024p one (local enhancer, ngf 32,
-  1024x2048), random weights. Export traces the graph and serialises the weights; it runs no
+  1024x2048), random weights, as MindIR, ONNX and ONNX --half (ONNX: writing plus onnx's full
+  checker and strict shape inference, which are part of every export). Export traces the graph and serialises the weights; it runs no
   image through G, so its memory is about the weights, not the resolution.
 - Render: ``bin/render --run`` (checkpoint) against ``bin/render --mindir`` (the export) with the
   512p generator at 256x512 on 4 of the 15 sample test maps (``--shard 0/4``): wall time, render's
@@ -66,24 +67,35 @@ def timed(cmd: list[str]) -> dict:
     }
 
 
-def bench_export(work: Path, names: list[str]) -> None:
+FORMATS = {
+    "MINDIR": [],
+    "ONNX": ["--format", "ONNX"],
+    "ONNX --half": ["--format", "ONNX", "--half"],
+}
+
+
+def bench_export(work: Path, names: list[str], formats: list[str]) -> None:
     print(
-        f"{'generator':10} {'size':>10} {'params':>8} {'MiB':>7} {'wall s':>7} {'cpu s':>7} {'RSS GB':>7}"
+        f"{'generator':10} {'format':12} {'size':>10} {'params':>8} {'MiB':>7} {'wall s':>7} "
+        f"{'cpu s':>7} {'RSS GB':>7}"
     )
     for name in names:
         arch, size = CASES[name]
         run = make_run(work / name, arch, int(size.split("x")[1]))
-        r = timed([str(ROOT / "bin" / "export"), "--run", str(run), "--size", size])
-        model = Path(r["stdout"])
-        side = json.loads(model.with_name(model.name + ".json").read_text())
         params = (os.path.getsize(run / "G.ckpt")) / 4 / 1e6  # float32 weights, approx.
-        print(
-            f"{name:10} {size:>10} {params:7.1f}M {side['bytes'] / 2**20:7.1f} "
-            f"{r['wall_s']:7.1f} {r['cpu_s']:7.1f} {r['peak_rss_gb']:7.2f}   "
-            f"(MindSpore's own export call: {side['export_seconds']:.1f} s)",
-            flush=True,
-        )
-        model.unlink()
+        for fmt in formats:
+            r = timed(
+                [str(ROOT / "bin" / "export"), "--run", str(run), "--size", size, *FORMATS[fmt]]
+            )
+            model = Path(r["stdout"])
+            side = json.loads(model.with_name(model.name + ".json").read_text())
+            print(
+                f"{name:10} {fmt:12} {size:>10} {params:7.1f}M {side['bytes'] / 2**20:7.1f} "
+                f"{r['wall_s']:7.1f} {r['cpu_s']:7.1f} {r['peak_rss_gb']:7.2f}   "
+                f"(writing the file: {side['export_seconds']:.1f} s)",
+                flush=True,
+            )
+            model.unlink()
         (run / "G.ckpt").unlink()
 
 
@@ -165,10 +177,14 @@ def bench_calls(work: Path, size: tuple[int, int] = (256, 512), calls: int = 3) 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", default="512p,1024p", help="export cases (512p,1024p)")
+    ap.add_argument(
+        "--formats", default=",".join(FORMATS), help="export formats (" + ",".join(FORMATS) + ")"
+    )
     ap.add_argument("--no_render", action="store_true", help="skip the render comparison")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
-        bench_export(Path(tmp), [c for c in args.cases.split(",") if c])
+        cases = [c for c in args.cases.split(",") if c]
+        bench_export(Path(tmp), cases, [f for f in args.formats.split(",") if f])
         if not args.no_render:
             bench_render(Path(tmp))
             bench_calls(Path(tmp))

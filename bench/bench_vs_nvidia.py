@@ -11,6 +11,14 @@ compile included) and ``--runs`` timed steps and reports the median wall time, t
 CPU time (all threads) and its own peak RSS (ru_maxrss). Peak memory does not depend on load;
 times do (+-20-30 % on a quiet machine, more under load): read the CPU column too.
 
+Inference rows also measure p2phd's ONNX export (bin/export --format ONNX, written once per row
+by a separate process) in onnxruntime with render --onnx's session settings
+(p2phd.deploy.onnx_run.session_options, --ort-threads intra-op threads): fp32 and --half, and
+the fp32 file in OpenVINO (render --engine openvino), each in its own process that imports the
+engine and NumPy only. Its inputs are raw label and instance
+ids (the graph encodes them), the others' the encoded condition. ``--ort-arena`` and
+``--ort-fused-norm`` (InstanceNormalization instead of the exact norm) add comparison rows.
+
 Shapes: batch 1, 35 labels + edge map, 2-scale D (3 scales for the local enhancer, as the 1024p
 mode), LSGAN + feature matching (+ VGG19 with random weights on both sides). ``--big`` adds the
 512x1024 training rows (21 GB for p2phd before issue 11, 8 GB for NVIDIA): run it alone.
@@ -24,6 +32,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +45,7 @@ WORK = {
     "train-g32-128x256-novgg": ("train", "global", 32, 128, 256, 0, 2, False),
     "train-local32-256x512": ("train", "local", 32, 256, 512, 1, 3, False),
     "infer-g64-512x1024": ("infer", "global", 64, 512, 1024, 0, 2, False),
+    "infer-local32-1024x2048": ("infer", "local", 32, 1024, 2048, 0, 3, False),
     "infer-g32-128x256": ("infer", "global", 32, 128, 256, 0, 2, False),
     "train-g64-512x1024": ("train", "global", 64, 512, 1024, 1, 2, True),
     "train-local32-512x1024": ("train", "local", 32, 512, 1024, 1, 3, True),
@@ -113,6 +123,57 @@ def p2phd_child(name: str, runs: int, amp: str) -> dict:
     return measure(step, runs)
 
 
+def write_onnx(name: str, folder: Path, half: bool, fused_norm: bool) -> Path:
+    """The row's G (random weights, seed 0) with its encoding as ONNX, as bin/export writes it."""
+    sys.path.insert(0, str(HERE.parent))
+    import p2phd  # noqa: F401, I001  (env fixes before MindSpore)
+    from p2phd.core import runtime
+    from p2phd.deploy import graph, onnx_graph
+    from p2phd.nets import build_generator
+    from p2phd.training.train import TrainOptions
+
+    _, netg, ngf, h, w, _, _, _ = WORK[name]
+    runtime.setup("CPU", False, 0)
+    o = TrainOptions(name="bench", netG=netg, ngf=ngf)
+    G = build_generator(o)
+    G.set_train(False)
+    model = onnx_graph.build(
+        G,
+        o,
+        graph.input_spec(o, (h, w), 1),
+        graph.output_spec(o, (h, w), 1, False),
+        half,
+        fused_norm,
+    )
+    path = folder / f"{name}{'-half' if half else ''}{'-fused' if fused_norm else ''}.onnx"
+    onnx_graph.save(model, path)
+    return path
+
+
+def onnx_child(path: str, name: str, runs: int, threads: int, arena: bool, engine: str) -> dict:
+    """One measurement of the ONNX file in onnxruntime or OpenVINO (no MindSpore here), with
+    render --onnx's own session (p2phd.deploy.onnx_run)."""
+    sys.path.insert(0, str(HERE.parent))
+    import numpy as np
+
+    from p2phd.deploy import onnx_run
+
+    _, _, _, h, w, _, _, _ = WORK[name]
+    if engine == "openvino":
+        sess = onnx_run._OpenVINO(path, threads)
+    else:
+        import onnxruntime as ort
+
+        so = onnx_run.session_options(threads, arena)
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {
+        "label": rng.integers(0, 35, (1, h, w)).astype(np.int32),
+        "instance": rng.integers(0, 8, (1, h, w)).astype(np.int32),
+    }
+    return measure(lambda: sess.run(["image"], feeds), runs)
+
+
 def _run(cmd: list[str], env: dict) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -152,10 +213,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma list of rows: " + ", ".join(WORK))
     ap.add_argument("--runs", type=int, default=3, help="timed steps per process (median)")
     ap.add_argument("--amp", default="O0", help="p2phd's --amp level (O0 = fp32, as NVIDIA's)")
+    ap.add_argument("--ort-threads", type=int, default=2, help="onnxruntime intra-op threads")
+    ap.add_argument(
+        "--ort-arena", action="store_true", help="add rows with the CPU memory arena on"
+    )
+    ap.add_argument(
+        "--ort-fused-norm", action="store_true", help="add rows with ONNX InstanceNormalization"
+    )
+    ap.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime rows")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--write-onnx", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--onnx-child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(p2phd_child(args.child, args.runs, args.amp)))
+        return 0
+    if args.write_onnx:
+        name, folder, half, fused = args.write_onnx
+        print(write_onnx(name, Path(folder), half == "1", fused == "1"))
+        return 0
+    if args.onnx_child:
+        path, name, arena, engine = (*args.onnx_child, "onnxruntime")[:4]
+        result = onnx_child(path, name, args.runs, args.ort_threads, arena == "1", engine)
+        print(json.dumps(result))
         return 0
     problem = _check_inputs(args.nvidia, args.torch_python)
     if problem:
@@ -182,36 +262,86 @@ def main(argv: list[str] | None = None) -> int:
         f"{'NV cpu':>7} {'ratio':>6} {'p2phd GB':>8} {'NV GB':>6} {'ratio':>6}  load"
     )
     print(head, flush=True)
-    for name in names:
-        kind, netg, ngf, h, w, use_vgg, num_d, _ = WORK[name]
-        ours = _run(
-            [
-                sys.executable,
-                __file__,
-                "--child",
-                name,
-                "--runs",
-                str(args.runs),
-                "--amp",
-                args.amp,
-            ],
-            env,
-        )
-        theirs_cmd = [args.torch_python, str(HERE / "nvidia_side.py"), args.nvidia, kind, netg]
-        theirs_cmd += [str(v) for v in (ngf, h, w, use_vgg, num_d, args.runs)]
-        theirs = _run(theirs_cmd, dict(os.environ))
-        print(
-            f"{name:26} {_fmt(ours, 'wall_ms', 1e-3):>8} {_fmt(theirs, 'wall_ms', 1e-3):>8} "
-            f"{_ratio(ours, theirs, 'wall_ms'):>6} {_fmt(ours, 'cpu_ms', 1e-3):>9} "
-            f"{_fmt(theirs, 'cpu_ms', 1e-3):>7} {_ratio(ours, theirs, 'cpu_ms'):>6} "
-            f"{_fmt(ours, 'peak_gb'):>8} {_fmt(theirs, 'peak_gb'):>6} "
-            f"{_ratio(ours, theirs, 'peak_gb'):>6}  {os.getloadavg()[0]:.1f}",
-            flush=True,
-        )
-        for side, r in (("p2phd", ours), ("NVIDIA", theirs)):
-            if "error" in r:
-                print(f"  {side} failed: {r['error']}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-vs-nvidia-") as tmp:
+        for name in names:
+            _row(name, args, env, Path(tmp))
     return 0
+
+
+def _print(name: str, ours: dict, theirs: dict) -> None:
+    print(
+        f"{name:26} {_fmt(ours, 'wall_ms', 1e-3):>8} {_fmt(theirs, 'wall_ms', 1e-3):>8} "
+        f"{_ratio(ours, theirs, 'wall_ms'):>6} {_fmt(ours, 'cpu_ms', 1e-3):>9} "
+        f"{_fmt(theirs, 'cpu_ms', 1e-3):>7} {_ratio(ours, theirs, 'cpu_ms'):>6} "
+        f"{_fmt(ours, 'peak_gb'):>8} {_fmt(theirs, 'peak_gb'):>6} "
+        f"{_ratio(ours, theirs, 'peak_gb'):>6}  {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    if "error" in ours:
+        print(f"  p2phd failed: {ours['error']}", flush=True)
+
+
+def _onnx_variants(args: argparse.Namespace) -> list[tuple[str, bool, bool, bool, str]]:
+    """(label, half, fused norm, arena, engine) of the ONNX rows measured per inference row."""
+    rows = [
+        ("onnx fp32", False, False, False, "onnxruntime"),
+        ("onnx --half", True, False, False, "onnxruntime"),
+        ("openvino fp32", False, False, False, "openvino"),
+    ]
+    if args.ort_arena:
+        rows.append(("onnx fp32 arena", False, False, True, "onnxruntime"))
+    if args.ort_fused_norm:
+        rows.append(("onnx fp32 fused norm", False, True, False, "onnxruntime"))
+    return rows
+
+
+def _row(name: str, args: argparse.Namespace, env: dict, tmp: Path) -> None:
+    """One row: p2phd (MindSpore), NVIDIA, then (inference) the onnxruntime variants, each in
+    its own process, one after the other."""
+    kind, netg, ngf, h, w, use_vgg, num_d, _ = WORK[name]
+    ours = _run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            name,
+            "--runs",
+            str(args.runs),
+            "--amp",
+            args.amp,
+        ],
+        env,
+    )
+    theirs_cmd = [args.torch_python, str(HERE / "nvidia_side.py"), args.nvidia, kind, netg]
+    theirs_cmd += [str(v) for v in (ngf, h, w, use_vgg, num_d, args.runs)]
+    theirs = _run(theirs_cmd, dict(os.environ))
+    _print(name, ours, theirs)
+    if "error" in theirs:
+        print(f"  NVIDIA failed: {theirs['error']}", flush=True)
+    if kind != "infer" or args.no_onnx:
+        return
+    me = [
+        sys.executable,
+        __file__,
+        "--runs",
+        str(args.runs),
+        "--ort-threads",
+        str(args.ort_threads),
+    ]
+    for label, half, fused, arena, engine in _onnx_variants(args):
+        made = subprocess.run(
+            [*me, "--write-onnx", name, str(tmp), str(int(half)), str(int(fused))],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        if made.returncode:
+            _print(f"  {label}", {"error": made.stderr.strip()[-120:]}, theirs)
+            continue
+        path = made.stdout.strip().splitlines()[-1]
+        child = [*me, "--onnx-child", path, name, str(int(arena)), engine]
+        _print(f"  {label}", _run(child, env), theirs)
+        Path(path).unlink()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 The exported MindIR, loaded with mindspore.load + nn.GraphCell, must give byte-identical PNGs to
 bin/render from the checkpoint, for a global (512p-style) run, a local-enhancer (1024p-style) run
 with --uint8 and batch 2, and an instance-feature run with a feature map built by precompute +
-cluster. Bad input exits 2 with one line naming what is wrong; ONNX names the op MindSpore lacks.
+cluster. Bad input exits 2 with one line naming what is wrong (ONNX: tests/test_onnx.py).
 """
 
 import dataclasses
@@ -191,12 +191,7 @@ def test_bad_input_exits_2_naming_it(test_manifest: Path, tmp_path: Path, capsys
     # --dry-run checks everything and writes nothing
     assert run_verb(export.main, ["--run", str(run), *out, "--dry-run"]) == 0
     assert not any(tmp_path.glob("*.mindir*")) and capsys.readouterr().out == ""
-    # ONNX: MindSpore 2.10 has no converter for the edge map's pad (and, without instances,
-    # for reflection padding): exit 2 naming the op; nothing is left behind
-    onnx = ["--format", "ONNX", "--out", str(tmp_path / "m.onnx")]
-    _exit2(capsys, ["--run", str(run), *onnx], "PadV3", "ONNX")
-    plain = make_run(tmp_path / "plain", test_manifest, no_instance=True)
-    _exit2(capsys, ["--run", str(plain), *onnx], "MirrorPad")
+    _exit2(capsys, ["--run", str(run), "--half", *out], "--half", "ONNX")
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["a-file"]
 
 

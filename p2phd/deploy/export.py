@@ -1,6 +1,7 @@
-"""bin/export: a trained (or imported) run's generator as a deployable MindIR file.
+"""bin/export: a trained (or imported) run's generator as a deployable MindIR or ONNX file.
 
-``bin/export --run RUN [--size HxW] [--batch_size N] [--format MINDIR|ONNX] [--uint8] [--out FILE]``
+``bin/export --run RUN [--size HxW] [--batch_size N] [--format MINDIR|ONNX] [--uint8] [--half]
+[--out FILE]``
 
 - The graph holds the condition encoding and G (``p2phd.deploy.graph``): inputs are the label-id
   map, the instance-id map (unless --no_instance) and, for feature runs, the feature map, at one
@@ -11,9 +12,12 @@
 - Output (default ``<run>/<run-name>-<H>x<W>[-b<N>][-uint8].mindir``) and its sidecar
   ``<file>.json`` (``p2phd.deploy.sidecar``). Both are written under temporary names and renamed,
   the model last, so a model file that exists is complete and has its sidecar.
-- ``--format ONNX`` asks MindSpore's ONNX exporter for the same graph; MindSpore 2.10 has no ONNX
-  converter for ops the generator needs (PadV3, MirrorPad, Ones, AvgPool3D), so it exits 2
-  naming the operator. No operator is replaced by a look-alike: the function must stay the same.
+- ``--format ONNX`` (opset 17): the same function written with the ``onnx`` library from the
+  loaded Cells (``p2phd.deploy.onnx_graph``/``onnx_ops``; MindSpore 2.10's own ONNX exporter has
+  no converter for PadV3, MirrorPad, the norm or AvgPool3D). Batch, height and width are dynamic
+  (H, W multiples of the stride); ``--size`` is then the size the sidecar records as the run's.
+  ``--half``: float16 weights and activations, norms in float32. The file passes onnx's full
+  checker and strict shape inference before it is renamed into place.
 """
 
 import datetime as _dt
@@ -40,13 +44,6 @@ from p2phd.deploy import sidecar
 
 FORMATS = ("MINDIR", "ONNX")
 SUFFIX = {"MINDIR": ".mindir", "ONNX": ".onnx"}
-# Where the ops MindSpore cannot write as ONNX come from (for the exit-2 message).
-ONNX_OP_ORIGIN = {
-    "PadV3": "the instance edge map's zero padding (p2phd.nets.encoding.edge_map)",
-    "MirrorPad": "reflection padding (nn.Pad REFLECT, torch ReflectionPad2d)",
-    "Ones": "instance normalisation (the unit scale of its batch-norm form)",
-    "AvgPool3D": "the local enhancer's average pooling (count_include_pad=False)",
-}
 
 
 @flat_options
@@ -58,13 +55,24 @@ class ExportOptions(RuntimeOptions):
     batch_size: int = opt(1, "samples per call (the graph's fixed batch dimension N)")
     format: str = opt("MINDIR", "file format", choices=FORMATS)
     uint8: bool = opt(False, "output uint8 RGB (N,H,W,3) instead of float32 in [-1,1]")
-    out: str = opt("", "output file; '' = <run>/<run-name>-<H>x<W>.mindir", metavar="FILE")
+    half: bool = opt(
+        False,
+        "ONNX only: float16 weights and activations (norms float32); inputs and output as "
+        "without it. README: Deploying, for its measured pixel error",
+    )
+    out: str = opt(
+        "",
+        "output file; '' = <run>/<run-name>-<H>x<W>[-b<N>][-uint8][-half].<format>",
+        metavar="FILE",
+    )
 
     def validate(self) -> None:
         if not self.run:
             raise UsageError("--run RUN is required (the run folder written by bin/train)")
         if self.batch_size < 1:
             raise UsageError(f"--batch_size must be at least 1, got {self.batch_size}")
+        if self.half and self.format != "ONNX":
+            raise UsageError("--half applies to --format ONNX (a MindIR keeps float32)")
 
 
 def parse_size(spec: str) -> tuple[int, int]:
@@ -115,6 +123,7 @@ def check_size(size: tuple[int, int], arch: Any) -> None:
 def default_out(run_dir: Path, size: tuple[int, int], o: ExportOptions) -> Path:
     name = f"{run_dir.resolve().name}-{size[0]}x{size[1]}"
     name += (f"-b{o.batch_size}" if o.batch_size > 1 else "") + ("-uint8" if o.uint8 else "")
+    name += "-half" if o.half else ""
     return run_dir / (name + SUFFIX[o.format])
 
 
@@ -129,27 +138,6 @@ def check_out(out: Path, fmt: str) -> None:
         raise UsageError(f"--out {out}: cannot create its folder ({exc.strerror})") from None
     if not os.access(out.parent, os.W_OK):
         raise UsageError(f"--out {out}: folder {out.parent} is not writable")
-
-
-def onnx_failure(exc: Exception) -> UsageError | None:
-    """MindSpore's 'Can not find key <Op> in convert map' as one exit-2 line naming the op."""
-    m = re.search(
-        r"Exporting (\w+) operator is not yet supported|find key (\w+) in convert", str(exc)
-    )
-    if not m:
-        return None
-    op = m[1] or m[2]
-    where = ONNX_OP_ORIGIN.get(op, "an operator of the generator graph")
-    return UsageError(
-        f"--format ONNX: MindSpore {_ms_version()} cannot export operator {op} to ONNX "
-        f"({where}); export MINDIR instead"
-    )
-
-
-def _ms_version() -> str:
-    from p2phd.core.runtime import versions
-
-    return versions().get("mindspore", "?")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,28 +180,23 @@ def export(
     from p2phd.core import runtime
 
     runtime.setup(o.device_target, o.pynative, o.seed, o.verbose, data_parallel=False)
-    import mindspore as ms
-
     from p2phd.deploy import graph
 
     ckpt_sha = manifest.sha256_file(ckpt)
     G, _, _, meta = runs.load_inference(run_dir)
-    net = graph.build(G, arch, o.uint8)
     inputs = graph.input_spec(arch, size, o.batch_size)
-    base = out.with_name(f".{out.stem}.{os.getpid()}.tmp")  # MindSpore appends the suffix
-    tmp = base.with_name(base.name + SUFFIX[o.format])
+    output = graph.output_spec(arch, size, o.batch_size, o.uint8)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{SUFFIX[o.format]}")
     side_tmp = sidecar.path_for(tmp)
     t0 = time.perf_counter()
     try:
-        try:
-            ms.export(net, *graph.example_inputs(inputs), file_name=str(base), file_format=o.format)
-        except RuntimeError as exc:
-            err = onnx_failure(exc) if o.format == "ONNX" else None
-            if err is None:
-                raise
-            raise err from None
-        if not tmp.is_file():  # over 1 GB of weights MindSpore writes a graph + variables folder
-            raise RuntimeError(f"MindSpore did not write {tmp.name} (model over 1 GB?)")
+        if o.format == "ONNX":
+            from p2phd.deploy import onnx_graph
+
+            extra = _write_onnx(G, arch, inputs, output, o.half, tmp)
+            inputs, output = [onnx_graph.symbolic(s) for s in inputs], onnx_graph.symbolic(output)
+        else:
+            extra = _write_mindir(graph.build(G, arch, o.uint8), inputs, tmp)
         seconds = time.perf_counter() - t0
         os.chmod(tmp, 0o644)  # MindSpore leaves it read-only for the owner
         write_json(
@@ -232,7 +215,8 @@ def export(
                 "feat_num": arch.feat_num if arch.use_features() else 0,
                 "stride": arch.generator_stride(),
                 "inputs": inputs,
-                "output": graph.output_spec(arch, size, o.batch_size, o.uint8),
+                "output": output,
+                **extra,
                 "run": {
                     "path": str(run_dir.resolve()),
                     "name": run_dir.resolve().name,
@@ -246,7 +230,7 @@ def export(
                 },
                 "options": options_dict(o),
                 "argv": argv,
-                "versions": runtime.versions(),
+                "versions": runtime.versions() | _onnx_versions(o.format),
                 "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "export_seconds": round(seconds, 3),
             },
@@ -257,6 +241,56 @@ def export(
         for junk in (tmp, side_tmp):
             junk.unlink(missing_ok=True)
     log(
-        f"export: {out} ({out.stat().st_size / 2**20:.1f} MiB, {o.format}, "
-        f"{size[0]}x{size[1]}, batch {o.batch_size}) in {seconds:.1f} s"
+        f"export: {out} ({out.stat().st_size / 2**20:.1f} MiB, {o.format}"
+        f"{', float16' if o.half else ''}, {size[0]}x{size[1]}, batch {o.batch_size}) "
+        f"in {seconds:.1f} s"
     )
+
+
+def _write_mindir(net: Any, inputs: list[dict[str, Any]], tmp: Path) -> dict[str, Any]:
+    import mindspore as ms
+
+    from p2phd.deploy import graph
+
+    base = tmp.with_suffix("")  # MindSpore appends the suffix
+    ms.export(net, *graph.example_inputs(inputs), file_name=str(base), file_format="MINDIR")
+    if not tmp.is_file():  # over 1 GB of weights MindSpore writes a graph + variables folder
+        raise RuntimeError(f"MindSpore did not write {tmp.name} (model over 1 GB?)")
+    return {}
+
+
+def _write_onnx(
+    G: Any,
+    arch: Any,
+    inputs: list[dict[str, Any]],
+    output: dict[str, Any],
+    half: bool,
+    tmp: Path,
+) -> dict[str, Any]:
+    """Write and check the ONNX model; the sidecar fields only ONNX files have."""
+    from p2phd.deploy import onnx_graph, onnx_ops
+
+    try:
+        model = onnx_graph.build(G, arch, inputs, output, half)
+    except onnx_ops.UnsupportedCell as exc:
+        raise UsageError(f"--format ONNX: {exc}") from None
+    onnx_graph.save(model, tmp)
+    del model
+    onnx_graph.check(tmp)
+    return {
+        "opset": onnx_ops.OPSET,
+        "half": half,
+        "dynamic_axes": {
+            "N": "batch (any)",
+            "H": f"height: a multiple of {arch.generator_stride()}",
+            "W": f"width: a multiple of {arch.generator_stride()}",
+        },
+    }
+
+
+def _onnx_versions(fmt: str) -> dict[str, str]:
+    if fmt != "ONNX":
+        return {}
+    import onnx
+
+    return {"onnx": onnx.__version__}

@@ -1,11 +1,15 @@
 """The JSON sidecar beside an exported model (``<file>.json``): what the file is and came from.
 
-    {"schema": "p2phd.export/1", "format": "MINDIR", "file": name, "sha256", "bytes",
+    {"schema": "p2phd.export/1", "format": "MINDIR"|"ONNX", "file": name, "sha256", "bytes",
      "size": [H, W], "batch_size", "uint8", "label_nc", "output_nc", "feat_num",
      "inputs": [{"name", "dtype", "shape", "accepts"}, ...], "output": {...},
      "run": {"path", "name", "checkpoint", "checkpoint_sha256", "checkpoint_meta", "options",
              "dataset"},
      "options": bin/export's options, "argv", "versions", "created_at"}
+
+ONNX files add ``opset``, ``half`` and ``dynamic_axes`` ({"N", "H", "W"}: what each dynamic
+dimension accepts); their input/output shapes name those dimensions ("N", "H", "W") where a
+MindIR has numbers, and ``size``/``batch_size`` are the run's training size and the batch asked.
 
 Read without MindSpore (render's plan checks it before anything loads).
 """
@@ -24,8 +28,8 @@ def path_for(model: str | Path) -> Path:
     return model.with_name(model.name + SUFFIX)
 
 
-def read(model: str | Path) -> dict[str, Any]:
-    """The sidecar of an exported model, checked (UsageError naming the file otherwise)."""
+def read(model: str | Path, fmt: str = "MINDIR") -> dict[str, Any]:
+    """The sidecar of an exported ``fmt`` model, checked (UsageError naming the file otherwise)."""
     model = Path(model)
     if not model.is_file():
         raise UsageError(f"{model}: no such exported model")
@@ -33,6 +37,10 @@ def read(model: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"{model}: its sidecar {path.name} is missing (written by bin/export)")
     doc = read_json(path, SCHEMA, "export sidecar")
-    if doc.get("format") != "MINDIR":
-        raise UsageError(f"{model}: a {doc.get('format')} export; bin/render runs MINDIR files")
+    if doc.get("format") != fmt:
+        flag = {"MINDIR": "--mindir", "ONNX": "--onnx"}.get(str(doc.get("format")), "")
+        raise UsageError(
+            f"{model}: a {doc.get('format')} export, not {fmt}"
+            + (f"; render it with {flag}" if flag else "")
+        )
     return doc

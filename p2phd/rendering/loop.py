@@ -9,7 +9,7 @@ PNGs. So the generator, which is nearly all of the cost, never waits for the dis
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,13 +188,22 @@ def build_net(p: Any, G: Any, E: Any) -> Any:
     return net
 
 
-def make_generator(p: Any) -> Any:
-    """What render calls on each batch: the run's G.ckpt in build_net, or (--mindir) the
-    exported graph as an nn.GraphCell, which takes the same inputs and computes the same."""
+def make_generator(p: Any) -> Callable[..., np.ndarray]:
+    """What render calls on each batch, NumPy in and out: the run's G.ckpt in build_net,
+    (--mindir) the exported graph as an nn.GraphCell, or (--onnx) the ONNX file in onnxruntime
+    (no MindSpore loaded); all take the same inputs and compute the same."""
+    if p.deployed is not None and p.deployed["format"] == "ONNX":
+        from p2phd.deploy.onnx_run import OnnxGenerator, providers
+
+        names = providers(p.o.providers) if p.o.engine == "onnxruntime" else []
+        return OnnxGenerator(p.checkpoint, p.deployed, names, p.o.threads, p.o.engine)
+    from p2phd.core import runtime
+
+    runtime.setup(p.o.device_target, p.o.pynative, p.o.seed, p.o.verbose, data_parallel=False)
     if p.deployed is not None:
         from p2phd.deploy.graph import Loaded
 
-        return Loaded(p.checkpoint, p.deployed)
+        return _on_numpy(Loaded(p.checkpoint, p.deployed))
     from p2phd.core import runs
 
     G, E, _, _ = runs.load_inference(p.run_dir, p.ds.max_instances)
@@ -204,22 +213,30 @@ def make_generator(p: Any) -> Any:
         for cell in (G, E):
             if cell is not None:
                 set_precision(cell, "O2")
-    return build_net(p, G, E)
+    return _on_numpy(build_net(p, G, E))
 
 
-def _inputs(p: Any, jobs: list[tuple[Prepared, int]]) -> list[Any]:
+def _on_numpy(net: Any) -> Callable[..., np.ndarray]:
+    """A MindSpore callable on NumPy arrays."""
     from mindspore import Tensor
 
+    def call(*args: np.ndarray) -> np.ndarray:
+        return net(*[Tensor(a) for a in args]).asnumpy()
+
+    return call
+
+
+def _inputs(p: Any, jobs: list[tuple[Prepared, int]]) -> list[np.ndarray]:
     label = np.stack([j.label for j, _ in jobs])
     args = [
-        Tensor(label.astype(np.float32 if label.ndim == 4 else np.int32)),
-        Tensor(np.stack([j.index for j, _ in jobs]).astype(np.int32)),
+        label.astype(np.float32 if label.ndim == 4 else np.int32),
+        np.stack([j.index for j, _ in jobs]).astype(np.int32),
     ]
     if p.mode == "clusters":
-        args.append(Tensor(np.stack([j.feats[k] for j, k in jobs]).astype(np.float32)))
+        args.append(np.stack([j.feats[k] for j, k in jobs]).astype(np.float32))
     elif p.mode == "encoded":
-        args.append(Tensor(np.stack([j.photo for j, _ in jobs]).astype(np.float32)))
-        args.append(Tensor(np.stack([j.pool for j, _ in jobs]).astype(np.int32)))
+        args.append(np.stack([j.photo for j, _ in jobs]).astype(np.float32))
+        args.append(np.stack([j.pool for j, _ in jobs]).astype(np.int32))
     return args
 
 
@@ -250,7 +267,6 @@ def render_samples(p: Any, rows: list[int], style_cache: dict[int, list[str]]) -
     """Render the given rows into p.out; returns timings: images, seconds, first batch (compile)."""
     from p2phd.core import ranks, runtime
 
-    runtime.setup(p.o.device_target, p.o.pynative, p.o.seed, p.o.verbose, data_parallel=False)
     net = make_generator(p)
     st = p.checkpoint.stat()
     if (st.st_size, st.st_mtime_ns) != p.checkpoint_stat:
@@ -269,7 +285,7 @@ def render_samples(p: Any, rows: list[int], style_cache: dict[int, list[str]]) -
             # size only), so resumed and sharded renders are bit-identical to a single run, and
             # a short last batch does not compile a second graph.
             padded = batch + [batch[-1]] * (p.o.batch_size - len(batch))
-            out = net(*_inputs(p, padded)).asnumpy()[: len(batch)]
+            out = net(*_inputs(p, padded))[: len(batch)]
             if out.dtype == np.float16:  # --amp: pixels are computed from float32 as always
                 out = out.astype(np.float32)
             if not np.isfinite(out).all():  # a diverged checkpoint: refuse to write garbage

@@ -18,6 +18,29 @@ class RenderOptions(RuntimeOptions):
         "render with a model exported by bin/export instead of --run (its sidecar names the run)",
         metavar="FILE",
     )
+    onnx: str = opt(
+        "",
+        "render with an ONNX model exported by bin/export --format ONNX, through onnxruntime "
+        "(no MindSpore), instead of --run",
+        metavar="FILE",
+    )
+    providers: str = opt(
+        "CPU",
+        "--onnx: onnxruntime execution providers in priority order, comma-separated "
+        "(CPU, CUDA, TensorRT, OpenVINO, ... or XExecutionProvider names)",
+        metavar="LIST",
+    )
+    engine: str = opt(
+        "onnxruntime",
+        "--onnx: the runtime that runs the file (openvino: OpenVINO's CPU plugin, which ignores "
+        "--providers)",
+        choices=("onnxruntime", "openvino"),
+    )
+    threads: int = opt(
+        0,
+        "--onnx: the engine's inference threads; 0 = its own choice (physical cores)",
+        metavar="N",
+    )
     clusters: str = opt("", "cluster manifest (bin/cluster) for feature runs", metavar="FILE")
     out: str = opt("", "output folder; '' = <run>/render-<split>", metavar="DIR")
     batch_size: int = opt(1, "samples per generator call (same-size samples are batched)")
@@ -65,17 +88,35 @@ class RenderOptions(RuntimeOptions):
         "the inference loop (no overlap)",
     )
 
+    @property
+    def exported(self) -> str:
+        """The exported model file (--mindir or --onnx), '' with --run."""
+        return self.mindir or self.onnx
+
     def validate(self) -> None:
-        if not self.run and not self.mindir:
+        sources = [
+            f
+            for f, v in (("--run", self.run), ("--mindir", self.mindir), ("--onnx", self.onnx))
+            if v
+        ]
+        if not sources:
             raise UsageError(
-                "--run RUN is required (the run folder written by bin/train), or --mindir FILE"
+                "--run RUN is required (the run folder written by bin/train), or --mindir FILE "
+                "or --onnx FILE"
             )
-        if self.run and self.mindir:
-            raise UsageError("give --run or --mindir, not both (the sidecar names the run)")
-        if self.amp and self.mindir:
+        if len(sources) > 1:
+            raise UsageError(
+                f"give one of --run, --mindir, --onnx, not {' and '.join(sources)} "
+                "(an export's sidecar names the run)"
+            )
+        if self.amp and not self.run:
             raise UsageError(
                 "--amp applies to --run; an exported model keeps the precision it was exported with"
             )
+        if self.engine != "onnxruntime" and not self.onnx:
+            raise UsageError(f"--engine {self.engine} runs an --onnx file")
+        if self.threads < 0:
+            raise UsageError(f"--threads must be 0 or more, got {self.threads}")
         if not self.manifest:
             raise UsageError("a dataset MANIFEST (or - for stdin) is required")
         if self.max_samples < 0:

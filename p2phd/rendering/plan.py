@@ -38,7 +38,7 @@ class Plan:
     rows: list[int]  # rows of the manifest this invocation is responsible for
     shard: tuple[int, int] | None
     settings: dict[str, Any] = field(default_factory=dict)
-    deployed: dict[str, Any] | None = None  # --mindir: the export's sidecar (checkpoint = the file)
+    deployed: dict[str, Any] | None = None  # --mindir/--onnx: the sidecar (checkpoint = the file)
     objects: dict[str, dict[int, tuple[str, int]]] = field(default_factory=dict)  # --styles
 
     def choose_styles(self, label: Any, inst: Any, name: str, variant: int) -> tuple[list, Any]:
@@ -169,6 +169,8 @@ def make_settings(p: Plan) -> dict[str, Any]:
         "original_size": p.o.original_size,
         "batch_size": p.o.batch_size,
     }
+    if p.deployed is not None and p.deployed["format"] == "ONNX":  # engines round differently
+        s["engine"] = p.o.engine + ("" if p.o.engine == "openvino" else f" {p.o.providers}")
     if p.mode == "clusters":
         s.update(
             clusters_sha256=p.clusters.sha256(),
@@ -188,13 +190,18 @@ def make_settings(p: Plan) -> dict[str, Any]:
 
 
 def model_source(o: RenderOptions) -> tuple[Path, dict[str, Any], Path, dict[str, Any] | None]:
-    """(run folder, run options, weights file, sidecar): the run's G.ckpt, or with --mindir the
-    exported file, whose sidecar carries the run's path and options (the run need not exist)."""
-    if o.mindir:
+    """(run folder, run options, weights file, sidecar): the run's G.ckpt, or with --mindir or
+    --onnx the exported file, whose sidecar carries the run's path and options (the run need not
+    exist)."""
+    if o.exported:
         from p2phd.deploy import sidecar
 
-        side = sidecar.read(o.mindir)
-        return Path(side["run"]["path"]), side["run"]["options"], Path(o.mindir), side
+        side = sidecar.read(o.exported, "ONNX" if o.onnx else "MINDIR")
+        if o.onnx and o.engine == "onnxruntime":  # a provider it lacks: exit 2 before any work
+            from p2phd.deploy.onnx_run import providers
+
+            providers(o.providers)
+        return Path(side["run"]["path"]), side["run"]["options"], Path(o.exported), side
     run_dir = Path(o.run)
     doc = runs.read_options(run_dir)
     ckpt = runs.trained_snapshot(run_dir)
@@ -202,13 +209,24 @@ def model_source(o: RenderOptions) -> tuple[Path, dict[str, Any], Path, dict[str
 
 
 def check_deployed(o: RenderOptions, mode: str, arch: Any, ds: Dataset, side: dict) -> None:
-    """An exported graph has one input size and batch and no encoder; --batch_size follows it."""
+    """An exported graph has no encoder; a MindIR has one input size and batch (--batch_size
+    follows it), an ONNX file any batch and H, W multiples of its stride."""
     from p2phd.data.pipeline import target_size
 
     if mode == "encoded":
         raise UsageError(
-            f"{o.mindir}: an exported model has no encoder; use --run for encoded images"
+            f"{o.exported}: an exported model has no encoder; use --run for encoded images"
         )
+    if side["format"] == "ONNX":
+        stride = int(side["stride"])
+        for name, (h, w) in zip(ds.names, ds.sizes, strict=True):
+            gh, gw = target_size(arch, int(h), int(w))
+            if gh % stride or gw % stride:
+                raise UsageError(
+                    f"{o.onnx}: {ds.path} sample {name} needs {gh}x{gw}, not a multiple of the "
+                    f"model's stride {stride}"
+                )
+        return
     n = int(side["batch_size"])
     if o.batch_size not in (1, n):
         raise UsageError(f"{o.mindir}: exported for batch {n}; --batch_size {o.batch_size} differs")

@@ -25,9 +25,11 @@
   single objects, as bin/edit saves them; ``--variants K`` renders K draws), or
   ``--use_encoded_image`` encodes the real photo with the run's encoder.
 - PNG encoding and writing run on ``--write_threads`` threads while G computes the next batch.
-- ``--mindir FILE`` instead of ``--run``: render with a model written by bin/export (its sidecar
-  gives the run's options; see p2phd.deploy). Same files, page and manifest; default output
-  ``<file stem>-render-<split>/`` beside the file.
+- ``--mindir FILE`` or ``--onnx FILE`` instead of ``--run``: render with a model written by
+  bin/export (its sidecar gives the run's options and the file's SHA-256, checked; see
+  p2phd.deploy). Same files, page and manifest; default output ``<file stem>-render-<split>/``
+  beside the file. ``--onnx`` runs onnxruntime with ``--providers`` (CPU by default) and
+  ``--threads``, without loading MindSpore.
 - Under ``msrun`` (N workers, one node or several) rank r renders rows r, r+N, ... on its own
   device and rank 0 writes the complete page and manifest once every rank's PNGs are on disk
   (rendering/ranked.py); a rank that fails fails the run, naming itself.
@@ -117,7 +119,7 @@ def finish(p: Plan, style_cache: dict[int, list[str]], argv: list[str] | None) -
 def _checkpoint_meta(p: Plan) -> dict[str, int]:
     from p2phd.core import checkpoint
 
-    if p.deployed is not None:  # --mindir: the checkpoint it was exported from
+    if p.deployed is not None:  # --mindir/--onnx: the checkpoint it was exported from
         return dict(p.deployed["run"]["checkpoint_meta"])
     meta = checkpoint.read_meta(p.checkpoint)
     return {k: int(meta[k]) for k in ("epoch", "step") if isinstance(meta.get(k), int | float)}

@@ -1,0 +1,124 @@
+"""An exported ONNX file as render's generator, through onnxruntime or OpenVINO (no MindSpore).
+
+- ``providers(spec)``: ``--providers`` words (``CPU``, ``CUDA``, ``TensorRT``, ``OpenVINO``,
+  ``DirectML``... or full ``XExecutionProvider`` names, comma-separated, in priority order) ->
+  onnxruntime provider names; a provider this onnxruntime build lacks is a UsageError naming it
+  and what is available (one line, exit 2).
+- ``session_options(threads)``: the settings bench-vs-nvidia measured (README: Deploying):
+  all graph optimisations, ``threads`` intra-op threads (0 = onnxruntime's choice, one per
+  physical core), one inter-op thread, and the CPU memory arena off (peak RSS; see the doc).
+- ``OnnxGenerator(path, sidecar, providers, threads, engine)``: call(label, index[, feat]) on
+  NumPy arrays -> NumPy output, the same arguments render gives a MindSpore generator.
+  ``engine`` ``onnxruntime`` (default) or ``openvino`` (OpenVINO's CPU plugin reads the same
+  file; measured faster on this AVX2 CPU: README: Deploying). OpenVINO ignores ``providers``.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from p2phd.core.cli import UsageError
+
+# short names for --providers; anything else must be an onnxruntime provider name
+SHORT = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "migraphx": "MIGraphXExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+}
+
+
+def providers(spec: str) -> list[str]:
+    """The onnxruntime providers for ``--providers`` (see module doc)."""
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    wanted = [SHORT.get(w.strip().lower(), w.strip()) for w in spec.split(",") if w.strip()]
+    if not wanted:
+        raise UsageError("--providers: give at least one, e.g. CPU or CUDA,CPU")
+    for name in wanted:
+        if name not in have:
+            raise UsageError(
+                f"--providers: onnxruntime {ort.__version__} here has no {name} (available: "
+                f"{', '.join(have)}); CUDA/TensorRT need the onnxruntime-gpu package and their "
+                "libraries instead of onnxruntime"
+            )
+    return wanted
+
+
+def session_options(threads: int = 0, arena: bool = False) -> Any:
+    """onnxruntime SessionOptions for G (see module doc).
+
+    The memory arena keeps every block it ever grew; with it off, buffers go back to the
+    allocator between calls and the memory pattern plan still reuses them within a call.
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.enable_cpu_mem_arena = arena
+    so.log_severity_level = 3  # warnings about unused initializers etc. are not the user's
+    return so
+
+
+ENGINES = ("onnxruntime", "openvino")
+
+
+class _OpenVINO:
+    """The file compiled by OpenVINO for its CPU plugin (latency hint, fp32 as exported: this
+    CPU has no bf16, and a --half file's fp16 weights are computed in fp32 here)."""
+
+    def __init__(self, path: str | Path, threads: int) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.model = core.compile_model(core.read_model(str(path)), "CPU", config)
+        self.request = self.model.create_infer_request()
+
+    def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        out = self.request.infer(feeds)
+        return [np.array(out[self.model.output(n)]) for n in names]
+
+
+class OnnxGenerator:
+    """An exported ONNX model as render's generator: call(label, index[, feat]) -> np.ndarray.
+
+    Render builds the same (label, index, features) arguments for every run; this drops what
+    the graph does not take (index without edges) and keeps a grey --uint8 output one channel.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        sidecar: dict[str, Any],
+        provider_names: list[str],
+        threads: int = 0,
+        engine: str = "onnxruntime",
+    ) -> None:
+        if engine == "openvino":
+            self.session: Any = _OpenVINO(path, threads)
+        else:
+            import onnxruntime as ort
+
+            self.session = ort.InferenceSession(
+                str(path), session_options(threads), providers=provider_names
+            )
+        self.names = [s["name"] for s in sidecar["inputs"]]
+        self.grey_uint8 = bool(sidecar["uint8"]) and sidecar["output_nc"] == 1
+
+    def __call__(self, label: np.ndarray, index: np.ndarray, feat: Any = None) -> np.ndarray:
+        given = {"label": label, "instance": index, "features": feat}
+        out = self.session.run(["image"], {n: given[n] for n in self.names})[0]
+        return out[..., :1] if self.grey_uint8 else out
