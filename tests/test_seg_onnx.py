@@ -65,9 +65,12 @@ def _fixture_inputs(ref: dict) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("engine", ENGINES)
 def test_fixture_networks_equal_mindspore_and_fyu_drn(engine, ref, nets):
     import mindspore as ms
+    import onnx
 
+    from p2phd.metrics import drn_onnx
     from p2phd.metrics.drn_onnx import Segmenter
 
+    onnx.checker.check_model(drn_onnx.build(nets["c26"]), full_check=True)
     for key, x in _fixture_inputs(ref).items():
         net = nets[key]
         logits = Segmenter(net, engine, logits=True)(x)

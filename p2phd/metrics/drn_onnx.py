@@ -92,22 +92,18 @@ def build(net: Any, logits: bool = False) -> onnx.ModelProto:
     cell, out = (net, "logits") if logits else (drn.Predict(net), "classes")
     y = emit(b, cell, "images", "DRNSeg" if logits else "Predict")
     b.nodes.append(helper.make_node("Identity", [y], [out], name=out))
-    shape = ["N", net.arch.classes, "H", "W"] if logits else ["N", "H", "W"]
-    graph = helper.make_graph(
-        b.nodes,
-        "p2phd_drnseg",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [
-            helper.make_tensor_value_info(
-                out, TensorProto.FLOAT if logits else TensorProto.INT32, shape
-            )
-        ],
-        b.inits,
-    )
+    if logits:
+        output = helper.make_tensor_value_info(
+            out, TensorProto.FLOAT, ["N", net.arch.classes, "H", "W"]
+        )
+    else:
+        output = helper.make_tensor_value_info(out, TensorProto.INT32, ["N", "H", "W"])
+    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    graph = helper.make_graph(b.nodes, "p2phd_drnseg", [images], [output], b.inits)
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="p2phd"
     )
-    model.ir_version = 8
+    model.ir_version = 8  # opset 17's IR, as bin/export's files
     return model
 
 
@@ -120,6 +116,8 @@ class Segmenter:
     def __init__(self, net: Any, engine: str = "onnxruntime", threads: int = 0, logits=False):
         from p2phd.deploy import onnx_run
 
+        if engine not in ENGINES:
+            raise ValueError(f"engine {engine!r}: the ONNX engines are {', '.join(ENGINES)}")
         data = build(net, logits).SerializeToString()
         self.output = "logits" if logits else "classes"
         if engine == "openvino":
