@@ -15,7 +15,7 @@ The protocol (SPADE-era Cityscapes tables: DRN-D-105, ``drn-d-105_ms_cityscapes.
 - Prediction: the argmax over the classes of DRNSeg's logits (``drn.Predict``), float32, batch
   ``--seg_batch_size`` (images of one size per call), by ``--seg_engine``: MindSpore, or the
   ONNX graph ``drn_onnx`` writes from the same loaded Cells in onnxruntime or OpenVINO
-  (``auto``: onnxruntime on a CPU, 0.8x MindSpore's CPU time at 256x512; MindSpore on a
+  (``auto``: onnxruntime on a CPU, 0.83x MindSpore's CPU time at 256x512; MindSpore on a
   GPU/Ascend, where it runs on the device; README: the segmentation score).
 - Score: one confusion matrix over all images (``segscore``): mean IoU, pixel accuracy,
   per-class IoU.
