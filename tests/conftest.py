@@ -17,6 +17,7 @@
 
 import atexit
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -178,3 +179,69 @@ def held_by_child(target: Path, tag: str = "") -> Iterator[int]:
     finally:
         child.kill()
         child.wait()
+
+
+# ---- CPU seconds per test phase (load on a shared machine inflates wall time, not CPU time) ----
+def _cpu_now() -> float:
+    """User+system seconds of this process and its waited-for children (subprocess verbs, msrun)."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+_cpu: list[tuple[float, str, str]] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cpu-durations",
+        type=int,
+        default=None,
+        metavar="N",
+        help="show the N phases (setup/call/teardown) with the most CPU seconds, and the total "
+        "(0: all); with P2PHD_CPU_LOG=file, also append every phase's CPU seconds to file",
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    t = _cpu_now()
+    yield
+    _cpu.append((_cpu_now() - t, "setup", item.nodeid))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    t = _cpu_now()
+    yield
+    _cpu.append((_cpu_now() - t, "call", item.nodeid))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item):
+    t = _cpu_now()
+    yield
+    _cpu.append((_cpu_now() - t, "teardown", item.nodeid))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    log = os.environ.get("P2PHD_CPU_LOG")
+    if log and _cpu:
+        with open(log, "a") as f:
+            f.writelines(f"{s:.2f}\t{phase}\t{node}\n" for s, phase, node in _cpu)
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    n = config.getoption("--cpu-durations")
+    if n is None or not _cpu:
+        return
+    tr = terminalreporter
+    tr.write_sep("=", f"CPU seconds (user+sys incl. children), top {n or 'all'}")
+    for s, phase, node in sorted(_cpu, reverse=True)[: n or None]:
+        tr.write_line(f"{s:7.2f}s {phase:8s} {node}")
+    tr.write_line(
+        f"total in tests: {sum(s for s, _, _ in _cpu):.1f} CPU s; process so far: "
+        f"{_cpu_now():.1f} CPU s"
+    )
