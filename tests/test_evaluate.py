@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import sample_dir
+from conftest import sample_manifest
 from PIL import Image
 
 from p2phd.core.cli import UsageError, run_verb
@@ -82,23 +82,37 @@ def test_resize_matches_pytorch_fid(ref):
         got = pre(ms.Tensor(feats.to_input([ref[key]]))).asnumpy()[0]
         want = ref[f"input_{key}"]
         assert got.shape == want.shape == (3, 299, 299)
+        # float32 bilinear weights and a 2x - 1 on values in [-1, 1]: a few roundings of 6e-8
+        # each in either framework; 1e-5 is far below a one-pixel shift (>= 1e-2 here)
         assert np.abs(got - want).max() < 1e-5, key
 
 
+@pytest.mark.slow  # FID Inception features at 299x299
 def test_features_match_pytorch_fid(ours, ref):
     for key in ("a", "b", "big", "square"):
         want = ref[f"feat_{key}"]
         assert ours[key].shape == want.shape
         assert ours[key].dtype == np.float64
+        # float32 through ~95 convolutions (oneDNN here, MKL-DNN/ATen in torch) whose reductions
+        # of up to 2048 * 9 products are summed in kernel- and thread-dependent orders: each layer
+        # adds ~1e-6 relative, so the pool3 features agree to ~1e-5; 1e-4 leaves room for other
+        # ISAs/thread counts while a wrong weight or layout gives >= 1e-2
         assert _rel(ours[key], want).max() <= 1e-4, key
     # not trivially equal: the images give different features
     assert _rel(ref["feat_a"][:1], ref["feat_b"][:1]).min() > 0.05
 
 
+@pytest.mark.slow  # FID Inception features at 299x299
 def test_fid_matches_pytorch_fid(ours, ref):
     want = float(ref["fid_ab"])  # pytorch-fid: its features, its sqrtm
+    # The exact form on pytorch-fid's own features: this side is float64 sums and an 8x8 SVD
+    # (1e-13 on any machine); `want` carries the sqrtm round-off of the fixture's machine, a
+    # fixed 1.6e-5 in the file (within its bound _sqrtm_round_off, 8e-3 at d = 2048).
     assert abs(fid.fid_from_features(ref["feat_a"], ref["feat_b"]) - want) < 1e-4
     got = fid.fid_from_features(ours["a"], ours["b"])  # p2phd: its features, the exact form
+    # Features within the float32 rounding above (1e-4 relative at most): FID, quadratic in
+    # features of norm ~20, moves by ~1e-3 for independent 1e-4 errors on every feature (seen:
+    # 1.0e-3 for such a perturbation), much less for the ~1e-5 the network gives
     assert abs(got - want) <= 1e-3, (got, want)
 
 
@@ -150,9 +164,11 @@ def test_frechet_distance_is_pytorch_fids(ref):
     )
 
 
+@pytest.mark.slow  # FID Inception features at 299x299
 def test_fid_zero_for_itself_and_grows_with_noise(net, ours, ref):
     """Set a against itself ~0; against noised copies of its first 4 images the FID grows with
     the noise (4 images per copy: one Inception call each)."""
+    # float64 traces (~500) minus the same sum of singular values: a few eps * 500 = 1e-13
     assert abs(fid.fid_from_features(ours["a"], ours["a"])) < 1e-9
     rng = np.random.default_rng(0)
     noise = rng.standard_normal((4, 64, 128, 3))
@@ -179,6 +195,7 @@ def test_kid_against_a_direct_formula():
     yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
     xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m)
     mean, std = fid.kid(x, y, subsets=3, subset_size=100)
+    # float64 sums of 36 kernel values in another order: ~36 eps = 8e-15 relative
     assert mean == pytest.approx(xx + yy - 2 * xy, rel=1e-12) and std < 1e-12
     # subsets smaller than the sets vary; the same seed gives the same numbers
     a = fid.kid(x, y, subsets=20, subset_size=4, seed=3)
@@ -264,12 +281,8 @@ def _render_folder(out: Path, manifest: Path, rows: list[int], blur: float = 2.0
 
 @pytest.fixture(scope="module")
 def sample_train(tmp_path_factory) -> Path:
-    from p2phd.data import prepare
-
-    out = tmp_path_factory.mktemp("evaluate") / "manifests" / "sample-train-128.h5"
-    args = ["--dataroot", str(sample_dir()), "--load_size", "128", "--jobs", "1", "--out", str(out)]
-    assert run_verb(prepare.main, args) == 0
-    return out
+    # a private copy: the verb caches the real photos' features beside the manifest
+    return sample_manifest("train", 128, copy_to=tmp_path_factory.mktemp("evaluate") / "manifests")
 
 
 def _evaluate(capsys, *args) -> tuple[int, str, str]:
@@ -278,6 +291,7 @@ def _evaluate(capsys, *args) -> tuple[int, str, str]:
     return rc, cap.out, cap.err
 
 
+@pytest.mark.slow  # FID Inception features at 299x299
 def test_verb_writes_metrics_and_reuses_the_cache(net, sample_train, pth, tmp_path, capsys):
     folder = _render_folder(tmp_path / "render-train", sample_train, rows=[0, 1, 2, 3])
     rc, out, err = _evaluate(capsys, folder, "--inception", pth, "--kid", "--kid_subsets", "5")
