@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO
+from train_util import free_port
 
 from p2phd.core import checkpoint, ranks, runs, runtime
 from p2phd.core.cli import run_verb
@@ -26,7 +27,6 @@ from p2phd.rendering.page import read_manifest
 pytestmark = pytest.mark.slow  # msrun workers: not in `make test-fast`
 
 VENV_BIN = Path(sys.executable).parent
-PORTS = iter(range(8440, 8460))  # this file's msrun ports (other suites use other ranges)
 
 # msrun runs this instead of bin/render: the real verb, with save_png wrapped to record what each
 # rank wrote and (FAIL_AFTER=k) to make rank 1 fail when about to write its (k+1)-th picture.
@@ -109,7 +109,8 @@ def msrun(
         P2PHD_PROGRESS_SECONDS="1",
         **env,
     )
-    port = next(PORTS)
+    # a free port, not a fixed range: other checkouts' suites may run msrun on this machine too
+    port = free_port()
     procs = [
         subprocess.Popen(
             _msrun_cmd(script, logs, port, nodes, node),

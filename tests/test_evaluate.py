@@ -119,12 +119,14 @@ def test_fid_matches_pytorch_fid(ours, ref):
 def _sqrtm_round_off(a: np.ndarray, b: np.ndarray) -> float:
     """How far an FID through sqrtm(s1 s2) may be from the exact value when s1 s2 is singular.
 
-    The d - r zero eigenvalues of M = s1 s2 (r = its rank) come out of the Schur decomposition
-    sqrtm starts from as values of the size of its backward error, up to ~d * eps * |M|_2
-    (Golub & Van Loan's bound for the QR algorithm; which values, and their signs, depend on the
-    BLAS/LAPACK kernels of the CPU and the thread count). Their square roots, up to
-    sqrt(d * eps * |M|_2) each, land in tr(sqrtm(M)), which FID counts twice. A full-rank M has
-    no such term: there sqrtm's error is a few eps relative.
+    sqrtm starts from the Schur form M = Q T Q*, and tr(sqrtm(M)) = sum of sqrt(T_ii): exactly
+    the square roots of the computed eigenvalues. The QR algorithm computes them for M + E with
+    |E|_2 ~ eps * |M|_2 (Golub & Van Loan; the factor d here covers the modest constant a given
+    LAPACK, BLAS kernel and thread count give it), so the d - r zero eigenvalues of M (r = its
+    rank) come out as values up to d * eps * |M|_2 of either sign, depending on the CPU, and
+    their square roots, up to sqrt(d * eps * |M|_2) each, land in the trace, which FID counts
+    twice. The non-zero eigenvalues move by ~eps * |M| / (2 sqrt(lambda)) only: a full-rank M
+    gives a few eps relative.
     """
     s1, s2 = fid.statistics(a).sigma, fid.statistics(b).sigma
     m = s1 @ s2
