@@ -19,14 +19,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-test: $(STAMP) ## run the test suite
-	$(PY) -m pytest -q
+# The suite on TEST_JOBS pytest-xdist workers, one test file per worker at a time (module
+# fixtures build once; conftest orders the costliest files first); TEST_JOBS=0: one process.
+TEST_JOBS ?= 2
+PYTEST_JOBS = $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder)
+TEST_EXTRA ?=#                     extra pytest options (e.g. --durations=20 --cpu-durations 20)
+
+test: $(STAMP) ## run the whole test suite (~5 min on 2 cores; TEST_JOBS=0 for one process)
+	$(PY) -m pytest -q $(PYTEST_JOBS) $(TEST_EXTRA)
+
+test-fast: $(STAMP) ## the unit tests only (no training, msrun or end-to-end verb chains; < 1 min)
+	$(PY) -m pytest -q -m 'not slow' $(PYTEST_JOBS) $(TEST_EXTRA)
 
 lint: $(STAMP) ## ruff check
 	$(VENV)/bin/ruff check p2phd tests bench
 	$(VENV)/bin/ruff format --check p2phd tests bench
 
-.PHONY: help setup test lint
+.PHONY: help setup test test-fast lint
 
 # ---------------------------------------------------------------------------------------------
 # The seed's four training modes, feature pipeline, renders and the demo.

@@ -13,15 +13,41 @@
   photos are RGB.
 - ``tiny_manifest``: ``tiny_cityscapes``'s train split prepared at its original size
   (``--load_size 0``, one job): a ready dataset manifest Path.
+
+Built once per session and shared by all test files (and by both pytest-xdist workers of
+``make test``; the second asker waits on a lock while the first builds):
+
+- ``build_once(name, build)``: your own shared artifact: ``build(folder)`` fills a fresh folder
+  the first time, later calls return it. Read-only for everyone: copy what you change.
+- ``sample_manifest(phase, load_size, copy_to=None)``: the sample's split prepared at that width
+  (``train``: 8 frames with photos, ``test``: 15 label maps; 128 -> 128x64). With ``copy_to`` a
+  private copy (for verbs that write beside the manifest, e.g. evaluate's feature cache).
+  ``train_util.sample_manifest(folder)`` is the train split at 128 copied into ``folder``.
+- ``train_util.system_chain()``: the system test's chain of verbs on generated demo data:
+  512p -> 1024p (4 epochs, every epoch's state), 512p-feat -> precompute -> cluster ->
+  1024p-feat -> renders (see its docstring for the keys). Assert on its runs rather than
+  training another tiny run of the same kind.
+
+Keeping ``make test`` within its budget (6 min on this 2-core machine; ~5 min is spent): a
+bin/train process costs ~8 CPU s before its first step (MindSpore import ~2 s, graph compile of
+the G and D steps ~6 s; each further step of the tiny nets ~0.2 s), a render or precompute
+process ~3-4 s, msrun three processes. So: reuse the shared runs and manifests above, put
+several assertions on one training, train tiny (``train_util.TINY``: ngf 8, one D scale,
+128x64) and few steps, and prefer in-process ``cli.run_verb`` unless the command line itself
+is under test. Mark tests that train, run msrun or chain verbs ``@pytest.mark.slow`` (``make
+test-fast`` runs the rest, in under a minute), state your tests' CPU seconds (``pytest
+--cpu-durations 0``) in your report, and add a file costing over ~15 CPU s to ``COST_ORDER``.
 """
 
 import atexit
+import fcntl
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -89,6 +115,80 @@ def sample_dir() -> Path:
 @pytest.fixture(scope="session")
 def sample_root() -> Path:
     return sample_dir()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mindspore_on_cpu() -> None:
+    """MindSpore fixes its device when a process runs its first kernel, after which
+    ``ms.set_device`` raises: set it before any test, so that a test calling it (test_nets_models)
+    passes whatever ran before it in this process (test order differs under xdist)."""
+    import p2phd  # noqa: F401, I001  (the oneDNN/GLOG env before MindSpore)
+    import mindspore as ms
+
+    ms.set_device("CPU")
+
+
+# ---- built once per session, shared by every test module (and every pytest-xdist worker) ----
+_shared_root: list[Path] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder build_once() builds in: the session's base temp folder, which all xdist
+    workers share (each worker's own is a subfolder of it)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    root = base / "shared"
+    root.mkdir(exist_ok=True)
+    _shared_root[:] = [root]
+    return root
+
+
+def build_once(name: str, build: Callable[[Path], object]) -> Path:
+    """``<shared>/<name>``, made by ``build(folder)`` the first time any test of the session asks
+    for it (other xdist workers wait on a lock meanwhile), then returned as it is. Treat it as
+    read-only: copy what a test changes or writes beside. A failing build fails every asker."""
+    if not _shared_root:
+        raise RuntimeError("build_once is for tests and fixtures (the session has not started)")
+    folder = _shared_root[0] / name
+    failed = _shared_root[0] / f".{name}.failed"
+    with open(_shared_root[0] / f".{name}.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # released when the file closes
+        if failed.exists():  # one failing build per session, not one per asker
+            pytest.fail(f"build_once({name!r}) failed earlier:\n{failed.read_text()}")
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            try:
+                build(folder)
+            except BaseException as e:
+                failed.write_text(f"{type(e).__name__}: {e}"[-3000:])
+                raise
+            (folder / ".built").touch()
+    return folder
+
+
+def sample_manifest(
+    phase: str = "train", load_size: int = 128, copy_to: Path | None = None
+) -> Path:
+    """The sample's ``phase`` split (train: 8 frames with photos; test: 15 label maps) prepared
+    once per session at ``load_size`` wide (128: 128x64; 0: original size), one job. With
+    ``copy_to`` (a folder), a private copy there named ``sample-<phase>-<size>.h5``."""
+    name = f"sample-{phase}-{load_size}.h5"
+
+    def prepare_it(folder: Path) -> None:
+        from p2phd.core.cli import run_verb
+        from p2phd.data import prepare
+
+        argv = ["--dataroot", str(sample_dir()), "--phase", phase, "--load_size", str(load_size)]
+        assert run_verb(prepare.main, [*argv, "--jobs", "1", "--out", str(folder / name)]) == 0
+
+    shared = build_once(f"sample-{phase}-{load_size}", prepare_it) / name
+    if copy_to is None:
+        return shared
+    copy_to.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(shared, copy_to / name))
 
 
 def tiny_frame(
@@ -178,3 +278,112 @@ def held_by_child(target: Path, tag: str = "") -> Iterator[int]:
     finally:
         child.kill()
         child.wait()
+
+
+# ---- order: the costliest files first, so that `make test`'s two xdist workers (one file at a
+# time each) finish together instead of one starting test_system.py when the other is done.
+# CPU seconds of each file are printed by `--cpu-durations 0` (summed per file); a new file that
+# takes more than ~15 CPU s belongs in this list, at its place.
+COST_ORDER = (  # CPU s measured on this machine under load, make test of this commit
+    "test_system.py",  # 74 (builds the system chain; test_train_1024p.py reads it later)
+    "test_feature_chain.py",  # 52
+    "test_train_resume.py",  # 48
+    "test_nets_models.py",  # 46
+    "test_render.py",  # 36
+    "test_evaluate.py",  # 35
+    "test_devices.py",  # 35
+    "test_train.py",  # 34
+    "test_precompute.py",  # 30
+    "test_amp.py",  # 28
+    "test_export.py",  # 25
+    "test_lowmem_conv.py",  # 24
+    "test_train_dp.py",  # 20
+    "test_import.py",  # 18
+    "test_hardening.py",  # 17
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(COST_ORDER)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: keeps file order
+
+
+# ---- CPU seconds per test phase (load on a shared machine inflates wall time, not CPU time) ----
+def _cpu_now() -> float:
+    """User+system seconds of this process and its waited-for children (subprocess verbs, msrun)."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+_cpu: list[tuple[float, str, str]] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cpu-durations",
+        type=int,
+        default=None,
+        metavar="N",
+        help="show the N phases (setup/call/teardown) with the most CPU seconds, and the total "
+        "(0: all); with P2PHD_CPU_LOG=file, also append every phase's CPU seconds to file",
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    t = _cpu_now()
+    yield
+    _cpu.append((_cpu_now() - t, "setup", item.nodeid))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    t = _cpu_now()
+    yield
+    _cpu.append((_cpu_now() - t, "call", item.nodeid))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item):
+    t = _cpu_now()
+    yield
+    _cpu.append((_cpu_now() - t, "teardown", item.nodeid))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workeroutput"):  # an xdist worker: hand the numbers over
+        session.config.workeroutput["p2phd_cpu"] = _cpu
+    log = os.environ.get("P2PHD_CPU_LOG")
+    if log and _cpu:
+        with open(log, "a") as f:
+            f.writelines(f"{s:.2f}\t{phase}\t{node}\n" for s, phase, node in _cpu)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """xdist's controller: collect a finished worker's numbers for the summary."""
+    _cpu.extend(getattr(node, "workeroutput", {}).get("p2phd_cpu", []))
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    n = config.getoption("--cpu-durations")
+    if n is None or not _cpu:
+        return
+    tr = terminalreporter
+    tr.write_sep("=", f"CPU seconds (user+sys incl. children), top {n or 'all'}")
+    for s, phase, node in sorted(_cpu, reverse=True)[: n or None]:
+        tr.write_line(f"{s:7.2f}s {phase:8s} {node}")
+    files: dict[str, float] = {}
+    for s, _, node in _cpu:
+        files[node.split("::")[0]] = files.get(node.split("::")[0], 0.0) + s
+    tr.write_line(
+        "per file: "
+        + ", ".join(f"{f} {s:.0f}" for f, s in sorted(files.items(), key=lambda kv: -kv[1])[:12])
+    )
+    tr.write_line(
+        f"total in tests: {sum(s for s, _, _ in _cpu):.1f} CPU s; this process and its finished "
+        f"children (xdist workers, verbs): {_cpu_now():.1f} CPU s"
+    )

@@ -107,6 +107,7 @@ def test_adam_state_round_trips(tmp_path):
     assert report.complete and not report.unused
     assert int(opt2.global_step.asnumpy().reshape(-1)[0]) == 2
     np.testing.assert_array_equal(opt2.moment2[0].asnumpy(), opt.moment2[0].asnumpy())
+    # a float32 scalar saved and loaded: equal (allclose's 1e-7 would also pass one rounding)
     np.testing.assert_allclose(opt2.beta1_power.asnumpy(), opt.beta1_power.asnumpy())
     # one more step from the restored state equals one more step of the original
     for n_, o_ in ((net, opt), (net2, opt2)):

@@ -245,6 +245,7 @@ def short_run(tmp_path_factory) -> tuple[Path, list]:
     return work / "outputs" / "r", args
 
 
+@pytest.mark.slow  # trains (short_run)
 def test_short_run_logs_and_shows_its_last_step(short_run) -> None:
     run, args = short_run
     lines = stats(run)
@@ -260,6 +261,7 @@ def test_short_run_logs_and_shows_its_last_step(short_run) -> None:
     assert stats(run) == lines
 
 
+@pytest.mark.slow  # trains (short_run)
 def test_train_disk_full_and_a_second_trainer(short_run) -> None:
     run, args = short_run
     work = run.parent.parent

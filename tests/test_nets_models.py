@@ -90,6 +90,7 @@ def test_local_enhancer_and_encoder_shapes():
     for b in range(2):
         for i in np.unique(index[b]):
             vals = feat[b][:, index[b] == i]
+            # one mean per instance broadcast back; atol: the float32 mean computed per pixel block
             np.testing.assert_allclose(vals, vals[:, :1].repeat(vals.shape[1], 1), atol=1e-6)
 
 
@@ -161,6 +162,7 @@ def _assert_grads(grads, params):
     ],
     ids=["global+E", "local+bce", "rgb", "batchnorm"],
 )
+@pytest.mark.slow  # G+D+VGG step compiled per case
 def test_training_step_forward_backward_graph_mode(kw):
     o = small(**kw)
     g, d = nets.build_generator(o), nets.build_discriminator(o)

@@ -22,6 +22,8 @@ from p2phd.data.dataset import Dataset
 from p2phd.features import precompute
 from p2phd.features.feature_manifest import FeatureManifest, FeatureWriter
 
+pytestmark = pytest.mark.slow  # precompute on a run bin/train trained: not in `make test-fast`
+
 TINY_RUN = [
     "--netG",
     "global",
@@ -138,7 +140,7 @@ def test_every_pixel_of_an_instance_holds_its_feature(work: Path, features: Path
         assert fmap.shape == (3, 64, 128) and fmap.dtype == np.float32 and np.isfinite(fmap).all()
         mine = rows["sample"] == i
         assert sorted(rows["instance"][mine].tolist()) == np.unique(s.inst).tolist()
-        assert rows["area"][mine].sum() == pytest.approx(1.0)
+        assert rows["area"][mine].sum() == pytest.approx(1.0)  # float32 shares: rel 1e-6
         for inst_id, label, feat, area in zip(
             rows["instance"][mine],
             rows["label"][mine],
@@ -149,7 +151,7 @@ def test_every_pixel_of_an_instance_holds_its_feature(work: Path, features: Path
             where = s.inst == inst_id
             assert (fmap[:, where] == feat[:, None]).all()
             assert label == (inst_id if inst_id < 1000 else inst_id // 1000)  # Cityscapes rule
-            assert area == pytest.approx(where.mean())
+            assert area == pytest.approx(where.mean())  # float32 vs float64 share: rel 1e-6
         # different instances really differ (the encoder is not constant)
         assert len({tuple(f) for f in rows["feature"][mine]}) == mine.sum()
     ckpt = work / "outputs" / "feat" / "G.ckpt"
@@ -182,6 +184,9 @@ def test_maps_come_from_the_trained_encoder(work: Path, features: Path) -> None:
         return enc(ms.Tensor(photo), ms.Tensor(index[None])).asnumpy()[0]
 
     fmap = FeatureManifest(features).map(s.name)
+    # the same float32 encoder in precompute's graph and here: the same kernels, but oneDNN may
+    # split the reductions differently per call shape/threads (features are O(1): 1e-6 = ~8 ulp);
+    # a random encoder is 1e-3 away (below)
     np.testing.assert_allclose(fmap, encode(True), atol=1e-6)
     fresh = encode(False)
     assert np.abs(fmap - fresh).max() > 1e-3  # NVIDIA #156: precompute used a random encoder

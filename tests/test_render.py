@@ -1,6 +1,6 @@
 """bin/render: the 15 real test label maps with a tiny trained run, resume after SIGKILL, shards +
 merge, refusal of mismatched inputs, feature runs (clusters, variants, styles, encoded photos)
-and --original_size. Tiny: ngf 4, 64x128 images."""
+and --original_size. Tiny: ngf 4, 2 downsamplings, 1 residual block, 64x128 images."""
 
 import dataclasses
 import json
@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import REPO, sample_dir, write_ab_pairs
+from conftest import REPO, sample_manifest, write_ab_pairs
 from PIL import Image
 
 from p2phd.core import manifest, runs
@@ -23,8 +23,13 @@ from p2phd.data.dataset import Dataset
 from p2phd.rendering import render
 from p2phd.rendering.page import read_manifest
 
+pytestmark = pytest.mark.slow  # renders with a run bin/train trained: not in `make test-fast`
+
 BIN = REPO / "bin"
 TEST_NAMES = 15
+# G's depth for the runs here: 2 downsamplings, 1 block. Every render compiles G and runs it on
+# up to 15 maps; NVIDIA's default depth (4, 9) costs 1.7 CPU s more per render, nothing asserted.
+SHALLOW = dict(n_downsample_global=2, n_blocks_global=1)
 
 
 def _prepare(root: Path, out: Path, *extra: str) -> Path:
@@ -43,13 +48,13 @@ def work(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def test_manifest(work: Path) -> Path:
     """The sample's 15 test label maps (+ instance maps, no photos) at 64x128."""
-    return _prepare(sample_dir(), work / "test.h5", "--phase", "test", "--load_size", "128")
+    return sample_manifest("test", 128, copy_to=work)
 
 
 @pytest.fixture(scope="module")
 def train_manifest(work: Path) -> Path:
     """The sample's 8 train frames with photos at 64x128."""
-    return _prepare(sample_dir(), work / "train.h5", "--phase", "train", "--load_size", "128")
+    return sample_manifest("train", 128, copy_to=work)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +74,10 @@ def trained_run(work: Path, train_manifest: Path) -> Path:
         "4",
         "--num_D",
         "1",
+        "--n_downsample_global",
+        str(SHALLOW["n_downsample_global"]),
+        "--n_blocks_global",
+        str(SHALLOW["n_blocks_global"]),
         "--load_size",
         "128",
         "--no_vgg_loss",
@@ -106,10 +115,8 @@ def _pngs(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.png"))}
 
 
-def _generator_output(run: Path, ds: Dataset, i: int) -> np.ndarray:
-    """G's float output for sample i, with the input built here in NumPy (one-hot | edge)."""
-    import mindspore as ms
-
+def _generator(run: Path):
+    """(G loaded from the run's G.ckpt in inference mode, its architecture)."""
     from p2phd.core import checkpoint
     from p2phd.nets import build_generator
 
@@ -117,6 +124,13 @@ def _generator_output(run: Path, ds: Dataset, i: int) -> np.ndarray:
     G = build_generator(arch)
     assert checkpoint.load(run / "G.ckpt", {"netG": G}).complete
     G.set_train(False)
+    return G, arch
+
+
+def _generator_output(G, arch, ds: Dataset, i: int) -> np.ndarray:
+    """G's float output for sample i, with the input built here in NumPy (one-hot | edge)."""
+    import mindspore as ms
+
     s = ds.sample(i)
     onehot = (np.arange(arch.label_nc)[:, None, None] == s.label[None]).astype(np.float32)
     inst = s.inst
@@ -155,8 +169,9 @@ def test_renders_every_test_label_map(
 
     # Pixels: clip(round((x+1)/2*255)) of G's output, G run here on an input built in NumPy.
     differs_from_truncation = False
+    G, arch = _generator(trained_run)  # one G (one graph compile) for the three samples
     for i in (0, 7, 14):
-        y = _generator_output(trained_run, ds, i)
+        y = _generator_output(G, arch, ds, i)
         scaled = ((y.astype(np.float64) + 1) / 2 * 255).transpose(1, 2, 0)
         want = np.clip(np.round(scaled), 0, 255).astype(np.uint8)
         got = np.asarray(Image.open(reference / f"{ds.names[i]}_synthesized.png"))
@@ -340,7 +355,7 @@ def _feature_run(folder: Path, train_manifest: Path) -> Path:
     from p2phd.nets import build_encoder, build_generator
 
     runtime.setup("CPU", seed=3)
-    arch = runs.ArchOptions(ngf=4, nef=4, load_size=128, instance_feat=True)
+    arch = runs.ArchOptions(ngf=4, nef=4, load_size=128, instance_feat=True, **SHALLOW)
     folder.mkdir()
     runs.write_options(
         folder, dataclasses.asdict(arch), {"path": str(train_manifest), "sha256": ""}
@@ -476,7 +491,7 @@ def test_rgb_input_run_from_stdin_into_the_default_folder(tmp_path: Path) -> Non
     )
     run = tmp_path / "rgb_run"
     run.mkdir()
-    arch = runs.ArchOptions(ngf=4, load_size=128, label_nc=0, no_instance=True)
+    arch = runs.ArchOptions(ngf=4, load_size=128, label_nc=0, no_instance=True, **SHALLOW)
     runs.write_options(run, dataclasses.asdict(arch), {"path": str(man), "sha256": ""})
     from p2phd.nets import build_generator
 

@@ -22,8 +22,9 @@ conv(ms.Tensor(np.ones((1, 8, 16, 16), np.float32))).asnumpy()
 """
 
 
-def _probe(**env: str) -> tuple[str, list[str]]:
-    """(ISA seen by the process, oneDNN convolution implementations it executed)."""
+def _probe(**env: str) -> tuple[str, str, list[str]]:
+    """(ONEDNN_MAX_CPU_ISA seen by the process, the ISA oneDNN says it uses, the convolution
+    implementations it executed)."""
     full = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
     full.update(ONEDNN_VERBOSE="1", PYTHONPATH=str(REPO), **env)
     proc = subprocess.run(
@@ -37,24 +38,30 @@ def _probe(**env: str) -> tuple[str, list[str]]:
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     isa = next(line.removeprefix("ISA=") for line in lines if line.startswith("ISA="))
+    # onednn_verbose,v1,info,cpu,isa:<name>: the ISA in effect, i.e. the CPU's best capped at
+    # ONEDNN_MAX_CPU_ISA ("Intel AVX2", "Intel SSE4.1", "Intel AVX-512 with ...")
+    (effective,) = [ln.split("isa:", 1)[1] for ln in lines if ",info,cpu,isa:" in ln]
     # onednn_verbose,v1,primitive,exec,cpu,convolution,<implementation>,<prop_kind>,...
     impls = [line.split(",")[6] for line in lines if ",exec,cpu,convolution," in line]
-    return isa, impls
+    return isa, effective, impls
 
 
 def test_fresh_process_gets_avx2_gemm_convolutions() -> None:
-    isa, impls = _probe()
+    isa, effective, impls = _probe()
     assert isa == "AVX2"
+    # capped at AVX2: on an AVX-512 CPU oneDNN would otherwise pick its slow reference convolution
+    assert not any(word in effective for word in ("AVX-512", "AMX", "AVX10")), effective
     assert impls and all("gemm:jit" in impl for impl in impls), impls
     assert not any("ref" in impl for impl in impls), impls
 
 
 def test_user_value_is_kept() -> None:
-    # AVX512_CORE is the value that makes oneDNN fall back to the slow reference convolution on
-    # this CPU, so seeing "ref" also shows oneDNN really read the variable we pass on.
-    isa, impls = _probe(ONEDNN_MAX_CPU_ISA="AVX512_CORE")
-    assert isa == "AVX512_CORE"
-    assert impls and not any("gemm:jit" in impl for impl in impls), impls
+    # SSE41 is below every x86-64 CPU MindSpore runs on, so oneDNN reports it whatever the CPU:
+    # seeing it (and not AVX2, p2phd's default) shows the user's value reached oneDNN.
+    isa, effective, impls = _probe(ONEDNN_MAX_CPU_ISA="SSE41")
+    assert isa == "SSE41"
+    assert effective == "Intel SSE4.1", effective
+    assert impls, "no convolution ran"
 
 
 def test_setup_seeds_and_versions() -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from train_util import TINY, sample_manifest, stats, train, write_vgg
 
+pytestmark = pytest.mark.slow  # trains (bin/train): not in `make test-fast`
+
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:

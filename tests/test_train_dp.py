@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from train_util import REPO, TINY, free_port, sample_manifest, stats
+
+pytestmark = pytest.mark.slow  # trains under msrun: not in `make test-fast`
 
 
 def test_two_ranks_under_msrun(tmp_path: Path) -> None:

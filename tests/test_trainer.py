@@ -12,6 +12,8 @@ import mindspore as ms
 from p2phd.training.train import TrainOptions
 from p2phd.training.trainer import Trainer
 
+pytestmark = pytest.mark.slow  # a compiled training step: not in `make test-fast`
+
 
 @pytest.fixture(autouse=True)
 def _graph_cpu():

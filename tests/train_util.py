@@ -1,6 +1,7 @@
 # ruff: noqa: I001  (p2phd must be imported before MindSpore: it sets the oneDNN/GLOG env)
 """Helpers shared by the tests of bin/train (tests/test_train*.py): tiny options, manifests of the
-real Cityscapes sample, a random VGG19 checkpoint in the model zoo layout, subprocess runs."""
+real Cityscapes sample, a random VGG19 checkpoint in the model zoo layout, subprocess runs, and
+the system test's chain of verbs (built once per session, shared with test_train_1024p.py)."""
 
 import os
 import socket
@@ -8,12 +9,19 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+from conftest import build_once
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN = REPO / "bin" / "train"
+BIN = REPO / "bin"
+TRAIN = BIN / "train"
 
-# A tiny generator/discriminator: 128x64 images, stride 4, a few thousand parameters.
+# A tiny generator/discriminator: 128x64 images, stride 4, a few thousand parameters. One D scale:
+# a bin/train process spends most of its CPU compiling the step's graphs, and a second scale adds
+# a third to that (12 -> 8 CPU s per run) without a state or a loss of another kind; the learning
+# test still sees L1 to the photos fall from 0.58 to 0.22 in 40 steps (0.20 with two scales).
 TINY = [
+    "--num_D",
+    "1",
     "--ngf",
     "8",
     "--ndf",
@@ -34,27 +42,11 @@ TINY = [
 
 
 def sample_manifest(out_dir: Path, load_size: int = 128) -> Path:
-    """The sample's 8 training frames prepared at `load_size` wide (128 -> 128x64)."""
-    from conftest import sample_dir
+    """The sample's 8 training frames prepared at `load_size` wide (128 -> 128x64): a copy in
+    out_dir of the manifest conftest.sample_manifest prepares once per session."""
+    import conftest
 
-    from p2phd.data import prepare
-
-    out = out_dir / f"sample-{load_size}.h5"
-    if not out.exists():
-        rc = prepare.main(
-            [
-                "--dataroot",
-                str(sample_dir()),
-                "--load_size",
-                str(load_size),
-                "--jobs",
-                "1",
-                "--out",
-                str(out),
-            ]
-        )
-        assert rc == 0
-    return out
+    return conftest.sample_manifest("train", load_size, copy_to=out_dir)
 
 
 def train(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess:
@@ -126,3 +118,194 @@ def state_arrays(path: Path) -> dict[str, np.ndarray]:
     import mindspore as ms
 
     return {k: v.asnumpy() for k, v in ms.load_checkpoint(str(path)).items() if "." in k}
+
+
+# ---- the system chain (tests/test_system.py) ----------------------------------------------
+SYSTEM_ARCH = [
+    "--n_downsample_global",
+    "2",
+    "--n_blocks_global",
+    "1",
+    "--n_blocks_local",
+    "1",
+    "--ndf",
+    "8",
+    "--nef",
+    "4",
+    "--n_layers_D",
+    "2",
+    "--no_vgg_loss",
+    "--print_freq",
+    "4",
+]
+N_TRAIN, N_TEST = 4, 2
+
+
+def verb(
+    name: str, *args: str | Path, stdin: str | None = None, cwd: Path, log: Path | None = None
+) -> Path:
+    """Run bin/<name>; it must exit 0 and print exactly one line: the path it wrote (its stderr
+    is kept in ``log`` when given)."""
+    r = subprocess.run(
+        [str(BIN / name), *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+    assert r.returncode == 0, f"bin/{name} failed ({r.returncode}):\n{r.stderr[-3000:]}"
+    if log is not None:
+        log.write_text(r.stderr)
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1, f"bin/{name} stdout is not one path: {r.stdout!r}"
+    path = Path(lines[0])
+    return path if path.is_absolute() else cwd / path
+
+
+def system_chain() -> dict[str, Path]:
+    """The system test's chain (tests/test_system.py's docstring), built once per session:
+    {"work", "data", "runs", "train64", "train128", "test128", "512p", "1024p", "512p-feat",
+    "features", "clusters", "1024p-feat", "render", "render-1024p"} -> Path; bin/train's stderr
+    of the 1024p run is in <work>/1024p.stderr. The 1024p run trains 4 epochs (2 + 2 decaying,
+    the global trunk fixed in the first) and keeps every epoch's state, for test_train_1024p."""
+    import json
+
+    folder = build_once("system-chain", _build_chain)
+    return {k: Path(v) for k, v in json.loads((folder / "chain.json").read_text()).items()}
+
+
+def _build_chain(w: Path) -> None:
+    import json
+
+    from p2phd.data import demo as demo_data
+
+    data = demo_data.generate(
+        w / "cityscapes", n_train=N_TRAIN, n_test=N_TEST, width=128, height=64, seed=1
+    )
+    runs, man = w / "outputs", w / "manifests"
+    p: dict[str, Path] = {"work": w, "data": data, "runs": runs}
+
+    def prepare(phase: str, size: int) -> Path:
+        out = man / f"demo-{phase}-{size}.h5"
+        return verb(
+            "prepare",
+            "--dataroot",
+            data,
+            "--phase",
+            phase,
+            "--load_size",
+            size,
+            "--jobs",
+            2,
+            "--out",
+            out,
+            cwd=w,
+        )
+
+    p["train64"], p["train128"] = prepare("train", 64), prepare("train", 128)
+    common = ["--checkpoints_dir", runs, *SYSTEM_ARCH]
+    g512 = [
+        "--netG",
+        "global",
+        "--ngf",
+        "8",
+        "--num_D",
+        "2",
+        "--load_size",
+        "64",
+        "--niter",
+        "1",
+        "--niter_decay",
+        "0",
+    ]
+    g1024 = [
+        "--netG",
+        "local",
+        "--ngf",
+        "4",
+        "--num_D",
+        "3",
+        "--resize_or_crop",
+        "none",
+        "--load_size",
+        "128",
+        "--niter",
+        "1",
+        "--niter_decay",
+        "1",
+        "--niter_fix_global",
+        "1",
+    ]
+    # the 512p run reads its manifest path from stdin, as in `bin/prepare ... | bin/train -`
+    p["512p"] = verb(
+        "train", "-", "--name", "s512", *common, *g512, stdin=f"{p['train64']}\n", cwd=w
+    )
+    # 2 + 2 epochs (the lr decays in the 4th), every epoch's state kept: test_train_1024p.py
+    recipe = ["--niter", "2", "--niter_decay", "2", "--keep", "10"]
+    p["1024p"] = verb(
+        "train",
+        p["train128"],
+        "--name",
+        "s1024",
+        *common,
+        *g1024,
+        *recipe,
+        "--load_pretrain",
+        p["512p"],
+        cwd=w,
+        log=w / "1024p.stderr",
+    )
+    p["512p-feat"] = verb(
+        "train", p["train64"], "--name", "s512f", *common, *g512, "--instance_feat", cwd=w
+    )
+    p["features"] = verb(
+        "precompute",
+        "--run",
+        p["512p-feat"],
+        p["train64"],
+        "--load_size",
+        128,
+        "--out",
+        man / "s512f-features.h5",
+        cwd=w,
+    )
+    p["clusters"] = verb(
+        "cluster",
+        "-",
+        "--n_clusters",
+        2,
+        "--out",
+        man / "s512f-clusters.h5",
+        stdin=f"{p['features']}\n",
+        cwd=w,
+    )
+    p["1024p-feat"] = verb(
+        "train",
+        p["train128"],
+        "--name",
+        "s1024f",
+        *common,
+        *g1024,
+        "--load_pretrain",
+        p["512p-feat"],
+        "--instance_feat",
+        "--load_features",
+        p["features"],
+        cwd=w,
+    )
+    # render the test split straight from prepare's stdout
+    r = subprocess.run(
+        f"{BIN}/prepare --dataroot {data} --phase test --load_size 128 --out "
+        f"{man}/demo-test-128.h5 | {BIN}/render --run {p['1024p-feat']} - --clusters "
+        f"{p['clusters']} --out {w}/render-feat",
+        shell=True,
+        capture_output=True,
+        text=True,
+        cwd=w,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    p["test128"], p["render"] = man / "demo-test-128.h5", Path(r.stdout.strip())
+    p["render-1024p"] = verb("render", "--run", p["1024p"], p["test128"], cwd=w)
+    (w / "chain.json").write_text(json.dumps({k: str(v) for k, v in p.items()}))
