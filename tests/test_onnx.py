@@ -376,3 +376,11 @@ def test_make_plans_export_onnx_and_render_with_onnx(tmp_path: Path) -> None:
     assert "msrun --worker_num=2" in lines[-1]
     assert "bin/render --onnx outputs/zz_ox_512p/zz_ox_512p.onnx" in lines[-1]
     assert "--out outputs/zz_ox_512p/render-test-onnx" in lines[-1]
+    lines = plan("edit", "MODE=512p-feat", "ENGINE=onnx")  # exports, then edits through it
+    assert any(
+        ln.startswith("bin/export --run outputs/zz_ox_512p_feat --format ONNX") for ln in lines
+    )
+    assert lines[-1].startswith(
+        "bin/edit outputs/zz_ox_512p_feat --onnx outputs/zz_ox_512p_feat/zz_ox_512p_feat.onnx"
+    )
+    assert "--onnx" not in plan("edit", "MODE=512p-feat")[-1]  # bin/edit's own --onnx auto
