@@ -264,7 +264,7 @@ bench-edit: | $(STAMP) ## bin/edit: start, edit -> preview latency (first, stead
 bench-onnx: | $(STAMP) ## render --onnx (fp32, --half) vs --run at 512x1024, ngf 64: s/image, RSS, pixel differences in levels, FID change (INCEPTION_BENCH=real .pth; ~15 min)
 	$(PY) bench/bench_onnx.py $(if $(INCEPTION_BENCH),--inception $(INCEPTION_BENCH)) $(BENCH_EXTRA)
 .PHONY: bench-onnx
-bench-evaluate: | $(STAMP) ## FID Inception features/s at 299x299, and DRN-D-105 segmentation images/s + peak RSS at 256x512 (batch 1, 4) and 512x1024, random weights (~5 min quiet)
+bench-evaluate: | $(STAMP) ## FID Inception features/s at 299x299; DRN-D-105 segmentation images/s, CPU s/image, peak RSS per --seg_engine (mindspore, onnxruntime, openvino) at 256x512 (batch 1, 4) and 512x1024, random weights, interleaved; the engines' agreement on the sample photos (~15 min quiet)
 	$(PY) bench/bench_evaluate.py
 .PHONY: bench-evaluate
 NVIDIA ?=#                        NVIDIA/pix2pixHD checkout (bench-vs-nvidia)

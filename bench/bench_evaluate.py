@@ -13,14 +13,17 @@ scipy sqrtm of the 2048x2048 product. Wall and CPU seconds are printed with the 
 the 2 cores are shared, so wall numbers carry large noise; CPU time per image is steadier.
 
 Segmentation (``bin/evaluate --seg``): p2phd.metrics.drn.DRNSeg with DRN-D-105's shapes
-(54.4 M parameters, fyu/drn's widths, 19 classes) and seeded random weights, plus the argmax
-(``drn.Predict``): images/s at the protocol size 256x512 (batch 1 and 4) and at 512x1024
-(batch 1), each case in its own process so its peak RSS (``ru_maxrss``) is its own. DRN-D-105
-keeps 2048-channel activations at 1/8 of the input (64x128 at 512x1024), yet the three cases
-peaked at 0.92, 1.12 and 1.22 GB here (MindSpore's graph reuses the buffers), far under the
-~4 GB the shared machine's heavy-job lock is for; a case of 1024x2048 pixels x batch or more
-takes that lock (``$HEAVY_LOCK``, default /work/heavy.lock; flock). Engine: MindSpore only;
-onnxruntime is the hook to add when the ONNX export lands (``ENGINES``).
+(54.4 M parameters, fyu/drn's widths, 19 classes) and seeded random weights, plus the argmax,
+through each ``--seg_engine`` (``ENGINES``: MindSpore, and the ONNX graph p2phd.metrics.drn_onnx
+writes from the same Cells in onnxruntime and OpenVINO, with bin/evaluate's session settings):
+images/s and CPU s per image at the protocol size 256x512 (batch 1 and 4) and at 512x1024
+(batch 1), interleaved case by case, each engine and case in its own process so its peak RSS
+(``ru_maxrss``: the MindSpore net, the graph build and the engine's session) is its own;
+"setup" is the ONNX graph's build and session (MindSpore compiles in its first call). Peaks
+stayed under 1.8 GB, far under the ~4 GB the shared machine's heavy-job lock is for; a case of
+1024x2048 pixels x batch or more takes that lock (``$HEAVY_LOCK``, default /work/heavy.lock;
+flock). Then the engines' agreement on the 8 Cityscapes sample photos at 256x512 (same random
+weights): logits' relative L2 and the share of pixels whose class differs from MindSpore's.
 """
 
 import argparse
@@ -85,10 +88,9 @@ def bench_fid(with_sqrtm: bool) -> None:
         )
 
 
-# The segmentation engines this benchmark can time. ONNX hook: once bin/export's ONNX work
-# lands, add "onnxruntime": export DRNSeg with mindspore.export(..., file_format="ONNX") at the
-# case's (N, 3, H, W) and time an onnxruntime InferenceSession on the same input.
-ENGINES = ("mindspore",)
+# The segmentation engines (bin/evaluate --seg_engine): MindSpore's graph, and the ONNX graph
+# drn_onnx writes from the same Cells, run by onnxruntime or OpenVINO with render's settings.
+ENGINES = ("mindspore", "onnxruntime", "openvino")
 SEG_CASES = ((256, 512, 1), (256, 512, 4), (512, 1024, 1))
 HEAVY = 1024 * 2048  # pixels x batch from which a case takes the heavy-job lock
 
@@ -106,8 +108,9 @@ def heavy_lock(pixels: int):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def bench_seg_case(h: int, w: int, batch: int, calls: int) -> None:
-    """One case, in this process: build DRN-D-105 with random weights, time the prediction."""
+def random_drn_d105():
+    """DRNSeg with DRN-D-105's shapes (fyu/drn's widths, 19 classes), seeded He-normal conv
+    weights, BatchNorm at its identity statistics."""
     import mindspore as ms
 
     from p2phd.core import runtime
@@ -121,25 +124,92 @@ def bench_seg_case(h: int, w: int, batch: int, calls: int) -> None:
         if name.endswith("weight") and len(p.shape) == 4:
             fan_in = int(np.prod(p.shape[1:]))
             p.set_data(ms.Tensor((rng.standard_normal(p.shape) * (2 / fan_in) ** 0.5).astype("f4")))
-    predict = drn.Predict(net)
-    x = ms.Tensor(rng.uniform(0, 1, (batch, 3, h, w)).astype(np.float32))
-    first, _ = timed(lambda: predict(x).asnumpy())
-    wall, cpu = timed(lambda: [predict(x).asnumpy() for _ in range(calls)])
+    return net
+
+
+def predictor(net, engine: str):
+    """bin/evaluate's per-engine callable: NCHW float32 -> (N, H, W) int32 classes."""
+    from p2phd.metrics import segmentation
+
+    return segmentation.predictor(net, engine)
+
+
+def bench_seg_case(h: int, w: int, batch: int, calls: int, engine: str) -> None:
+    """One case, in this process: DRN-D-105 with random weights, then (ONNX engines) its graph
+    built from the Cells and the engine's session, as bin/evaluate does; time the prediction."""
+    net = random_drn_d105()
+    made: list = []
+    setup, setup_cpu = timed(lambda: made.append(predictor(net, engine)))
+    predict = made[0]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (batch, 3, h, w)).astype(np.float32)
+    first, _ = timed(lambda: predict(x))
+    wall, cpu = timed(lambda: [predict(x) for _ in range(calls)])
     n = batch * calls
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     print(
-        f"DRN-D-105 {h}x{w} batch {batch}: {n / wall:.3f} images/s wall ({wall / n:.2f} s/image, "
-        f"CPU {cpu / n:.2f} s/image); first call {first:.1f} s (compiles); peak RSS {rss:.2f} GB",
+        f"DRN-D-105 {h}x{w} batch {batch} {engine:>11}: {n / wall:.3f} images/s wall "
+        f"({wall / n:.2f} s/image, CPU {cpu / n:.2f} s/image); setup {setup:.1f} s (CPU "
+        f"{setup_cpu:.1f} s), first call "
+        f"{first:.1f} s; peak RSS {rss:.2f} GB; load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
 
 
-def bench_seg(calls: int) -> None:
-    print(f"segmentation engines: {', '.join(ENGINES)}", flush=True)
+PHOTOS = ROOT.parent / "shared" / "data" / "cityscapes-sample" / "train_img"
+
+
+def bench_agreement(h: int, w: int) -> None:
+    """The sample photos (BICUBIC to h x w, as --seg_size does) through the same random
+    DRN-D-105 in every engine: logits' relative L2 against MindSpore's, share of pixels whose
+    class differs, and how many pixels have a top-two gap within that distance (could flip)."""
+    import mindspore as ms
+    from PIL import Image
+
+    from p2phd.metrics.drn_onnx import Segmenter
+
+    files = sorted(PHOTOS.glob("*.png"))
+    if not files:
+        print(f"engine agreement: no sample photos in {PHOTOS}; skipped", flush=True)
+        return
+    images = [np.asarray(Image.open(f).convert("RGB").resize((w, h), Image.BICUBIC)) for f in files]
+    net = random_drn_d105()
+    logits = {"mindspore": []}
+    for img in images:
+        x = np.ascontiguousarray(img[None].astype(np.float32).transpose(0, 3, 1, 2) / 255)
+        logits["mindspore"].append(net(ms.Tensor(x)).asnumpy())
+    for engine in ENGINES[1:]:
+        run = Segmenter(net, engine, logits=True)
+        logits[engine] = [run(np.ascontiguousarray(
+            img[None].astype(np.float32).transpose(0, 3, 1, 2) / 255)) for img in images
+        ]  # fmt: skip
+        del run
+    base = np.concatenate(logits["mindspore"])
+    top2 = np.sort(base, axis=1)[:, -2:]
+    gap = (top2[:, 1] - top2[:, 0]) / np.abs(base).max(axis=1)
+    for engine in ENGINES[1:]:
+        got = np.concatenate(logits[engine])
+        rel = np.linalg.norm(got - base) / np.linalg.norm(base)
+        differ = got.argmax(1) != base.argmax(1)
+        close = float((gap < 10 * rel).mean())
+        print(
+            f"engine agreement, {len(files)} sample photos at {h}x{w}, {engine} vs mindspore: "
+            f"logits {rel:.1e} relative L2, classes differ on {differ.mean():.2e} of "
+            f"{differ.size} pixels ({int(differ.sum())}); top-two gap within 10x that "
+            f"distance (relative to the pixel's largest logit): {close:.2e} of pixels",
+            flush=True,
+        )
+
+
+def bench_seg(calls: int, engines: tuple[str, ...]) -> None:
+    """Every case through every engine, interleaved (case by case), one process each."""
+    print(f"segmentation engines: {', '.join(engines)}", flush=True)
     for h, w, batch in SEG_CASES:
-        with heavy_lock(h * w * batch):
-            cmd = [sys.executable, __file__, "--seg-case", f"{h}x{w}x{batch}"]
-            subprocess.run([*cmd, "--calls", str(calls)], check=True)
+        for engine in engines:
+            with heavy_lock(h * w * batch):
+                cmd = [sys.executable, __file__, "--seg-case", f"{h}x{w}x{batch}:{engine}"]
+                subprocess.run([*cmd, "--calls", str(calls)], check=True)
+    subprocess.run([sys.executable, __file__, "--agree", "256x512"], check=True)
 
 
 def main() -> int:
@@ -147,17 +217,23 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=2, help="timed calls per case")
     ap.add_argument("--sqrtm", action="store_true", help="also time scipy's sqrtm (~1 min)")
     ap.add_argument("--only", choices=("fid", "seg"), help="only the FID or the segmentation part")
-    ap.add_argument("--seg-case", help=argparse.SUPPRESS)  # HxWxN: one case, in this process
+    ap.add_argument("--engines", default=",".join(ENGINES), help="segmentation engines to time")
+    ap.add_argument("--seg-case", help=argparse.SUPPRESS)  # HxWxN:ENGINE: one case, here
+    ap.add_argument("--agree", help=argparse.SUPPRESS)  # HxW: the engines' agreement, here
     args = ap.parse_args()
+    if args.agree:
+        bench_agreement(*(int(v) for v in args.agree.split("x")))
+        return 0
     if args.seg_case:
-        h, w, n = (int(v) for v in args.seg_case.split("x"))
-        bench_seg_case(h, w, n, args.calls)
+        shape, engine = args.seg_case.split(":")
+        h, w, n = (int(v) for v in shape.split("x"))
+        bench_seg_case(h, w, n, args.calls, engine)
         return 0
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     if args.only != "seg":
         bench_fid_part(args)
     if args.only != "fid":
-        bench_seg(args.calls)
+        bench_seg(args.calls, tuple(args.engines.split(",")))
     print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
     return 0
 

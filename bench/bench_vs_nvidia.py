@@ -160,7 +160,7 @@ def onnx_child(path: str, name: str, runs: int, threads: int, arena: bool, engin
 
     _, _, _, h, w, _, _, _ = WORK[name]
     if engine == "openvino":
-        sess = onnx_run._OpenVINO(path, threads)
+        sess = onnx_run.OpenVINOSession(path, threads)
     else:
         import onnxruntime as ort
 

@@ -9,29 +9,33 @@ with those numbers; the score's arithmetic on hand-made cases; the label mapping
 a tiny render and its refusals of bad input.
 """
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REAL_SAMPLE, USE_REAL
+from conftest import USE_REAL
 from PIL import Image
+from seg_util import (
+    C26,
+    D105,
+    FIX,
+    check_against_fyu,
+    evaluate_cli,
+    load_reference,
+    make_manifest,
+    make_render,
+    reference_photo,
+)
 
-from p2phd.core.cli import UsageError, run_verb
-from p2phd.metrics import evaluate, segscore
+from p2phd.core.cli import UsageError
 from p2phd.metrics import segmentation as seg
-
-FIX = Path(__file__).resolve().parent / "fixtures" / "drn"
-D105 = FIX / "drn_d105_tiny.pth"
-C26 = FIX / "drn_c26_tiny.pth"
-PHOTO = REAL_SAMPLE / "train_img" / "aachen_000000_000019_leftImg8bit.png"
+from p2phd.metrics import segscore
 
 
 @pytest.fixture(scope="module")
 def ref() -> dict[str, np.ndarray]:
-    with np.load(FIX / "reference.npz") as z:
-        return dict(z)
+    return load_reference()
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +43,6 @@ def runtime_cpu() -> None:
     from p2phd.core import runtime
 
     runtime.setup("CPU")
-
-
-def _rel(got: np.ndarray, want: np.ndarray) -> float:
-    return float(np.linalg.norm(got - want) / np.linalg.norm(want))
 
 
 def _run_net(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,39 +56,17 @@ def _run_net(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return net(x).asnumpy(), Predict(net)(x).asnumpy()
 
 
-def _check_against_fyu(logits, pred, ref, key: str) -> None:
-    want = ref[f"logits_{key}"]
-    assert logits.shape == want.shape
-    # Both sides are float32 with other summation orders (oneDNN vs torch's CPU kernels); each
-    # is float64_distance (3.8e-6 for the D-105 fixture, 7e-7 for C-26, measured by the fixture
-    # script against the same network in float64) from the exact result, so they differ by at
-    # most about twice that: 1e-5 holds with margin, and a wrong layer gives > 1e-2.
-    assert float(ref[f"float64_distance_{key}"]) < 5e-6
-    assert _rel(logits, want) <= 1e-5, _rel(logits, want)
-    # The argmax: equal wherever fyu/drn's top two logits are further apart than float32
-    # rounding could move them (here: every pixel).
-    top2 = np.sort(want, axis=1)[:, -2:]
-    clear = (top2[:, 1] - top2[:, 0]) > 1e-4
-    assert clear.mean() > 0.99
-    assert np.array_equal(pred[clear], ref[f"pred_{key}"][clear])
-    assert len(np.unique(pred)) > 3  # not a constant map
-
-
 @pytest.mark.skipif(not USE_REAL, reason="needs the Cityscapes sample photos (/work/shared/data)")
 def test_drn_d105_matches_fyu_drn_on_a_sample_photo(ref, runtime_cpu):
-    with Image.open(PHOTO) as im:
-        photo = np.asarray(im.convert("RGB").resize((128, 64), Image.BICUBIC))
-    assert hashlib.sha256(photo.tobytes()).hexdigest() == str(ref["photo_sha256"]), (
-        "not the pixels the fixture was made from (another PIL resize?)"
-    )
+    photo = reference_photo(ref)
     logits, pred = _run_net(D105, photo[None])
-    _check_against_fyu(logits, pred, ref, "d105")
+    check_against_fyu(logits, pred, ref, "d105")
 
 
 def test_drn_c26_matches_fyu_drn_on_synthetic_images(ref, runtime_cpu):
     """Arch C, BasicBlocks, layer7/8 without the residual sum, a batch of two."""
     logits, pred = _run_net(C26, ref["synthetic"])
-    _check_against_fyu(logits, pred, ref, "c26")
+    check_against_fyu(logits, pred, ref, "c26")
 
 
 def test_expects_exactly_the_keys_of_fyu_drns_full_size_files():
@@ -218,87 +196,9 @@ def test_cityscapes_label_ids_map_to_train_ids(tmp_path):
 # the verb on a tiny render
 
 
-def _scene(rng: np.random.Generator, h: int = 64, w: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """Cityscapes labelIds (sky, building, vegetation, road, a car, some void) and a photo
-    painted from them with noise."""
-    label = np.full((h, w), 23, np.uint8)
-    label[h // 4 :, : w // 2] = 11
-    label[h // 4 :, w // 2 :] = 21
-    label[h // 2 :] = 7
-    x = int(rng.integers(0, w // 2))
-    label[h // 2 : 3 * h // 4, x : x + w // 4] = 26
-    label[-4:, :8] = 0
-    colours = {23: (70, 130, 180), 11: (70, 70, 70), 21: (107, 142, 35), 7: (128, 64, 128),
-               26: (0, 0, 142), 0: (0, 0, 0)}  # fmt: skip
-    photo = np.zeros((h, w, 3), np.float64)
-    for lid, c in colours.items():
-        photo[label == lid] = c
-    photo += rng.normal(0, 12, photo.shape)
-    return label, np.clip(photo, 0, 255).astype(np.uint8)
-
-
-def _manifest(path: Path, label_nc: int = 35, labels_as_images: bool = False) -> Path:
-    from p2phd.data.dataset import Record, write_dataset
-
-    rng = np.random.default_rng(5)
-    records = []
-    for i in range(3):
-        label, photo = _scene(rng)
-        if labels_as_images:
-            label = photo.copy()
-        records.append(Record(f"town_{i:06d}_000019", label, photo=photo, orig_size=(64, 128)))
-    return write_dataset(
-        path, records, dataset="tiny", split="test", label_nc=label_nc, has_instance=False,
-        has_photo=True, load_size=0,
-    )  # fmt: skip
-
-
-def _render(out: Path, manifest: Path, size: tuple[int, int] | None = None) -> Path:
-    """A render folder as bin/render leaves it: 'synthesized' = the photo, noised (resized
-    BICUBIC to ``size`` (H, W) when given)."""
-    from p2phd.data.dataset import Dataset
-    from p2phd.rendering import files as rf
-    from p2phd.rendering.page import write_manifest, write_page
-
-    out.mkdir(parents=True)
-    rng = np.random.default_rng(9)
-    records = []
-    with Dataset(manifest) as ds:
-        for r in range(len(ds)):
-            s = ds.sample(r)
-            img = np.clip(s.photo + rng.normal(0, 10, s.photo.shape), 0, 255).astype(np.uint8)
-            if size is not None:
-                img = np.asarray(Image.fromarray(img).resize(size[::-1], Image.BICUBIC))
-            files = rf.sample_files(s.name, 1, True)
-            rf.save_png(img, out / files["synthesized"][0])
-            rf.save_png(s.photo, out / files["real"])
-            rf.save_png(np.zeros((8, 8, 3), np.uint8), out / files["label"])
-            records.append(
-                {
-                    "row": r,
-                    "name": s.name,
-                    "files": files,
-                    "size": list(img.shape[:2]),
-                    "seeds": [-1],
-                    "variants": [0],
-                    "styles": [""],
-                }  # fmt: skip
-            )
-        attrs = {"dataset": str(manifest.resolve()), "dataset_sha256": ds.sha256(), "split": "test"}
-    write_manifest(out / "render.h5", records, attrs, {}, [], None)
-    write_page(out / "index.html", records, {"run": "fake", "split": "test"})
-    return out
-
-
-def _evaluate(capsys, *args) -> tuple[int, str, str]:
-    rc = run_verb(evaluate.main, [str(a) for a in args])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    return _manifest(tmp_path_factory.mktemp("seg") / "tiny-test.h5")
+    return make_manifest(tmp_path_factory.mktemp("seg") / "tiny-test.h5")
 
 
 def test_verb_scores_a_render_without_the_inception(tiny, tmp_path, capsys, runtime_cpu):
@@ -307,8 +207,18 @@ def test_verb_scores_a_render_without_the_inception(tiny, tmp_path, capsys, runt
     from the PNGs; --seg_real adds the real photos; the page shows them."""
     from p2phd.metrics.drn import Predict
 
-    folder = _render(tmp_path / "render-test", tiny)
-    rc, out, err = _evaluate(capsys, folder, "--seg", C26, "--seg_size", "64x128", "--seg_real")
+    folder = make_render(tmp_path / "render-test", tiny)
+    rc, out, err = evaluate_cli(
+        capsys,
+        folder,
+        "--seg",
+        C26,
+        "--seg_size",
+        "64x128",
+        "--seg_real",
+        "--seg_engine",
+        "mindspore",
+    )  # the ONNX engines: test_seg_onnx.py
     assert rc == 0, err
     assert out == f"{folder / 'metrics.json'}\n"
     m = json.loads((folder / "metrics.json").read_text())
@@ -316,6 +226,7 @@ def test_verb_scores_a_render_without_the_inception(tiny, tmp_path, capsys, runt
     assert m["fid"] is None and m["kid"] is None and m["inception"] is None
     s = m["segmentation"]
     assert s["size"] == [64, 128] and s["network"]["arch"] == "drn_c_26-like"
+    assert s["engine"]["name"] == "mindspore"
     assert s["labels"]["ids"]["26"] == 13 and s["labels"]["ignore"] == 255
 
     import mindspore as ms
@@ -343,8 +254,8 @@ def test_verb_scores_a_render_without_the_inception(tiny, tmp_path, capsys, runt
 def test_verb_resizes_to_the_protocol_size(tiny, tmp_path, capsys, runtime_cpu):
     """Renders at 2x the label maps' size (as --original_size renders) are scored at
     --seg_size: BICUBIC images, NEAREST labels; the label map keeps only real label ids."""
-    folder = _render(tmp_path / "render-big", tiny, size=(128, 256))
-    rc, _, err = _evaluate(capsys, folder, "--seg", C26, "--seg_size", "32x64")
+    folder = make_render(tmp_path / "render-big", tiny, size=(128, 256))
+    rc, _, err = evaluate_cli(capsys, folder, "--seg", C26, "--seg_size", "32x64")
     assert rc == 0, err
     s = json.loads((folder / "metrics.json").read_text())["segmentation"]
     assert s["size"] == [32, 64] and "NEAREST" in s["label_resize"]
@@ -353,38 +264,38 @@ def test_verb_resizes_to_the_protocol_size(tiny, tmp_path, capsys, runtime_cpu):
 
 
 def test_verb_refuses_bad_input(tiny, tmp_path, capsys):
-    folder = _render(tmp_path / "r", tiny)
+    folder = make_render(tmp_path / "r", tiny)
     other = FIX.parent / "fid" / "other_network.pth"
-    rc, out, err = _evaluate(capsys, folder, "--seg", other)
+    rc, out, err = evaluate_cli(capsys, folder, "--seg", other)
     assert rc == 2 and out == "" and f"{other}: not a fyu/drn DRNSeg" in err
     assert "missing key 'seg.weight'" in err and err.count("\n") == 1
     assert not (folder / "metrics.json").exists()
 
-    rc, _, err = _evaluate(capsys, folder, "--seg", C26, "--seg_size", "60x120")
+    rc, _, err = evaluate_cli(capsys, folder, "--seg", C26, "--seg_size", "60x120")
     assert rc == 2 and "multiples of 8" in err
-    rc, _, err = _evaluate(capsys, folder, "--seg", C26, "--seg_size", "64x64")
+    rc, _, err = evaluate_cli(capsys, folder, "--seg", C26, "--seg_size", "64x64")
     assert rc == 2 and "change its aspect ratio" in err and "_synthesized.png" in err
-    rc, _, err = _evaluate(capsys, folder, "--seg_real")
+    rc, _, err = evaluate_cli(capsys, folder, "--seg_real")
     assert rc == 2 and "--seg_real needs --seg FILE" in err
-    rc, _, err = _evaluate(capsys, folder, "--seg", C26, "--kid")
+    rc, _, err = evaluate_cli(capsys, folder, "--seg", C26, "--kid")
     assert rc == 2 and "--kid needs the Inception" in err
 
-    square = _render(tmp_path / "square", tiny, size=(64, 64))
-    rc, _, err = _evaluate(capsys, square, "--seg", C26, "--seg_size", "native")
+    square = make_render(tmp_path / "square", tiny, size=(64, 64))
+    rc, _, err = evaluate_cli(capsys, square, "--seg", C26, "--seg_size", "native")
     assert rc == 2 and "size mismatch" in err and f"{square}/town_000000_000019" in err
 
-    custom = _manifest(tmp_path / "custom.h5", label_nc=12)
-    rc, _, err = _evaluate(capsys, _render(tmp_path / "rc", custom), "--seg", C26)
+    custom = make_manifest(tmp_path / "custom.h5", label_nc=12)
+    rc, _, err = evaluate_cli(capsys, make_render(tmp_path / "rc", custom), "--seg", C26)
     assert rc == 2 and f"{custom}: label_nc 12" in err and "--seg_map FILE" in err
 
-    images = _manifest(tmp_path / "images.h5", label_nc=0, labels_as_images=True)
-    rc, _, err = _evaluate(capsys, _render(tmp_path / "ri", images), "--seg", C26)
+    images = make_manifest(tmp_path / "images.h5", label_nc=0, labels_as_images=True)
+    rc, _, err = evaluate_cli(capsys, make_render(tmp_path / "ri", images), "--seg", C26)
     assert rc == 2 and f"{images}: the render's inputs are images" in err
 
 
 def test_dry_run_names_both_scores(tiny, tmp_path, capsys):
-    folder = _render(tmp_path / "r", tiny)
-    rc, out, err = _evaluate(capsys, folder, "--seg", C26, "--inception", "pt.pth", "--dry-run")
+    folder = make_render(tmp_path / "r", tiny)
+    rc, out, err = evaluate_cli(capsys, folder, "--seg", C26, "--inception", "pt.pth", "--dry-run")
     assert rc == 0 and out == ""
     assert f"would compare 3 renders in {folder} with the photos of" in err
     assert f"segmented by {C26} at 256x512" in err and not (folder / "metrics.json").exists()

@@ -99,7 +99,9 @@ def emit(b: Builder, cell: Any, x: str, path: str = "G") -> str:
     return fn(b, cell, x, path)
 
 
-def _children(cell: Any, path: str, expected: set[str]) -> dict[str, Any]:
+def children(cell: Any, path: str, expected: set[str]) -> dict[str, Any]:
+    """A structural Cell's children by name, or UnsupportedCell when they are not ``expected``
+    (a branch added to a network must not vanish from its graph)."""
     got = dict(cell.name_cells())
     if set(got) != expected:
         raise UnsupportedCell(
@@ -272,13 +274,13 @@ def _sequential(b: Builder, cell: Any, x: str, path: str) -> str:
 
 @emitter(ResnetBlock)
 def _resnet_block(b: Builder, cell: Any, x: str, path: str) -> str:
-    kids = _children(cell, path, {"conv_block"})
+    kids = children(cell, path, {"conv_block"})
     return b.op("Add", [x, emit(b, kids["conv_block"], x, path + ".conv_block")], "residual")
 
 
 @emitter(GlobalGenerator)
 def _global(b: Builder, cell: Any, x: str, path: str) -> str:
-    return emit(b, _children(cell, path, {"model"})["model"], x, path + ".model")
+    return emit(b, children(cell, path, {"model"})["model"], x, path + ".model")
 
 
 @emitter(LocalEnhancer)
@@ -288,7 +290,7 @@ def _local(b: Builder, cell: Any, x: str, path: str) -> str:
     n_local = int(cell.n_local_enhancers)
     names = {"model", "downsample"}
     names |= {f"model{n}_{i}" for n in range(1, n_local + 1) for i in (1, 2)}
-    kids = _children(cell, path, names)
+    kids = children(cell, path, names)
     pyramid = [x]
     for _ in range(n_local):
         pyramid.append(emit(b, kids["downsample"], pyramid[-1], path + ".downsample"))

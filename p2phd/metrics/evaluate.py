@@ -54,6 +54,7 @@ from p2phd.core.cli import (
 from p2phd.core.options import RuntimeOptions, flat_options, opt, positional
 from p2phd.metrics import DRN_WEIGHTS_NAME, FID_WEIGHTS_NAME
 from p2phd.metrics.segmentation import DEFAULT_SIZE as DEFAULT_SEG_SIZE
+from p2phd.metrics.segmentation import ENGINES as SEG_ENGINES
 from p2phd.metrics.segmentation import parse_size as parse_seg_size
 
 SCHEMA = "p2phd.metrics/1"
@@ -96,6 +97,12 @@ class EvaluateOptions(RuntimeOptions):
         "", "--seg: JSON label id -> segmenter class; '' = Cityscapes labelIds -> trainIds"
     )
     seg_batch_size: int = opt(1, "--seg: images per segmentation call")
+    seg_engine: str = opt(
+        "auto",
+        "--seg: what runs the DRN: mindspore, or onnxruntime / openvino (an ONNX graph written "
+        "from p2phd's DRN Cells); auto = onnxruntime with --device_target CPU, else mindspore",
+        choices=SEG_ENGINES,
+    )
 
     def validate(self) -> None:
         if not self.render:
@@ -103,8 +110,10 @@ class EvaluateOptions(RuntimeOptions):
         for name in ("batch_size", "kid_subsets", "kid_subset_size", "seg_batch_size"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("seg_real", "seg_map"):
-            if getattr(self, name) and not self.seg:
+        given = {"seg_real": self.seg_real, "seg_map": self.seg_map}
+        given["seg_engine"] = self.seg_engine != "auto"
+        for name, on in given.items():
+            if on and not self.seg:
                 raise UsageError(f"--{name} needs --seg FILE (the segmentation network)")
         if self.kid and not self.wants_fid():
             raise UsageError("--kid needs the Inception: pass --inception FILE with --seg")
@@ -263,7 +272,8 @@ def _run(o: EvaluateOptions, p: Pairs, argv: list[str] | None) -> int:
         against = [f"the photos of {p.real.path} (FID)"] if o.wants_fid() else []
         if o.seg:
             against.append(
-                f"the label maps of {p.real.path} (segmented by {o.seg} at {o.seg_size})"
+                f"the label maps of {p.real.path} (segmented by {o.seg} at {o.seg_size}, "
+                f"--seg_engine {o.seg_engine})"
             )
         log_dry_run(
             o, f"would compare {len(p.names)} renders in {p.folder} with {' and '.join(against)}"

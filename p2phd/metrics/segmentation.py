@@ -13,7 +13,10 @@ The protocol (SPADE-era Cityscapes tables: DRN-D-105, ``drn-d-105_ms_cityscapes.
 - Labels: Cityscapes labelIds (``label_nc`` 35) -> the 19 trainIds, other ids ignored (255);
   any other dataset (or classes) needs ``--seg_map`` (``segscore.read_seg_map``).
 - Prediction: the argmax over the classes of DRNSeg's logits (``drn.Predict``), float32, batch
-  ``--seg_batch_size`` (images of one size per call).
+  ``--seg_batch_size`` (images of one size per call), by ``--seg_engine``: MindSpore, or the
+  ONNX graph ``drn_onnx`` writes from the same loaded Cells in onnxruntime or OpenVINO
+  (``auto``: onnxruntime on a CPU, 0.83x MindSpore's CPU time at 256x512; MindSpore on a
+  GPU/Ascend, where it runs on the device; README: the segmentation score).
 - Score: one confusion matrix over all images (``segscore``): mean IoU, pixel accuracy,
   per-class IoU.
 """
@@ -39,6 +42,7 @@ from p2phd.metrics.segscore import (
 )
 
 DEFAULT_SIZE = "256x512"
+ENGINES = ("auto", "onnxruntime", "openvino", "mindspore")  # --seg_engine
 IMAGE_RESIZE = "PIL BICUBIC to --seg_size"
 LABEL_RESIZE = "PIL NEAREST to --seg_size (the dataset manifest's label map)"
 STRIDE = 8
@@ -135,8 +139,46 @@ def resized(img: np.ndarray, size: tuple[int, int], nearest: bool) -> np.ndarray
     return np.asarray(Image.fromarray(img).resize((size[1], size[0]), method))
 
 
+def resolve_engine(engine: str, device_target: str) -> str:
+    """``auto`` -> onnxruntime on the CPU (measured faster there: bench-evaluate), MindSpore on
+    a GPU or Ascend (the ONNX engines here run on the CPU only); any other name as given."""
+    if engine != "auto":
+        return engine
+    return "onnxruntime" if device_target == "CPU" else "mindspore"
+
+
+def engine_record(engine: str) -> dict[str, str]:
+    """What ran the network, for metrics.json."""
+    if engine == "mindspore":
+        import mindspore as ms
+
+        return {"name": engine, "version": ms.__version__, "graph": "p2phd.metrics.drn.DRNSeg"}
+    module = __import__(engine)
+    return {
+        "name": engine,
+        "version": str(module.__version__),
+        "graph": "ONNX written from the loaded DRNSeg Cells (p2phd.metrics.drn_onnx)",
+    }
+
+
+def predictor(net: Any, engine: str, threads: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    """``net``'s prediction by ``engine`` (mindspore, onnxruntime, openvino): images (N, 3, H,
+    W) float32 in [0, 1] -> classes (N, H, W) int32. The ONNX engines run the graph drn_onnx
+    writes from ``net``."""
+    if engine == "mindspore":
+        import mindspore as ms
+
+        from p2phd.metrics.drn import Predict
+
+        predict = Predict(net)
+        return lambda x: predict(ms.Tensor(x)).asnumpy()
+    from p2phd.metrics.drn_onnx import Segmenter
+
+    return Segmenter(net, engine, threads)
+
+
 def predict_all(
-    predict: Callable,
+    predict: Callable[[np.ndarray], np.ndarray],
     get: Callable[[int], tuple[np.ndarray, np.ndarray]],
     count: int,
     sizes: list[tuple[int, int]],
@@ -147,7 +189,6 @@ def predict_all(
     """Sum of the confusion matrices of images 0..count-1; ``get(i)`` -> (uint8 HxWx3 image,
     uint8 HxW classes) at the segmentation size ``sizes[i]``. Batches hold one size; the last
     one is padded with copies of its first image (inference BatchNorm: images are independent)."""
-    import mindspore as ms
     from tqdm import tqdm
 
     total = np.zeros((classes, classes), np.int64)
@@ -162,7 +203,7 @@ def predict_all(
                 pairs = [get(i) for i in chunk]
                 images = [im for im, _ in pairs] + [pairs[0][0]] * (n - len(chunk))
                 x = np.stack(images).astype(np.float32).transpose(0, 3, 1, 2) / 255
-                pred = predict(ms.Tensor(np.ascontiguousarray(x))).asnumpy()
+                pred = predict(np.ascontiguousarray(x))
                 for k, (_, gt) in enumerate(pairs):
                     total += confusion(pred[k], gt, classes)
                 bar.update(len(chunk))
@@ -173,7 +214,6 @@ def run(o: Any, p: Any, read_fake: Callable, real_image: Callable) -> dict[str, 
     """The ``segmentation`` section of metrics.json (the network is loaded here).
     ``read_fake(i)``: synthesized PNG i; ``real_image(i)``: its real photo as stored."""
     from p2phd.core import manifest
-    from p2phd.metrics.drn import Predict
 
     size = parse_size(o.seg_size)
     check_labels(p.real)  # the checks that need no network first
@@ -181,7 +221,9 @@ def run(o: Any, p: Any, read_fake: Callable, real_image: Callable) -> dict[str, 
     net = load_drn(o.seg)
     arch = net.arch
     labels = label_map(p.real, o.seg_map, arch.classes, arch.name)
-    predict = Predict(net)
+    t0 = time.perf_counter()  # from here: the engine's set-up (graph build, compile) counts
+    engine = resolve_engine(o.seg_engine, o.device_target)
+    predict = predictor(net, engine)
     sizes = [size or tuple(s) for s in p.sizes]
 
     def gt(i: int) -> np.ndarray:
@@ -194,7 +236,6 @@ def run(o: Any, p: Any, read_fake: Callable, real_image: Callable) -> dict[str, 
     def real(i: int) -> tuple[np.ndarray, np.ndarray]:
         return resized(real_image(i), sizes[i], nearest=False), gt(i)
 
-    t0 = time.perf_counter()
     n, batch = len(p.names), o.seg_batch_size
     result = scores(
         predict_all(predict, fake, n, sizes, batch, arch.classes, "renders"), labels.names
@@ -214,7 +255,7 @@ def run(o: Any, p: Any, read_fake: Callable, real_image: Callable) -> dict[str, 
             if upper
             else ""
         )
-        + f" over {n} images ({seconds:.1f} s)"
+        + f" over {n} images ({seconds:.1f} s, {engine})"
     )
     return {
         "network": {
@@ -235,6 +276,7 @@ def run(o: Any, p: Any, read_fake: Callable, real_image: Callable) -> dict[str, 
         "label_resize": LABEL_RESIZE if size else "PIL NEAREST to the PNG's size",
         "input": "RGB / 255, normalised with fyu/drn's Cityscapes info.json mean/std",
         "prediction": "argmax over the classes of DRNSeg's logits (= of its LogSoftmax output)",
+        "engine": engine_record(engine),
         "labels": {**labels.describe(), "ignore": IGNORE, "class_names": list(labels.names)},
         "values": "fractions in [0, 1] (x100 for the percentages papers print); null = "
         "undefined (a class absent from both ground truth and prediction)",
