@@ -66,7 +66,7 @@ VGG ?=#                            VGG19 checkpoint; default ./vgg19.ckpt if pre
 TB ?=#                             TB=1: bin/train --tensorboard (event files in each run's tensorboard/)
 EXTRA ?=#                          extra bin/train options (last, so they override)
 RENDER_EXTRA ?=#                   extra bin/render options (e.g. --style car=3 --variants 4)
-ENGINE ?= mindspore#               render-* engine: mindspore (the run's G.ckpt) or onnx (the MODE run's ONNX export, onnxruntime)
+ENGINE ?= mindspore#               render-* engine: mindspore (the run's G.ckpt) or onnx (the MODE run's ONNX export, onnxruntime); edit: onnx exports first (bin/edit uses an export that exists on its own)
 EXPORT_EXTRA ?=#                   extra bin/export options (e.g. --uint8 --batch_size 4 --size 512x1024)
 INCEPTION ?= pt_inception-2015-12-05-6726825d.pth#  pytorch-fid's FID Inception weights (bin/evaluate)
 EVAL_EXTRA ?=#                     extra bin/evaluate options (e.g. --kid, --real MANIFEST)
@@ -182,8 +182,8 @@ $(foreach mode,$(MODES),$(foreach split,train test val,$(eval $(call render_rule
 
 # ---- bin/edit: the MODE run in the browser on DATA's test label maps (a server: prints its URL)
 EDIT_EXTRA ?=#                     extra bin/edit options (e.g. --port 0 --preview_size 256 --out DIR)
-edit: $(call run_done,$(MODE)) $(call man,test,$(SIZE_$(MODE))) $(if $(findstring feat,$(MODE)),$(CLUSTERS)) ## edit DATA's test label maps in the browser with the MODE run (prints the URL; Ctrl-C stops)
-	$(BIN)/edit $(call run_dir,$(MODE)) --data $(call man,test,$(SIZE_$(MODE))) \
+edit: $(call run_done,$(MODE)) $(if $(ENGINE_SUFFIX),$(call onnx_file,$(MODE))) $(call man,test,$(SIZE_$(MODE))) $(if $(findstring feat,$(MODE)),$(CLUSTERS)) ## edit DATA's test label maps in the browser with the MODE run, through its ONNX export when there is one (ENGINE=onnx: export first); prints the URL, Ctrl-C stops
+	$(BIN)/edit $(call run_dir,$(MODE)) $(if $(ENGINE_SUFFIX),--onnx $(call onnx_file,$(MODE))) --data $(call man,test,$(SIZE_$(MODE))) \
 		$(if $(findstring feat,$(MODE)),--clusters $(CLUSTERS)) --device_target $(DEVICE) $(EDIT_EXTRA)
 .PHONY: edit
 
@@ -267,7 +267,7 @@ bench-render: | $(STAMP) ## render's images/s on the 15 sample test maps, ngf 64
 bench-export: | $(STAMP) ## bin/export time, size and RSS (MindIR, ONNX, ONNX --half) for the full 512p and 1024p generators; render from MindIR vs checkpoint (~8 min)
 	$(PY) bench/bench_export.py
 .PHONY: bench-export
-bench-edit: | $(STAMP) ## bin/edit: edit -> preview latency (first, steady) with a 512p G (ngf 64, random), --preview_size 512 and 256; full size on demand (~5 min)
+bench-edit: | $(STAMP) ## bin/edit: start, edit -> preview latency (first, steady) with a 512p G (ngf 64, random), MindSpore vs its ONNX export in onnxruntime and OpenVINO, --preview_size 256 and 512; full size on demand (~15 min; ~3.3 GB: flock /work/heavy.lock)
 	$(PY) bench/bench_edit.py
 .PHONY: bench-edit
 bench-onnx: | $(STAMP) ## render --onnx (fp32, --half) vs --run at 512x1024, ngf 64: s/image, RSS, pixel differences in levels, FID change (INCEPTION_BENCH=real .pth; ~15 min)

@@ -440,3 +440,147 @@ def test_a_run_without_features_edits_saves_and_rerenders(work, tmp_path) -> Non
     assert run_verb(render.main, ["--run", str(run), str(man), "--out", str(out / "r")]) == 0
     png = f"{NAMES[0]}_synthesized.png"
     assert (out / "r" / png).read_bytes() == (out / "synthesized" / png).read_bytes()
+
+
+# -- an ONNX-backed session (the run's export: onnxruntime, OpenVINO) -----------------------------
+
+
+@pytest.fixture(scope="module")
+def onnx_file(work) -> Path:
+    """The tiny run's export where make export-onnx puts it (<run>/<run-name>.onnx)."""
+    from p2phd.deploy import export
+
+    path = work["run"] / f"{work['run'].name}.onnx"
+    args = ["--run", str(work["run"]), "--format", "ONNX", "--size", "128x256", "--out", str(path)]
+    assert run_verb(export.main, args) == 0
+    return path
+
+
+def _edit(*args: str) -> list[str]:
+    """bin/edit ARGS --dry-run in this process: [exit status, stderr]."""
+    import contextlib
+
+    from p2phd.editing import edit
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = run_verb(edit.main, [*args, "--dry-run"])
+    return [str(code), err.getvalue()]
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_onnx_session_edits_renders_saves_and_the_commands_reproduce(
+    work, onnx_file, app, engine, tmp_path
+) -> None:
+    """Swatch, preview and full size through the export; Save's commands (render --onnx with the
+    same engine) write the saved PNG byte for byte."""
+    import shlex
+
+    from p2phd.editing import engines
+    from p2phd.editing.model import Model, open_run
+    from p2phd.editing.options import EditOptions
+    from p2phd.editing.server import create_app
+    from p2phd.editing.workspace import Workspace
+
+    info = open_run(str(work["run"]), str(work["clusters"]), 0)
+    info.engine = engines.resolve(EditOptions(run=str(work["run"]), engine=engine), info)
+    assert info.engine.onnx == onnx_file and info.engine.name == engine
+    ws = Workspace(Model(info, 128), tmp_path / "out", Dataset(work["data"]), 256 * 256)
+    client = create_app(ws, max_body=2**20).test_client()
+    assert _ok(client.get("/api/info"))["engine"] == engine
+    state = _ok(client.post("/api/documents", json={"sample": 0}), 201)
+    doc = f"/api/documents/{state['id']}"
+    op = {"op": "brush", "class": SIDEWALK, "radius": 4, "points": [[200, 115], [240, 115]]}
+    _ok(client.post(f"{doc}/edits", json=op))
+    _ok(client.post(f"{doc}/edits", json={"op": "style", "object": 26000, "cluster": 2}))
+    preview = Image.open(io.BytesIO(client.get(f"{doc}/preview.png").data))
+    assert preview.size == (128, 64)
+    swatch = Image.open(io.BytesIO(client.get(f"/api/swatches/{CAR}/2.png").data))
+    assert swatch.size == (64, 64)
+    assert type(ws.model._generator).__name__ == "OnnxGenerator"
+    full = np.asarray(Image.open(io.BytesIO(client.get(f"{doc}/full.png").data)))
+    # the checkpoint in MindSpore on the same state: engines sum convolutions in their own order,
+    # so a pixel moves by one level at most, where G's output sits on a rounding boundary
+    s, _ = ws.get(state["id"]).snapshot()
+    assert np.abs(full.astype(int) - app.ws.model.full(NAMES[0], s)).max() <= 1
+    saved = _ok(client.post(f"{doc}/save"))
+    out = Path(saved["folder"])
+    recorded = json.loads((out / "styles.json").read_text())
+    assert recorded["engine"] == engine and recorded["onnx"] == str(onnx_file.resolve())
+    assert f"--onnx {onnx_file.resolve()} --engine {engine} " in saved["commands"][1]
+    assert recorded["commands"] == saved["commands"] and "--run" not in saved["commands"][1]
+    verbs = {"bin/prepare": prepare.main, "bin/render": render.main}
+    for command in saved["commands"]:  # exactly as recorded
+        verb, *args = shlex.split(command)
+        assert run_verb(verbs[verb], args) == 0, command
+    png = f"synthesized/{NAMES[0]}_synthesized.png"
+    assert (out / "render" / Path(png).name).read_bytes() == (out / png).read_bytes()
+    assert np.array_equal(np.asarray(Image.open(out / png)), full)
+    # a map the graph cannot take (G size 163x256: not a multiple of the stride 4) is refused
+    _error(_upload(client, _png(np.full((16, 25), ROAD, np.uint8))), 400, "not a multiple of 4")
+
+
+def test_onnx_export_choice_and_refusals(work, onnx_file, tmp_path) -> None:
+    """Automatic use, the announcement, and exit 2 naming the file for a stale export (another
+    G.ckpt), a file its sidecar does not describe, and contradicting options."""
+    import shutil
+
+    run, clusters = str(work["run"]), ["--clusters", str(work["clusters"])]
+    code, err = _edit(run, *clusters)
+    assert code == "0" and f"{onnx_file} through onnxruntime (found automatically" in err
+    code, err = _edit(run, *clusters, "--engine", "mindspore")
+    assert code == "0" and "rendering with G.ckpt through MindSpore\n" in err
+    other = make_run(tmp_path / "other", seed=6)  # same architecture, other weights
+    code, err = _edit(str(other), *clusters)
+    assert code == "0" and "G.ckpt through MindSpore (no ONNX export" in err
+    stale = other / "other.onnx"
+    shutil.copy(onnx_file, stale)
+    shutil.copy(f"{onnx_file}.json", f"{stale}.json")
+    for args in ([str(other)], [str(other), "--onnx", str(onnx_file)]):
+        code, err = _edit(*args, *clusters)
+        line = err.strip().splitlines()[-1]
+        assert code == "2" and "exported from another G.ckpt" in line and "stale" in line, err
+        assert (str(stale) if len(args) == 1 else str(onnx_file)) in line
+    changed = tmp_path / "changed.onnx"
+    changed.write_bytes(onnx_file.read_bytes()[:-1] + b"\0")  # one byte changed
+    shutil.copy(f"{onnx_file}.json", f"{changed}.json")
+    for engine in ("onnxruntime", "openvino"):
+        code, err = _edit(run, *clusters, "--onnx", str(changed), "--engine", engine)
+        assert code == "2" and f"{changed}: its content does not match the sha256" in err
+    for args, match in (
+        (["--onnx", "", "--engine", "openvino"], "--engine openvino runs an ONNX export"),
+        (["--onnx", str(onnx_file), "--engine", "mindspore"], "does not run --onnx"),
+        (["--providers", "TensorRT"], "TensorrtExecutionProvider"),
+        (["--threads", "-1"], "--threads must be 0 or more"),
+    ):
+        code, err = _edit(run, *clusters, *args)
+        assert code == "2" and match in err.strip().splitlines()[-1], err
+
+
+def test_onnx_path_imports_no_mindspore(work, onnx_file, tmp_path) -> None:
+    """bin/edit's ONNX path, open to save, in a fresh process: MindSpore is never imported."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = f"""
+import sys
+from pathlib import Path
+from p2phd.data.dataset import Dataset
+from p2phd.editing import engines
+from p2phd.editing.model import Model, open_run
+from p2phd.editing.options import EditOptions
+from p2phd.editing.workspace import Workspace
+info = open_run({str(work["run"])!r}, {str(work["clusters"])!r}, 0)
+info.engine = engines.resolve(EditOptions(run={str(work["run"])!r}), info)
+ws = Workspace(Model(info, 128), Path({str(tmp_path)!r}), Dataset({str(work["data"])!r}))
+doc = ws.open_sample(0)
+ws.render_png(doc, "preview"), ws.swatch_png({CAR}, 1), ws.save(doc)
+print(sorted(m for m in sys.modules if m.split(".")[0] == "mindspore"))
+"""
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr[-2000:]
+    assert (tmp_path / f"synthesized/{NAMES[0]}_synthesized.png").is_file()

@@ -148,17 +148,22 @@ def fetch(
         return e.code, e.read(), e.headers.get_content_type()
 
 
+def browser(pw, tmp_path: Path):
+    """Debian's chromium, headless, with a fresh profile in the test's folder."""
+    return pw.chromium.launch_persistent_context(
+        tempfile.mkdtemp(dir=tmp_path, prefix="chromium-profile-"),
+        executable_path=CHROMIUM,
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport={"width": 1300, "height": 720},
+    )
+
+
 def test_browser_paint_restyle_save_and_batch_rerender(server, work, tmp_path) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(
-            tempfile.mkdtemp(dir=tmp_path, prefix="chromium-profile-"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1300, "height": 720},
-        )
+        ctx = browser(pw, tmp_path)
         try:
             page = ctx.new_page()
             errors: list[str] = []
@@ -257,6 +262,70 @@ def test_browser_paint_restyle_save_and_batch_rerender(server, work, tmp_path) -
         "--styles", out / "styles.json", "--out", out / "render",
     )  # fmt: skip
     assert (Path(rendered) / saved_png.name).read_bytes() == saved_png.read_bytes()
+
+
+def test_browser_on_the_runs_onnx_export(work, tmp_path) -> None:
+    """A run with an export where make export-onnx writes it: bin/edit finds it, says so,
+    renders through onnxruntime without MindSpore in the process, and the commands that Save
+    records (bin/render --onnx ... --engine onnxruntime) reproduce the saved PNG byte for byte."""
+    import shlex
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from p2phd.core.cli import run_verb
+    from p2phd.deploy import export
+
+    run = tmp_path / "onnxrun"
+    shutil.copytree(work["run"], run)
+    model = run / "onnxrun.onnx"
+    args = ["--run", str(run), "--format", "ONNX", "--size", "128x256", "--out", str(model)]
+    assert run_verb(export.main, args) == 0
+    log, out = tmp_path / "edit.log", tmp_path / "saved"
+    proc, url = start_server(
+        run, "--clusters", work["clusters"], "--data", work["data"], "--out", out,
+        "--preview_size", "128", log=log,
+    )  # fmt: skip
+    try:
+        assert f"rendering with the ONNX export {model} through onnxruntime" in log.read_text()
+        with sync_playwright() as pw:
+            ctx = browser(pw, tmp_path)
+            try:
+                page = ctx.new_page()
+                page.goto(url)
+                page.wait_for_selector("#synth[data-version='0']", timeout=60_000)
+                assert "onnxruntime" in page.inner_text("#run")
+                box = page.locator("#label").bounding_box()
+                scale = box["width"] / 256
+                page.click(f"#classes button[data-cls='{SIDEWALK}']")
+                page.mouse.move(box["x"] + 200 * scale, box["y"] + 115 * scale)
+                page.mouse.down()
+                page.mouse.move(box["x"] + 240 * scale, box["y"] + 115 * scale, steps=5)
+                page.mouse.up()
+                page.wait_for_selector("#synth[data-version='1']", timeout=60_000)
+                page.click("#save")
+                page.wait_for_function("document.body.dataset.saved === '1'", timeout=60_000)
+            finally:
+                ctx.close()
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        assert "onnxruntime" in maps and "mindspore" not in maps.lower()
+    finally:
+        stop_server(proc, signal.SIGINT, log)
+    commands = json.loads((out / "styles.json").read_text())["commands"]
+    assert f"bin/render --onnx {model} --engine onnxruntime " in commands[1]
+    for command in commands:
+        res = subprocess.run(
+            [sys.executable, *shlex.split(command)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert res.returncode == 0, res.stderr[-2000:]
+    png = f"{NAMES[0]}_synthesized.png"
+    assert (out / "render" / png).read_bytes() == (out / "synthesized" / png).read_bytes()
+    label = np.asarray(Image.open(out / f"test_label/{NAMES[0]}_gtFine_labelIds.png"))
+    assert (label == SIDEWALK).sum() > (scene(0)[0] == SIDEWALK).sum()  # the stroke was saved
 
 
 def other_controls(page, at, tmp_path: Path) -> None:

@@ -339,6 +339,23 @@ def test_other_verbs_do_not_import_onnx() -> None:
     assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr[-1000:]
 
 
+def test_render_onnx_imports_no_mindspore(
+    exported: tuple[Path, Path], data: Path, tmp_path: Path
+) -> None:
+    """render --onnx in a fresh process, plan to page: MindSpore is never imported."""
+    _, model = exported
+    argv = ["--onnx", str(model), str(data / "test.h5"), "--max_samples", "2"]
+    code = (
+        "import sys\nfrom p2phd.core.cli import run_verb\nfrom p2phd.rendering import render\n"
+        f"assert run_verb(render.main, {[*argv, '--out', str(tmp_path / 'r')]!r}) == 0\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mindspore'))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-1000:]
+    assert res.stdout.splitlines() == [str(tmp_path / "r"), "[]"]  # the folder, then no module
+    assert (tmp_path / "r" / "index.html").is_file()
+
+
 def test_make_plans_export_onnx_and_render_with_onnx(tmp_path: Path) -> None:
     def plan(*args: str) -> list[str]:
         res = subprocess.run(
@@ -359,3 +376,11 @@ def test_make_plans_export_onnx_and_render_with_onnx(tmp_path: Path) -> None:
     assert "msrun --worker_num=2" in lines[-1]
     assert "bin/render --onnx outputs/zz_ox_512p/zz_ox_512p.onnx" in lines[-1]
     assert "--out outputs/zz_ox_512p/render-test-onnx" in lines[-1]
+    lines = plan("edit", "MODE=512p-feat", "ENGINE=onnx")  # exports, then edits through it
+    assert any(
+        ln.startswith("bin/export --run outputs/zz_ox_512p_feat --format ONNX") for ln in lines
+    )
+    assert lines[-1].startswith(
+        "bin/edit outputs/zz_ox_512p_feat --onnx outputs/zz_ox_512p_feat/zz_ox_512p_feat.onnx"
+    )
+    assert "--onnx" not in plan("edit", "MODE=512p-feat")[-1]  # bin/edit's own --onnx auto

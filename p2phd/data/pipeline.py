@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from p2phd.core.instances import dense_index
 from p2phd.data.dataset import Dataset, Sample
-from p2phd.nets.encoding import dense_index
 
 _NEAREST = Image.Resampling.NEAREST
 _BICUBIC = Image.Resampling.BICUBIC

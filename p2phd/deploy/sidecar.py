@@ -11,7 +11,8 @@ ONNX files add ``opset``, ``half`` and ``dynamic_axes`` ({"N", "H", "W"}: what e
 dimension accepts); their input/output shapes name those dimensions ("N", "H", "W") where a
 MindIR has numbers, and ``size``/``batch_size`` are the run's training size and the batch asked.
 
-Read without MindSpore (render's plan checks it before anything loads).
+Read without MindSpore (render's plan and bin/edit check it before anything loads;
+``verify`` compares the file's SHA-256 with the sidecar's).
 """
 
 from pathlib import Path
@@ -44,3 +45,13 @@ def read(model: str | Path, fmt: str = "MINDIR") -> dict[str, Any]:
             + (f"; render it with {flag}" if flag else "")
         )
     return doc
+
+
+def verify(model: str | Path, doc: dict[str, Any]) -> str:
+    """The file's SHA-256, once it is checked to be the one its sidecar describes (UsageError)."""
+    from p2phd.core import manifest
+
+    sha = manifest.sha256_file(model)
+    if sha != doc["sha256"]:
+        raise UsageError(f"{model}: its content does not match the sha256 in its sidecar")
+    return sha

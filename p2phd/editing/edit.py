@@ -1,7 +1,7 @@
 """bin/edit: edit label maps in the browser and see the run's generator re-render them.
 
 ``bin/edit RUN [--clusters FILE] [--data MANIFEST] [--out DIR] [--port 8765] [--host 127.0.0.1]
-[--preview_size 256]``
+[--preview_size 256] [--onnx auto|FILE|''] [--engine auto|mindspore|onnxruntime|openvino]``
 
 Starts a local web server (Flask on Werkzeug's threaded server) and prints its URL on stdout;
 Ctrl-C (SIGINT) or SIGTERM stops it, exit 0. The page picks a label map of ``--data`` or takes
@@ -10,6 +10,10 @@ style among its class's cluster centres (feature runs), and saves the maps, the 
 and the styles so that ``bin/prepare`` + ``bin/render --styles`` reproduce the PNG
 (p2phd.editing.saving). Listening on anything but 127.0.0.1 prints a warning: whoever reaches
 the port can read the run's renders and write into ``--out``.
+
+The run's ONNX export (``<run>/<run-name>.onnx``, ``make export-onnx``) renders when it exists
+and was made from the run's G.ckpt (p2phd.editing.engines; announced on stderr): onnxruntime or
+OpenVINO, and no MindSpore import or set-up at all; Save's commands then name the same engine.
 """
 
 import signal
@@ -20,16 +24,19 @@ from pathlib import Path
 from p2phd.core import lock, runtime
 from p2phd.core.cli import UsageError, check_writable, emit, log, log_dry_run, parse_options
 from p2phd.data.dataset import Dataset
-from p2phd.editing.model import Model, RunInfo, make_generator, open_run
+from p2phd.editing import engines
+from p2phd.editing.model import Model, RunInfo, open_run
 from p2phd.editing.options import LOCALHOST, EditOptions
 
 
 def _open_data(path: str, info: RunInfo) -> Dataset:
-    from p2phd.rendering.plan import check_compatible
+    from p2phd.rendering.plan import check_compatible, check_onnx_sizes
 
     ds = Dataset(path)
     try:
         check_compatible(info.arch, ds, info.run_dir)
+        if info.engine.onnx is not None:  # as bin/render --onnx: sizes the graph takes
+            check_onnx_sizes(info.engine.onnx, info.arch, ds, info.engine.stride)
     except UsageError:
         ds.close()
         raise
@@ -39,6 +46,7 @@ def _open_data(path: str, info: RunInfo) -> Dataset:
 def main(argv: list[str] | None = None) -> int:
     o = parse_options(EditOptions, argv, "edit", (__doc__ or "").split("\n")[0])
     info = open_run(o.run, o.clusters, o.seed)
+    info.engine = engines.resolve(o, info)
     out = check_writable(Path(o.out) if o.out else info.run_dir / "edits", "--out", folder=True)
     ds = _open_data(o.data, info) if o.data else None
     if o.host != LOCALHOST:
@@ -48,12 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     if o.dry_run:
         log_dry_run(
-            o, f"would serve {info.run_dir} ({info.mode}) on {o.host}:{o.port}, saving into {out}"
+            o,
+            f"would serve {info.run_dir} ({info.mode}, {info.engine.describe()}) on "
+            f"{o.host}:{o.port}, saving into {out}",
         )
         return 0
     # One server per --out: two would both rewrite styles.json (p2phd.core.lock, exit 2).
     with lock.hold(out, "bin/edit --out"):
-        runtime.setup(o.device_target, o.pynative, o.seed, o.verbose, data_parallel=False)
+        if info.engine.onnx is None:  # the ONNX engines need no MindSpore (start-up time)
+            runtime.setup(o.device_target, o.pynative, o.seed, o.verbose, data_parallel=False)
         return serve(o, info, out, ds)
 
 
@@ -67,7 +78,7 @@ def serve(o: EditOptions, info: RunInfo, out: Path, ds: Dataset | None) -> int:
     from p2phd.editing.workspace import Workspace
 
     # The weights are loaded before the URL is printed, so a broken checkpoint is an error here.
-    model = Model(info, o.preview_size, make_generator(info))
+    model = Model(info, o.preview_size, info.engine.generator(info))
     ws = Workspace(model, out, ds, o.max_upload_pixels)
     app = create_app(ws, o.max_upload_bytes)
     if not o.verbose:  # Werkzeug logs every request on stderr; keep errors only

@@ -8,18 +8,19 @@
   the small map). Used after every edit; the full size is rendered on demand.
 - ``swatch``: what G makes of one cluster centre of a class on a small map of that class alone.
 
-The model is one callable (``make_generator``: (label, index[, features]) as NumPy -> float
-NCHW NumPy), as ``rendering.loop.make_generator`` is for render: an exported model (MindIR now,
-ONNX Runtime once bin/export writes it) plugs in by passing another callable to ``Model``. Every
-call holds ``Model.lock``: MindSpore graphs are not re-entrant and the server is threaded.
+The model is one callable (``RunInfo.engine.generator``, ``p2phd.editing.engines``: (label,
+index[, features]) as NumPy -> NCHW float NumPy, or NHWC uint8 from a --uint8 export), as
+``rendering.loop.make_generator`` is for render: the run's G.ckpt in MindSpore, or its ONNX export
+in onnxruntime or OpenVINO, which then renders swatches, previews and full sizes alike (the
+feature maps are inputs of the exported graph). Every call holds ``Model.lock``: MindSpore graphs
+and OpenVINO's infer request are not re-entrant and the server is threaded.
 """
 
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,8 @@ from PIL import Image
 
 from p2phd.core import runs
 from p2phd.core.cli import UsageError
-from p2phd.editing.document import State
+from p2phd.editing.document import EditError, State
+from p2phd.editing.engines import Engine
 
 Generator = Callable[..., np.ndarray]
 SWATCH_MIN = 64  # swatch side in pixels (at least 4 strides, so G sees a few bottleneck cells)
@@ -43,6 +45,7 @@ class RunInfo:
     mode: str  # labels | clusters
     clusters: Any  # styles.Clusters or None
     seed: int
+    engine: Engine = field(default_factory=Engine)  # what renders (engines.resolve)
 
     @property
     def style_by(self) -> str:
@@ -72,21 +75,6 @@ def open_run(run: str, clusters: str, seed: int) -> RunInfo:
     return RunInfo(run_dir, arch, doc["options"], "clusters", c, seed)
 
 
-def make_generator(info: RunInfo) -> Generator:
-    """The run's G.ckpt (+ condition encoding) in ``rendering.loop.build_net``, as one callable."""
-    from mindspore import Tensor
-
-    from p2phd.rendering.loop import build_net
-
-    G, E, _, _ = runs.load_inference(info.run_dir, 1)
-    net = build_net(SimpleNamespace(arch=info.arch, mode=info.mode), G, E)
-
-    def generate(*arrays: np.ndarray) -> np.ndarray:
-        return net(*(Tensor(a) for a in arrays)).asnumpy()
-
-    return generate
-
-
 def _resize(arr: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     if arr.shape == tuple(size_hw):
         return arr
@@ -112,13 +100,26 @@ class Model:
     def arch(self) -> Any:
         return self.info.arch
 
+    def check_size(self, h: int, w: int, what: str) -> None:
+        """An exported graph takes H, W multiples of its stride: EditError for a map it cannot
+        render at full size (bin/render --onnx refuses the same map)."""
+        from p2phd.data.pipeline import target_size
+
+        stride = self.info.engine.stride
+        gh, gw = target_size(self.arch, h, w)
+        if stride and (gh % stride or gw % stride):
+            raise EditError(
+                f"{what}: {w}x{h} gives the generator {gw}x{gh}, not a multiple of "
+                f"{stride} (the stride of {self.info.engine.onnx.name}); use another size"
+            )
+
     def clusters_k(self, c: int) -> int:
         return self.info.clusters.k(c) if self.info.clusters is not None else 0
 
     def _call(self, *arrays: np.ndarray) -> np.ndarray:
         with self.lock:
             if self._generator is None:  # built on first use, under the lock
-                self._generator = make_generator(self.info)
+                self._generator = self.info.engine.generator(self.info)
             t0 = time.perf_counter()
             out = self._generator(*arrays)
             self.last_ms = (time.perf_counter() - t0) * 1000
@@ -180,7 +181,7 @@ class Model:
 
     def preview(self, name: str, s: State) -> np.ndarray:
         """A smaller render for the page after each edit (the full render when that is small)."""
-        from p2phd.nets.encoding import dense_index
+        from p2phd.core.instances import dense_index
         from p2phd.rendering.loop import to_picture
 
         shape = self.preview_shape(*s.label.shape)

@@ -2,6 +2,7 @@
 
 from p2phd.core.cli import UsageError
 from p2phd.core.options import RuntimeOptions, flat_options, opt, positional
+from p2phd.editing.engines import AUTO, ENGINES
 
 LOCALHOST = "127.0.0.1"
 MAX_UPLOAD_BYTES = 16 * 2**20  # request bodies (a Cityscapes label + instance PNG: < 1 MB)
@@ -32,6 +33,27 @@ class EditOptions(RuntimeOptions):
         "generator's stride; raise it on a GPU/Ascend); the full size is rendered on demand "
         "and on save",
     )
+    onnx: str = opt(
+        AUTO,
+        "ONNX export (bin/export --format ONNX) to render with: auto = <run>/<run-name>.onnx "
+        "(make export-onnx) if it exists, else G.ckpt; '' = G.ckpt; it must come from the run's "
+        "G.ckpt (sidecar)",
+        metavar="FILE",
+    )
+    engine: str = opt(
+        AUTO,
+        "what renders: auto = onnxruntime for an ONNX export, else MindSpore on G.ckpt; "
+        "onnxruntime or openvino need an export; mindspore = G.ckpt",
+        choices=ENGINES,
+    )
+    providers: str = opt(
+        "CPU",
+        "onnxruntime execution providers in priority order, comma-separated (as bin/render)",
+        metavar="LIST",
+    )
+    threads: int = opt(
+        0, "the ONNX engine's inference threads; 0 = its own choice (physical cores)", metavar="N"
+    )
     max_upload_bytes: int = opt(
         MAX_UPLOAD_BYTES, "largest request body in bytes (uploads: 413 above)"
     )
@@ -45,6 +67,8 @@ class EditOptions(RuntimeOptions):
             raise UsageError("RUN is required (the run folder written by bin/train)")
         if not 0 <= self.port <= 65535:
             raise UsageError(f"--port must be 0..65535, got {self.port}")
+        if self.threads < 0:
+            raise UsageError(f"--threads must be 0 or more, got {self.threads}")
         for name in ("preview_size", "max_upload_bytes", "max_upload_pixels"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} must be at least 1, got {getattr(self, name)}")

@@ -17,7 +17,11 @@ with the session's seed, so the file alone decides the styles. Then::
     bin/render --run RUN OUT/edited-test.h5 [--clusters FILE --styles OUT/styles.json] \
         --out OUT/render
 
-writes ``OUT/render/<name>_synthesized.png`` equal, byte for byte, to the saved one.
+writes ``OUT/render/<name>_synthesized.png`` equal, byte for byte, to the saved one. A session
+rendering through an ONNX export names it and its engine instead of ``--run RUN`` (``--onnx FILE
+--engine onnxruntime|openvino``): engines sum convolutions in their own order, so a PNG is
+reproduced byte for byte by the engine that made it (another differs by a level here and there).
+``styles.json`` records the engine (and the export) beside the commands.
 """
 
 import json
@@ -85,10 +89,22 @@ def commands(out: Path, info: Any) -> list[str]:
         f"bin/prepare --dataroot {q(out)} --phase test --load_size 0 "
         f"--label_nc {info.arch.label_nc} --out {q(out / MANIFEST_NAME)}"
     )
-    render = f"bin/render --run {q(info.run_dir)} {q(out / MANIFEST_NAME)}"
+    source = info.engine.render_args() or ["--run", str(info.run_dir.resolve())]
+    render = f"bin/render {shlex.join(source)} {q(out / MANIFEST_NAME)}"
     if info.clusters is not None:
         render += f" --clusters {q(info.clusters.path)} --styles {q(out / STYLES_FILE)}"
     return [prep, render + f" --out {q(out / RENDER_FOLDER)} --overwrite"]
+
+
+def engine_record(engine: Any) -> dict[str, Any]:
+    """What rendered the saved images (a note in styles.json; render reads only the samples)."""
+    if engine.onnx is None:
+        return {"engine": engine.name}
+    return {
+        "engine": engine.name,
+        "onnx": str(engine.onnx.resolve()),
+        "onnx_sha256": engine.sidecar["sha256"],
+    }
 
 
 def read_styles(path: Path) -> dict[str, Any]:
@@ -133,6 +149,7 @@ def save(
                 "samples": dict(sorted(samples.items())),
                 "run": str(info.run_dir.resolve()),
                 "clusters": str(info.clusters.path.resolve()),
+                **engine_record(info.engine),
                 "commands": cmds,
             },
         )

@@ -105,6 +105,7 @@ class Workspace:
         return {
             "run": self.model.info.run_dir.name,
             "mode": self.model.info.mode,
+            "engine": self.model.info.engine.name,
             "label_nc": self.label_nc,
             "classes": classes,
             "samples": list(self.dataset.names) if self.dataset is not None else [],
@@ -151,6 +152,7 @@ class Workspace:
     def open_upload(self, name: str, label_png: bytes, inst_png: bytes | None) -> Document:
         saving.file_names(saving.check_name(name))
         label = decode_png(label_png, "label map", LABEL_MODES, self.max_pixels)
+        self.model.check_size(*label.shape, "label map")
         if label.size and (label.min() < 0 or label.max() >= self.label_nc):
             raise EditError(
                 f"label map: values {int(label.min())}..{int(label.max())} are outside "

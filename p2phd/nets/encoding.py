@@ -14,7 +14,8 @@ Device side (MindSpore, graph-mode safe; use inside the training step):
 - ``generator_input(cond, feat)``: [cond | features] (features last), the G input.
 - ``discriminator_input(cond, image)``: [cond | image], the D input (features never go to D).
 
-Host side (NumPy, in the data pipeline):
+Host side (NumPy, in the data pipeline; defined in ``p2phd.core.instances``, which needs no
+MindSpore, and re-exported here):
 
 - ``dense_index(inst)``: (H, W) raw instance ids -> ((H, W) int32 ids renumbered 0..K-1 in
   ascending id order, the (K,) sorted original ids). The encoder's instance pooling and
@@ -22,8 +23,9 @@ Host side (NumPy, in the data pipeline):
 """
 
 import mindspore as ms
-import numpy as np
 from mindspore import Tensor, nn, ops
+
+from p2phd.core.instances import dense_index  # noqa: F401 - its home is core (no MindSpore)
 
 _ON = Tensor(1.0, ms.float32)
 _OFF = Tensor(0.0, ms.float32)
@@ -73,9 +75,3 @@ class ConditionEncoder(nn.Cell):
 
     def construct(self, label, index=None):
         return encode_condition(label, index, self.label_nc, self.use_edge)
-
-
-def dense_index(inst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Renumber instance ids 0..K-1 (host side). Returns (index int32 HxW, sorted ids (K,))."""
-    ids, inverse = np.unique(np.asarray(inst), return_inverse=True)
-    return inverse.reshape(np.shape(inst)).astype(np.int32), ids

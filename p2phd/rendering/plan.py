@@ -208,6 +208,19 @@ def model_source(o: RenderOptions) -> tuple[Path, dict[str, Any], Path, dict[str
     return run_dir, doc["options"], ckpt, None
 
 
+def check_onnx_sizes(model: str | Path, arch: Any, ds: Dataset, stride: int) -> None:
+    """Every sample's G size must be a multiple of the ONNX file's stride (exit 2 otherwise)."""
+    from p2phd.data.pipeline import target_size
+
+    for name, (h, w) in zip(ds.names, ds.sizes, strict=True):
+        gh, gw = target_size(arch, int(h), int(w))
+        if gh % stride or gw % stride:
+            raise UsageError(
+                f"{model}: {ds.path} sample {name} needs {gh}x{gw}, not a multiple of the "
+                f"model's stride {stride}"
+            )
+
+
 def check_deployed(o: RenderOptions, mode: str, arch: Any, ds: Dataset, side: dict) -> None:
     """An exported graph has no encoder; a MindIR has one input size and batch (--batch_size
     follows it), an ONNX file any batch and H, W multiples of its stride."""
@@ -218,14 +231,7 @@ def check_deployed(o: RenderOptions, mode: str, arch: Any, ds: Dataset, side: di
             f"{o.exported}: an exported model has no encoder; use --run for encoded images"
         )
     if side["format"] == "ONNX":
-        stride = int(side["stride"])
-        for name, (h, w) in zip(ds.names, ds.sizes, strict=True):
-            gh, gw = target_size(arch, int(h), int(w))
-            if gh % stride or gw % stride:
-                raise UsageError(
-                    f"{o.onnx}: {ds.path} sample {name} needs {gh}x{gw}, not a multiple of the "
-                    f"model's stride {stride}"
-                )
+        check_onnx_sizes(o.onnx, arch, ds, int(side["stride"]))
         return
     n = int(side["batch_size"])
     if o.batch_size not in (1, n):
@@ -246,9 +252,12 @@ def make_plan(o: RenderOptions, manifest_path: str) -> Plan:
         check_writable(o.out, "--out", folder=True)
     run_dir, run_options, ckpt, side = model_source(o)
     st = ckpt.stat()  # before hashing: render re-checks it, so a file changed since is caught
-    sha = manifest.sha256_file(ckpt)
-    if side is not None and sha != side["sha256"]:
-        raise UsageError(f"{ckpt}: its content does not match the sha256 in its sidecar")
+    if side is not None:
+        from p2phd.deploy import sidecar
+
+        sha = sidecar.verify(ckpt, side)
+    else:
+        sha = manifest.sha256_file(ckpt)
     arch = runs.arch_from_dict(run_options)
     ds = Dataset(manifest_path)
     check_compatible(arch, ds, run_dir)

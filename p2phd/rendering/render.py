@@ -117,10 +117,10 @@ def finish(p: Plan, style_cache: dict[int, list[str]], argv: list[str] | None) -
 
 
 def _checkpoint_meta(p: Plan) -> dict[str, int]:
-    from p2phd.core import checkpoint
-
     if p.deployed is not None:  # --mindir/--onnx: the checkpoint it was exported from
         return dict(p.deployed["run"]["checkpoint_meta"])
+    from p2phd.core import checkpoint  # imports MindSpore: not on the --onnx path
+
     meta = checkpoint.read_meta(p.checkpoint)
     return {k: int(meta[k]) for k in ("epoch", "step") if isinstance(meta.get(k), int | float)}
 

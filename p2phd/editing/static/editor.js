@@ -307,7 +307,7 @@ function keys(ev) {
 
 async function init() {
   ui.info = await call("GET", "/api/info");
-  $("run").textContent = `${ui.info.run} (${ui.info.mode})`;
+  $("run").textContent = `${ui.info.run} (${ui.info.mode}, ${ui.info.engine})`;
   buildClasses();
   ui.info.samples.forEach((name, i) => {
     const o = document.createElement("option");
