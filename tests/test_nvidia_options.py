@@ -196,7 +196,8 @@ REFUSED = {  # NVIDIA argv (train or render) -> what the one-line message must p
     "render --results_dir ./results/": "--out DIR",
     "render --aspect_ratio 2": "--original_size",
     "render --export_onnx g.onnx": "bin/export",
-    "render --engine g.trt": "bin/export",
+    "render --engine g.trt": "bin/export --format ONNX",  # render's own --engine: a runtime
+    "render --engine=g.trt --onnx g.onnx": "--providers TensorRT",
     "render --checkpoints_dir ck": "--run RUN",
 }
 

@@ -16,8 +16,10 @@ option, in this order:
   test.py says of a training option).
 
 The verb's own options always win: a verb that has an option of the same name (import's
-``--which_epoch``, cluster's ``--n_clusters``) gets it unchanged. ``--name`` (+
-``--checkpoints_dir``) on a verb that takes ``--run`` names the run folder, as in NVIDIA's test.py.
+``--which_epoch``, cluster's ``--n_clusters``) gets it unchanged, unless the value is one only
+NVIDIA's meaning takes (``foreign``: render ``--engine g.trt``, a TensorRT file, is refused).
+``--name`` (+ ``--checkpoints_dir``) on a verb that takes ``--run`` names the run folder, as in
+NVIDIA's test.py.
 The aliases are not argparse options, so ``--help`` lists only p2phd's names; README lists these.
 """
 
@@ -44,6 +46,7 @@ class Rule:
     accept: Callable[[str], bool] | None = None  # values that change nothing here
     refuse: str = ""
     note: str = ""
+    foreign: Callable[[str], bool] | None = None  # NVIDIA-only values on a same-named option
 
 
 def _same(*names: str, run: bool = False, value: bool = True) -> dict[str, Rule]:
@@ -192,16 +195,18 @@ RULES: dict[str, Rule] = {
     "cluster_path": Rule(True, target="clusters"),
     "use_encoded_image": Rule(False, target="use_encoded_image"),
     "export_onnx": Rule(True, refuse="export with bin/export --run RUN --format ONNX"),
-    "engine": Rule(
+    "engine": Rule(  # NVIDIA's is a TensorRT engine file; render's own names a runtime
         True,
-        refuse="p2phd does not run TensorRT engines: bin/export writes a MindIR that "
-        "bin/render --mindir FILE renders",
+        target="engine",
+        foreign=lambda v: v not in ("onnxruntime", "openvino"),
+        refuse="p2phd does not read TensorRT engine files: bin/export --format ONNX writes a "
+        "model that bin/render --onnx FILE --providers TensorRT runs through TensorRT",
     ),
     "onnx": Rule(
         True,
         target="onnx",
-        refuse="bin/{verb} does not run ONNX models (NVIDIA's ran them in TensorRT); "
-        "bin/render --mindir FILE renders a bin/export model",
+        refuse="bin/{verb} does not run ONNX models: bin/render --onnx FILE renders a "
+        "bin/export --format ONNX model",
     ),
 }
 
@@ -244,6 +249,9 @@ def rewrite(cls: type, argv: list[str], verb: str) -> Rewritten:
         if arg == "--":
             out.argv += argv[i - 1 :]
             break
+        if _clashes(argv, i, name, own):  # own option of that name, NVIDIA's meaning
+            shown = f"--{name} {inline or argv[i]}"
+            raise Refused(f"{shown} (NVIDIA's option): {RULES[name].refuse.format(verb=verb)}")
         if not arg.startswith("--") or arg.partition("=")[0] in own or name not in RULES:
             if (
                 arg == "--load_features"
@@ -294,6 +302,17 @@ def _resolve(
         out.notes.append(_note(name, rule.note, verb))
         return []
     return [f"--{name}"] + ([str(value)] if isinstance(value, str) else [])
+
+
+def _clashes(argv: list[str], i: int, name: str, own: set[str]) -> bool:
+    """The verb has an option of NVIDIA's name but the value is one only NVIDIA's takes
+    (render --engine onnxruntime is p2phd's; --engine g.trt is NVIDIA's TensorRT file)."""
+    rule = RULES.get(name)
+    if rule is None or rule.foreign is None or f"--{name}" not in own:
+        return False
+    inline = argv[i - 1].partition("=")[2]
+    value = inline or (argv[i] if i < len(argv) else "")
+    return value != "" and rule.foreign(value)
 
 
 def _note(name: str, note: str, verb: str) -> str:
