@@ -213,6 +213,10 @@ bench-nets: $(STAMP) ## instance norms (exact, batch-norm form, group_norm) at 2
 	$(PY) bench/bench_nets.py
 .PHONY: bench-nets
 
+bench-reductions: | $(STAMP) ## every reduction that grows with the image vs float64 at 2048x1024: instance norms (exact vs batch-norm form), E's pooling, loss means (~1 min)
+	$(PY) bench/bench_reductions.py
+.PHONY: bench-reductions
+
 bench-train: | $(STAMP) ## train s/step of the 4 modes, full widths at 1/16 of the pixels (128x256, 256x512), + projected Cityscapes epoch (~15 min)
 	$(PY) bench/bench_train.py
 .PHONY: bench-train
