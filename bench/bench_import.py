@@ -128,6 +128,10 @@ def fidelity(args, folder: Path, run: Path, tmp: Path, py: str) -> dict:
     for i, lab in enumerate(labels):
         name = lab.name.removesuffix("_gtFine_labelIds.png")
         want, got = nv[f"out{i}"], mine[name]
+        if got.shape != want.shape:  # the run's resize_or_crop/load_size resized the map
+            raise SystemExit(
+                f"{run}: renders {name} at {got.shape[1:]}, NVIDIA's at {want.shape[1:]}"
+            )
         png = np.array(Image.open(tmp / "render" / f"{name}_synthesized.png")).astype(np.int16)
         rounded = to_uint8(want).astype(np.int16)  # NVIDIA's output by render's rule
         truncated = np.clip((want.transpose(1, 2, 0) + 1) / 2.0 * 255.0, 0, 255).astype(np.uint8)
