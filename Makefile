@@ -252,9 +252,13 @@ bench-prepare: | $(STAMP) ## prepare's images/s on the 8 sample frames at 1024, 
 	$(PY) bench/bench_prepare.py
 .PHONY: bench-prepare
 
-bench-nets: $(STAMP) ## G inference and G+D+VGG training step, ngf 64 256x512 and ngf 32 128x256 (median ms, peak RSS)
+bench-nets: $(STAMP) ## instance norms (exact, batch-norm form, group_norm) at 256x512 and 1024x2048, then G inference and G+D+VGG training step with each, ngf 64 256x512 and ngf 32 128x256 (median ms, peak RSS)
 	$(PY) bench/bench_nets.py
 .PHONY: bench-nets
+
+bench-reductions: | $(STAMP) ## every reduction that grows with the image vs float64 at 2048x1024: instance norms (exact vs batch-norm form), E's pooling, loss means (~1 min)
+	$(PY) bench/bench_reductions.py
+.PHONY: bench-reductions
 
 bench-train: | $(STAMP) ## train s/step of the 4 modes, full widths at 1/16 of the pixels (128x256, 256x512), + projected Cityscapes epoch (~15 min)
 	$(PY) bench/bench_train.py
@@ -276,8 +280,8 @@ bench-onnx: | $(STAMP) ## render --onnx (fp32, --half) vs --run at 512x1024, ngf
 bench-evaluate: | $(STAMP) ## FID Inception features/s at 299x299; DRN-D-105 segmentation images/s, CPU s/image, peak RSS per --seg_engine (mindspore, onnxruntime, openvino) at 256x512 (batch 1, 4) and 512x1024, random weights, interleaved; the engines' agreement on the sample photos (~15 min quiet)
 	$(PY) bench/bench_evaluate.py
 .PHONY: bench-evaluate
-NVIDIA ?=#                        NVIDIA/pix2pixHD checkout (bench-vs-nvidia)
-TORCH_PYTHON ?= python3#           a Python with torch + torchvision (bench-vs-nvidia)
+NVIDIA ?=#                        NVIDIA/pix2pixHD checkout (bench-vs-nvidia, bench-import)
+TORCH_PYTHON ?= python3#           a Python with torch + torchvision (bench-vs-nvidia, bench-import)
 BENCH_EXTRA ?=#                    e.g. --big (512x1024 training rows), --only ROW,..., --runs N
 bench-vs-nvidia: | $(STAMP) ## p2phd vs NVIDIA's PyTorch networks, same shapes, interleaved: time and peak-memory ratios (NVIDIA=... TORCH_PYTHON=...)
 	$(PY) bench/bench_vs_nvidia.py --nvidia $(NVIDIA) --torch-python $(TORCH_PYTHON) $(BENCH_EXTRA)
@@ -301,8 +305,8 @@ render-nvidia: $(call man,test,$(SIZE2)) ## render DATA's test split (Cityscapes
 	$(BIN)/render --run $(NV_RUN) $< --out $(NV_RUN)/render-test --overwrite \
 		--device_target $(DEVICE) $(RENDER_EXTRA)
 
-bench-import: | $(STAMP) ## bin/import time and peak RSS for a full-size label2city_1024p G (182,857,059 parameters) in NV_FULL
-	$(PY) bench/bench_import.py $(NV_FULL)
+bench-import: | $(STAMP) ## bin/import time and peak RSS for the full-size label2city_1024p G in NV_FULL; with NVIDIA= TORCH_PYTHON=, its 2048x1024 renders against NVIDIA's (relative error, PNG pixels that differ)
+	$(PY) bench/bench_import.py $(NV_FULL) $(if $(NVIDIA),--nvidia $(NVIDIA) --torch-python $(TORCH_PYTHON))
 
 .PHONY: import render-nvidia bench-import
 

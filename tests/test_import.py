@@ -9,13 +9,14 @@ import pickle
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import Tensor
-from pth_writer import write_legacy_pth
+from pth_writer import write_legacy_pth, write_zip_pth
 
 from p2phd.core import checkpoint, runs
 from p2phd.core.cli import run_verb
@@ -381,11 +382,13 @@ def test_malformed_inputs_exit_2_naming_the_file(tmp_path, capsys):
         "bad_shape": lambda p: write_legacy_pth(
             p, {**g, "model.10.conv_block.1.weight": np.zeros((16, 16, 5, 5))}
         ),
+        "deflated_zip": lambda p: write_zip_pth(p, g, method=zipfile.ZIP_DEFLATED),
     }
     expect = {
         "truncated": "truncated",
         "vgg": "not a pix2pixHD generator",
         "bad_shape": "model.10.conv_block.1.weight has shape (16, 16, 5, 5)",
+        "deflated_zip": "storage latest_net_G/data/0 is compressed",
     }
     for case, write in cases.items():
         folder = _folder_with_g(tmp_path / case, write)

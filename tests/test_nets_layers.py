@@ -150,7 +150,8 @@ def test_instance_norm_forward_and_gradient():
     g = _rand(rng, 2, 5, 6, 7)
     norm = layers.InstanceNorm(5)
     out, gx, _ = _value_and_grads(norm, x, g)
-    # again on the same cell: the batch-norm form's in-place statistics must carry no state
+    # again on the same cell: a second call sees no state of the first (p2phd's norm before
+    # issue 19 wrote batch norm's moving statistics in place; its affine maps only read them)
     out2, gx2, _ = _value_and_grads(norm, x, g)
     np.testing.assert_array_equal(out2, out)
     np.testing.assert_array_equal(gx2, gx)
@@ -166,6 +167,80 @@ def test_instance_norm_forward_and_gradient():
     ) / np.sqrt(var + 1e-5)
     _close(gx, expect)
     assert layers.count_parameters(layers.InstanceNorm(5)) == 0
+
+
+def _float64_instance_norm(x: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    xd, gd = x.astype(np.float64), g.astype(np.float64)
+    mean, var = xd.mean(axis=(2, 3), keepdims=True), xd.var(axis=(2, 3), keepdims=True)
+    rstd = 1 / np.sqrt(var + 1e-5)
+    y = (xd - mean) * rstd
+    mg, mgy = gd.mean(axis=(2, 3), keepdims=True), (gd * y).mean(axis=(2, 3), keepdims=True)
+    return y, rstd * (gd - mg - y * mgy)
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+# Full-size planes against float64: float32 rounding of each value (6e-8) and of the row sums
+# leave ~1e-7 (measured 4e-8 to 1.3e-7); one float32 sum over a 2048x1024 plane leaves ~1e-4.
+FULL_TOL = 1e-6
+
+
+def test_instance_norm_is_exact_on_full_size_planes():
+    """2048x1024 planes, forward and backward, means far from zero relative to the spread, a
+    tiny spread, a plane whose border differs from its inside and a constant plane."""
+    rng = np.random.default_rng(7)
+    shape = (1, 4, 1024, 2048)
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[0, 0] = x[0, 0] + 100.0  # mean 100, std 1
+    x[0, 1] = x[0, 1] * 1e-3  # std 1e-3 (below sqrt(eps): y is small, still exact)
+    x[0, 2] = 5.0 + 0.01 * x[0, 2]  # a flat inside...
+    x[0, 2, 0, :], x[0, 2, :, 0] = 0.0, 0.0  # ...with a zero border (a zero-padded conv)
+    x[0, 3] = 3.7  # constant: y = 0 exactly
+    g = (rng.standard_normal(shape) + 0.5).astype(np.float32)
+    out, gx, _ = _value_and_grads(layers.InstanceNorm(4), x, g)
+    y, dx = _float64_instance_norm(x, g)
+    for c in range(3):
+        assert _rel(out[0, c], y[0, c]) <= FULL_TOL, c
+        assert _rel(gx[0, c], dx[0, c]) <= FULL_TOL, c
+    assert not out[0, 3].any()
+    assert np.abs(gx[0, 3] - dx[0, 3]).max() <= FULL_TOL * np.abs(dx[0, 3]).max()
+
+
+def test_instance_pooling_is_exact_on_a_million_pixel_instance():
+    """A 1024x2048 map whose largest instance covers ~1.5 M pixels (a road), mean far from 0."""
+    rng = np.random.default_rng(8)
+    h, w, k = 1024, 2048, 5
+    index = np.zeros((1, h, w), np.int32)
+    index[0, : h // 4] = 1  # sky
+    index[0, h // 4 : h // 4 + 64, :300] = rng.integers(2, k, (64, 300))  # small objects
+    x = (np.tanh(rng.standard_normal((1, 3, h, w)) * 0.3 + 0.5)).astype(np.float32)
+    g = (rng.standard_normal((1, 3, h, w)) + 0.3).astype(np.float32)
+    out = InstancePool(k)(Tensor(x), Tensor(index)).asnumpy()
+    gx = ms.grad(_PoolApply(k), grad_position=0)(Tensor(x), Tensor(index), Tensor(g)).asnumpy()
+    flat, count = index.ravel(), np.bincount(index.ravel(), minlength=k)
+    assert count.max() > 1_400_000
+    for c in range(3):
+        for arr, got in ((x, out), (g, gx)):
+            means = np.bincount(flat, arr[0, c].astype(np.float64).ravel(), k) / count
+            assert _rel(got[0, c], means[index[0]]) <= FULL_TOL, c
+
+
+@pytest.mark.parametrize("kind", ["conv_stride2", "conv_transpose"])
+def test_conv_bias_gradients_are_exact_at_full_size(kind):
+    """A bias gradient sums dy over every pixel: at a 2048x1024 output with a cancelling dy, a
+    plain float32 sum (MindSpore's BiasAddGrad) is off by ~5e-5; p2phd's convs sum rows first."""
+    rng = np.random.default_rng(9)
+    if kind == "conv_stride2":
+        layer, x = layers.conv(2, 3, 4, 2, 2), _rand(rng, 1, 2, 2046, 4094)
+    else:
+        layer, x = layers.conv_transpose(2, 3), _rand(rng, 1, 2, 512, 1024)
+    out_shape = layer(Tensor(x)).shape
+    assert tuple(out_shape[2:]) == (1024, 2048)
+    g = (rng.standard_normal(out_shape) + 0.01).astype(np.float32)  # sums cancel ~100-fold
+    _, _, (_, gb) = _value_and_grads(layer, x, g, [layer.weight, layer.bias])
+    assert _rel(gb, g.astype(np.float64).sum(axis=(0, 2, 3))) <= FULL_TOL
 
 
 class _PoolApply(nn.Cell):

@@ -127,3 +127,45 @@ def test_sizes_are_checked_before_memory_is_taken(tmp_path):
     huge = write_legacy_pth(tmp_path / "huge.pth", arr, claim=10**12)
     with pytest.raises(PthError, match=r"huge\.pth: truncated: the storages need"):
         read_state_dict(huge)
+
+
+def _zeros(n_bytes: int, chunk: int = 1 << 20):
+    for start in range(0, n_bytes, chunk):
+        yield bytes(min(chunk, n_bytes - start))
+
+
+def test_zip_storage_entries_are_exactly_what_torch_writes(tmp_path, monkeypatch):
+    """A zip storage entry that is compressed, shorter or longer than its storage is refused
+    from the zip directory, one line naming the file and the entry, before any of it is read."""
+    from pth_writer import write_zip_pth
+
+    arr = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(2, np.float32)}
+    back = read_state_dict(write_zip_pth(tmp_path / "ok.pth", arr))
+    assert list(back) == ["w", "b"] and all(np.array_equal(back[k], arr[k]) for k in arr)
+    need = {"0": 24, "1": 8}
+    cases = {  # file -> (entry writer, zip method, what the message says)
+        "deflated": (None, zipfile.ZIP_DEFLATED, "is compressed"),
+        "bomb": (lambda k: _zeros(64 << 20), zipfile.ZIP_DEFLATED, "is compressed"),
+        "short": (lambda k: _zeros(need[k] - 4), zipfile.ZIP_STORED, "holds 20 bytes"),
+        "long": (lambda k: _zeros(need[k] + 4096), zipfile.ZIP_STORED, "holds 4120 bytes"),
+    }
+    opened: list[str] = []
+    real_open = zipfile.ZipFile.open
+
+    def spy(self, name, *args, **kwargs):
+        opened.append(getattr(name, "filename", name))
+        return real_open(self, name, *args, **kwargs)
+
+    for case, (entry, method, says) in cases.items():
+        path = write_zip_pth(tmp_path / f"{case}.pth", arr, entry, method)
+        if case == "bomb":  # 64 MiB of zeros deflate to a file of well under 1 MiB
+            assert path.stat().st_size < (1 << 20)
+        opened.clear()
+        monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+        with pytest.raises(PthError) as err:
+            read_state_dict(path)
+        monkeypatch.setattr(zipfile.ZipFile, "open", real_open)
+        msg = str(err.value)
+        assert msg.startswith(f"{path}: storage {case}/data/0 ") and says in msg, msg
+        assert "\n" not in msg
+        assert opened == [f"{case}/data.pkl"], opened  # no storage entry was opened

@@ -12,6 +12,8 @@ Two serialisations exist (facts from torch/serialization.py):
   bytes in key order, each preceded by its element count as an int64.
 - zip (torch >= 1.6): a zip archive ``<folder>/data.pkl`` (the object) with each storage's raw
   bytes in ``<folder>/data/<key>``; the folder name varies with the file name at save time.
+  torch stores these entries uncompressed, each exactly as long as its storage; an entry that is
+  compressed, shorter or longer is refused from the zip directory, before it is read.
 
 Tensors are streamed: the object is unpickled into placeholders first, then each storage is read
 from the file on its own (seek + readinto) and turned into the arrays that use it, so peak memory
@@ -247,6 +249,34 @@ def _contiguous(t: _Tensor) -> bool:
     return True
 
 
+def _check_storage_entries(
+    zf: zipfile.ZipFile, folder: str, tensors: dict[str, _Tensor], path: Path
+) -> None:
+    """Every storage entry exists, is stored (not compressed) and holds exactly the bytes its
+    tensors' storage needs, checked in the central directory before any entry is read.
+
+    torch.save writes storages uncompressed and torch.load refuses a record whose size differs
+    from its storage; a compressed entry would be inflated here, so it is refused unread (a
+    deflated entry of gigabytes of zeros is a few megabytes on disk)."""
+    storages = {t.storage.key: t.storage for t in tensors.values()}
+    for key, storage in storages.items():
+        member = f"{folder}/data/{key}"
+        try:
+            info = zf.getinfo(member)
+        except KeyError:
+            raise PthError(f"{path}: storage {member} is missing from the archive") from None
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise PthError(
+                f"{path}: storage {member} is compressed (zip method {info.compress_type}); "
+                "torch writes storages uncompressed"
+            )
+        need = storage.numel * np.dtype(_STORAGES[storage.kind][0]).itemsize
+        if info.file_size != need:
+            raise PthError(
+                f"{path}: storage {member} holds {info.file_size} bytes, its tensors need {need}"
+            )
+
+
 def _read_zip(path: Path, f: BinaryIO) -> dict[str, np.ndarray]:
     with zipfile.ZipFile(f) as zf:
         pkls = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
@@ -256,15 +286,18 @@ def _read_zip(path: Path, f: BinaryIO) -> dict[str, np.ndarray]:
         storages: dict[str, _Storage] = {}
         with zf.open(pkls[0]) as pf:
             tensors = _tensors(_unpickle(pf, storages), path)
-        names = set(zf.namelist())
-        big = f"{folder}/byteorder" in names and zf.read(f"{folder}/byteorder").strip() == b"big"
+        _check_storage_entries(zf, folder, tensors, path)
+        big = False
+        if f"{folder}/byteorder" in zf.namelist():
+            info = zf.getinfo(f"{folder}/byteorder")
+            if info.file_size > 16:  # "little" or "big": never inflate a large entry
+                raise PthError(
+                    f"{path}: {info.filename} is {info.file_size} bytes, not a byte order"
+                )
+            big = zf.read(info).strip() == b"big"
 
         def read_storage(key: str, numel: int, dtype: np.dtype) -> np.ndarray:
             member = f"{folder}/data/{key}"
-            if member not in names:
-                raise PthError(f"{path}: storage {member} is missing from the archive")
-            if zf.getinfo(member).file_size < numel * dtype.itemsize:
-                raise PthError(f"{path}: storage {member} is shorter than its {numel} elements")
             buf = np.empty(numel, dtype)
             with zf.open(member) as sf:
                 _readinto(sf, buf, path, member)
