@@ -213,6 +213,14 @@ def test_options_without_a_p2phd_meaning_exit_2(cmd: str, capsys) -> None:
     assert REFUSED[cmd] in err
 
 
+def test_own_option_of_nvidias_name_keeps_its_values() -> None:
+    """render's --engine names a runtime (NVIDIA's a TensorRT file: refused above)."""
+    o = _parse(RenderOptions, "data.h5 --onnx g.onnx --engine openvino".split(), "render")
+    assert o.engine == "openvino"
+    with pytest.raises(UsageError, match="--engine openvino runs an --onnx file"):
+        _parse(RenderOptions, "data.h5 --run r --engine=openvino".split(), "render")
+
+
 def test_notes_flags_and_the_seed_spelling(capsys) -> None:
     o = _train("--name r --continue_train --tf_log True --no_html --use_dropout --nThreads 4")
     assert o.tensorboard and o.no_html

@@ -17,7 +17,7 @@ option, in this order:
 
 The verb's own options always win: a verb that has an option of the same name (import's
 ``--which_epoch``, cluster's ``--n_clusters``) gets it unchanged, unless the value is one only
-NVIDIA's meaning takes (``foreign``: render ``--engine g.trt``, a TensorRT file, is refused).
+NVIDIA's meaning takes (``clash``: render ``--engine g.trt``, a TensorRT file, is refused).
 ``--name`` (+ ``--checkpoints_dir``) on a verb that takes ``--run`` names the run folder, as in
 NVIDIA's test.py.
 The aliases are not argparse options, so ``--help`` lists only p2phd's names; README lists these.
@@ -46,7 +46,7 @@ class Rule:
     accept: Callable[[str], bool] | None = None  # values that change nothing here
     refuse: str = ""
     note: str = ""
-    foreign: Callable[[str], bool] | None = None  # NVIDIA-only values on a same-named option
+    clash: bool = False  # a value outside the verb's own choices of this name is NVIDIA's meaning
 
 
 def _same(*names: str, run: bool = False, value: bool = True) -> dict[str, Rule]:
@@ -198,7 +198,7 @@ RULES: dict[str, Rule] = {
     "engine": Rule(  # NVIDIA's is a TensorRT engine file; render's own names a runtime
         True,
         target="engine",
-        foreign=lambda v: v not in ("onnxruntime", "openvino"),
+        clash=True,
         refuse="p2phd does not read TensorRT engine files: bin/export --format ONNX writes a "
         "model that bin/render --onnx FILE --providers TensorRT runs through TensorRT",
     ),
@@ -249,7 +249,7 @@ def rewrite(cls: type, argv: list[str], verb: str) -> Rewritten:
         if arg == "--":
             out.argv += argv[i - 1 :]
             break
-        if _clashes(argv, i, name, own):  # own option of that name, NVIDIA's meaning
+        if arg.startswith("--") and _clashes(argv, i, name, fields):  # NVIDIA's meaning
             shown = f"--{name} {inline or argv[i]}"
             raise Refused(f"{shown} (NVIDIA's option): {RULES[name].refuse.format(verb=verb)}")
         if not arg.startswith("--") or arg.partition("=")[0] in own or name not in RULES:
@@ -304,15 +304,15 @@ def _resolve(
     return [f"--{name}"] + ([str(value)] if isinstance(value, str) else [])
 
 
-def _clashes(argv: list[str], i: int, name: str, own: set[str]) -> bool:
-    """The verb has an option of NVIDIA's name but the value is one only NVIDIA's takes
+def _clashes(argv: list[str], i: int, name: str, fields: dict) -> bool:
+    """The verb has an option of NVIDIA's name with choices, and the value is none of them
     (render --engine onnxruntime is p2phd's; --engine g.trt is NVIDIA's TensorRT file)."""
-    rule = RULES.get(name)
-    if rule is None or rule.foreign is None or f"--{name}" not in own:
+    rule, own = RULES.get(name), fields.get(name)
+    if rule is None or not rule.clash or own is None or "choices" not in own.metadata:
         return False
     inline = argv[i - 1].partition("=")[2]
     value = inline or (argv[i] if i < len(argv) else "")
-    return value != "" and rule.foreign(value)
+    return value != "" and value not in own.metadata["choices"]
 
 
 def _note(name: str, note: str, verb: str) -> str:
