@@ -137,19 +137,23 @@ def _conv_inputs(b: Builder, cell: Any, x: str, path: str) -> list[str]:
     return ins
 
 
-@emitter(nn.Conv2d, LowMemoryConv2d, Stride1Conv2d)
-def _conv(b: Builder, cell: Any, x: str, path: str) -> str:
-    # LowMemoryConv2d/Stride1Conv2d only rewrite the backward: their forward is nn.Conv2d's
+def _conv_like(b: Builder, cell: Any, x: str, path: str, op: str, name: str) -> str:
     return b.op(
-        "Conv",
+        op,
         _conv_inputs(b, cell, x, path),
-        "conv",
+        name,
         kernel_shape=list(cell.kernel_size),
         strides=list(cell.stride),
         dilations=list(cell.dilation),
         group=int(cell.group),
         pads=_pads(cell, path),
     )
+
+
+@emitter(nn.Conv2d, LowMemoryConv2d, Stride1Conv2d)
+def _conv(b: Builder, cell: Any, x: str, path: str) -> str:
+    # LowMemoryConv2d/Stride1Conv2d only rewrite the backward: their forward is nn.Conv2d's
+    return _conv_like(b, cell, x, path, "Conv", "conv")
 
 
 @emitter(nn.Conv2dTranspose)
@@ -158,16 +162,7 @@ def _conv_transpose(b: Builder, cell: Any, x: str, path: str) -> str:
     # which is what ONNX's pads do (output = s*(in-1) + k - begin - end, output_padding 0).
     if getattr(cell, "output_padding", 0):
         raise UnsupportedCell(f"{path}: output_padding {cell.output_padding}")
-    return b.op(
-        "ConvTranspose",
-        _conv_inputs(b, cell, x, path),
-        "deconv",
-        kernel_shape=list(cell.kernel_size),
-        strides=list(cell.stride),
-        dilations=list(cell.dilation),
-        group=int(cell.group),
-        pads=_pads(cell, path),
-    )
+    return _conv_like(b, cell, x, path, "ConvTranspose", "deconv")
 
 
 @emitter(nn.Pad)

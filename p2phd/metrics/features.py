@@ -10,6 +10,7 @@ padding's outputs are dropped.
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,25 +19,42 @@ from p2phd.metrics import FID_WEIGHTS_NAME, FID_WEIGHTS_URL
 from p2phd.metrics.inception import FIDInception, WeightsError
 
 
-def load_inception(path: str | Path) -> FIDInception:
-    """The FID Inception with the weights of pytorch-fid's .pth, or UsageError (exit 2)."""
+def load_pth_net(
+    path: str | Path,
+    build: Callable[[dict], Any],
+    errors: type[Exception],
+    missing: str,
+    wrong: str,
+) -> Any:
+    """build(state dict of the .pth at path), or UsageError (exit 2) naming the file: `missing`
+    says where to get it, `wrong` what it should have been (build raises `errors` otherwise)."""
     from p2phd.interop.pth import PthError, read_state_dict
-    from p2phd.metrics.inception import build_inception
 
     path = Path(path)
     if not path.is_file():
-        raise UsageError(
-            f"{path}: no such file; the FID Inception weights are pytorch-fid's "
-            f"{FID_WEIGHTS_NAME}: download {FID_WEIGHTS_URL} and pass --inception FILE"
-        )
+        raise UsageError(f"{path}: no such file; {missing}")
     try:
         state = read_state_dict(path)
     except PthError as exc:
         raise UsageError(f"{path}: not a readable .pth: {exc}") from None
     try:
-        return build_inception(state)
-    except WeightsError as exc:
-        raise UsageError(f"{path}: not the FID Inception ({FID_WEIGHTS_NAME}): {exc}") from None
+        return build(state)
+    except errors as exc:
+        raise UsageError(f"{path}: not {wrong}: {exc}") from None
+
+
+def load_inception(path: str | Path) -> FIDInception:
+    """The FID Inception with the weights of pytorch-fid's .pth, or UsageError (exit 2)."""
+    from p2phd.metrics.inception import build_inception
+
+    return load_pth_net(
+        path,
+        build_inception,
+        WeightsError,
+        f"the FID Inception weights are pytorch-fid's {FID_WEIGHTS_NAME}: download "
+        f"{FID_WEIGHTS_URL} and pass --inception FILE",
+        f"the FID Inception ({FID_WEIGHTS_NAME})",
+    )
 
 
 def to_input(images: Sequence[np.ndarray]) -> np.ndarray:

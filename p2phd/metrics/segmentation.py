@@ -68,23 +68,17 @@ def parse_size(spec: str) -> tuple[int, int] | None:
 
 def load_drn(path: str | Path) -> Any:
     """fyu/drn's DRNSeg with the weights of this .pth (any DRN variant), or UsageError."""
-    from p2phd.interop.pth import PthError, read_state_dict
     from p2phd.metrics.drn import WeightsError, build_drn
+    from p2phd.metrics.features import load_pth_net
 
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(
-            f"{path}: no such file; the Cityscapes segmenter is fyu/drn's {DRN_WEIGHTS_NAME}: "
-            f"download it from {DRN_WEIGHTS_URL} and pass --seg FILE"
-        )
-    try:
-        state = read_state_dict(path)
-    except PthError as exc:
-        raise UsageError(f"{path}: not a readable .pth: {exc}") from None
-    try:
-        return build_drn(state)
-    except WeightsError as exc:
-        raise UsageError(f"{path}: not a fyu/drn DRNSeg state dict: {exc}") from None
+    return load_pth_net(
+        path,
+        build_drn,
+        WeightsError,
+        f"the Cityscapes segmenter is fyu/drn's {DRN_WEIGHTS_NAME}: download it from "
+        f"{DRN_WEIGHTS_URL} and pass --seg FILE",
+        "a fyu/drn DRNSeg state dict",
+    )
 
 
 def check_labels(real: Any) -> None:
