@@ -284,22 +284,29 @@ def held_by_child(target: Path, tag: str = "") -> Iterator[int]:
 # time each) finish together instead of one starting test_system.py when the other is done.
 # CPU seconds of each file are printed by `--cpu-durations 0` (summed per file); a new file that
 # takes more than ~15 CPU s belongs in this list, at its place.
-COST_ORDER = (  # CPU s measured on this machine under load, make test of this commit
-    "test_system.py",  # 74 (builds the system chain; test_train_1024p.py reads it later)
-    "test_feature_chain.py",  # 52
-    "test_train_resume.py",  # 48
-    "test_nets_models.py",  # 46
-    "test_render.py",  # 36
-    "test_evaluate.py",  # 35
-    "test_devices.py",  # 35
-    "test_train.py",  # 34
-    "test_precompute.py",  # 30
-    "test_amp.py",  # 28
-    "test_export.py",  # 25
-    "test_lowmem_conv.py",  # 24
-    "test_train_dp.py",  # 20
-    "test_import.py",  # 18
-    "test_hardening.py",  # 17
+COST_ORDER = (  # CPU s per file in a fresh clone's .ci/run (8524f9c's tests), most first
+    "test_system.py",  # 119 (builds the system chain; test_train_1024p.py reads it later)
+    "test_nets_models.py",  # 81
+    "test_train_resume.py",  # 78
+    "test_fullres.py",  # 76 (its training step peaks near 8 GB in its own process)
+    "test_feature_chain.py",  # 70
+    "test_train.py",  # 54
+    "test_render.py",  # 49
+    "test_onnx.py",  # 49
+    "test_precompute.py",  # 45
+    "test_devices.py",  # 44
+    "test_train_dp.py",  # 39
+    "test_evaluate.py",  # 39
+    "test_lowmem_conv.py",  # 34
+    "test_amp.py",  # 34
+    "test_export.py",  # 32
+    "test_hardening.py",  # 31
+    "test_import.py",  # 26
+    "test_edit_browser.py",  # 23
+    "test_train_board.py",  # 18
+    "test_nets_layers.py",  # 16
+    "test_install.py",  # 16
+    "test_trainer.py",  # 16
 )
 
 
