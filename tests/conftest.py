@@ -34,8 +34,8 @@ the G and D steps ~6 s; each further step of the tiny nets ~0.2 s), a render or 
 process ~3-4 s, msrun three processes. So: reuse the shared runs and manifests above, put
 several assertions on one training, train tiny (``train_util.TINY``: ngf 8, one D scale,
 128x64) and few steps, and prefer in-process ``cli.run_verb`` unless the command line itself
-is under test. Mark tests that train, run msrun or chain verbs ``@pytest.mark.slow`` (``make
-test-fast`` runs the rest, in under a minute), state your tests' CPU seconds (``pytest
+is under test. Mark tests that train, run msrun, chain verbs, export, drive a browser or run
+full-size networks ``@pytest.mark.slow`` (``make test-fast`` runs the rest, in under a minute), state your tests' CPU seconds (``pytest
 --cpu-durations 0``) in your report, and add a file costing over ~15 CPU s to ``COST_ORDER``.
 """
 

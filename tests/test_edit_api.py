@@ -30,6 +30,8 @@ from p2phd.editing.document import Document, EditError, State
 from p2phd.features.styles import Clusters, choose_styles
 from p2phd.rendering import render
 
+pytestmark = pytest.mark.slow  # edits rendered and re-rendered by the batch verbs: not in test-fast
+
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> dict[str, Path]:

@@ -42,6 +42,8 @@ from edit_util import (
 )
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # a real browser against bin/edit servers: not in make test-fast
+
 BIN = REPO / "bin"
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags chromium tries to reach Google's services, and on a

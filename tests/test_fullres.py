@@ -48,7 +48,10 @@ TOL = 1e-5
 # measured 6.9e-5. The tolerances are 10x and 15x those; the batch-norm-form instance norm p2phd
 # had before was off by 0.22 (G) and 4.1e-4 (D) here, and its losses by up to 3.2e-4.
 GRAD_TOL = {"G": 1e-2, "D": 1e-3}
-pytestmark = pytest.mark.skipif(not USE_REAL, reason="needs the real Cityscapes sample")
+pytestmark = [
+    pytest.mark.skipif(not USE_REAL, reason="needs the real Cityscapes sample"),
+    pytest.mark.slow,  # 2048x1024 networks and a training step: not in make test-fast
+]
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:

@@ -16,6 +16,9 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import h5py
+import pytest
+
+pytestmark = pytest.mark.slow  # builds and installs the wheel, runs verbs: not in test-fast
 
 REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "p2phd"

@@ -26,6 +26,9 @@ from p2phd.core.cli import run_verb
 from p2phd.deploy import export, sidecar
 from p2phd.rendering import render
 
+# exports and renders through bin/ (msrun too) and compiles every architecture: not in test-fast
+pytestmark = pytest.mark.slow
+
 # Float32 outputs of MindSpore (oneDNN) and onnxruntime (MLAS) differ only in the order of each
 # conv's float32 sums (at most 7*7*48 terms here, |terms| < 1): a few float32 ulps per layer
 # over ~20 layers, far below 1e-5 of tanh's [-1, 1] (measured: up to 1.5e-6).

@@ -31,6 +31,8 @@ from seg_util import (
 from p2phd.metrics import segmentation as seg
 from p2phd.metrics import segscore
 
+pytestmark = pytest.mark.slow  # bin/evaluate with each segmentation engine: not in test-fast
+
 ENGINES = ("onnxruntime", "openvino")
 # MindSpore (oneDNN) and the ONNX engines (MLAS, OpenVINO's kernels) sum each convolution in
 # another float32 order; each is within the fixtures' float64 distance (<= 3.8e-6 relative L2,

@@ -14,6 +14,8 @@ from p2phd.core.cli import run_verb
 from p2phd.training import train
 from p2phd.training.progress import LOSSES, Progress
 
+pytestmark = pytest.mark.slow  # trains and resumes a run: not in make test-fast
+
 TINY = [
     "--ngf", "4", "--ndf", "4", "--n_downsample_global", "2", "--n_blocks_global", "1",
     "--num_D", "1", "--n_layers_D", "2", "--load_size", "128", "--no_vgg_loss", "--pynative",
