@@ -16,26 +16,19 @@ import json
 import resource
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-
-def edges(t):
-    """pix2pixHD_model.get_edges on the CPU."""
-    import torch
-
-    edge = torch.zeros_like(t, dtype=torch.bool)
-    edge[:, :, :, 1:] |= t[:, :, :, 1:] != t[:, :, :, :-1]
-    edge[:, :, :, :-1] |= t[:, :, :, 1:] != t[:, :, :, :-1]
-    edge[:, :, 1:, :] |= t[:, :, 1:, :] != t[:, :, :-1, :]
-    edge[:, :, :-1, :] |= t[:, :, 1:, :] != t[:, :, :-1, :]
-    return edge.float()
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"  # make_fullres.py
 
 
 def main(argv: list[str]) -> dict:
     checkout, pth, arch_json, out, *maps = argv
     sys.path.insert(0, checkout)
+    sys.path.insert(0, str(FIXTURES))
     import torch
+    from make_fullres import nvidia_edges  # pix2pixHD_model.get_edges on the CPU
     from models import networks
     from PIL import Image
 
@@ -55,7 +48,7 @@ def main(argv: list[str]) -> dict:
         x = torch.zeros(1, a["label_nc"], *label.shape[2:]).scatter_(1, label, 1.0)
         if not a["no_instance"]:
             inst = torch.from_numpy(np.array(Image.open(inst_png), np.int64))[None, None]
-            x = torch.cat([x, edges(inst)], 1)
+            x = torch.cat([x, nvidia_edges(inst)], 1)
         t0 = time.perf_counter()
         with torch.no_grad():
             results[f"out{i}"] = G(x)[0].numpy()

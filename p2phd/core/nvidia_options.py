@@ -249,9 +249,9 @@ def rewrite(cls: type, argv: list[str], verb: str) -> Rewritten:
         if arg == "--":
             out.argv += argv[i - 1 :]
             break
-        if arg.startswith("--") and _clashes(argv, i, name, fields):  # NVIDIA's meaning
-            shown = f"--{name} {inline or argv[i]}"
-            raise Refused(f"{shown} (NVIDIA's option): {RULES[name].refuse.format(verb=verb)}")
+        clash = _clash(name, inline or (argv[i] if i < len(argv) else ""), fields)
+        if arg.startswith("--") and clash:  # the verb's own option name, NVIDIA's meaning
+            raise _refusal(name, clash, RULES[name], verb)
         if not arg.startswith("--") or arg.partition("=")[0] in own or name not in RULES:
             if (
                 arg == "--load_features"
@@ -296,23 +296,25 @@ def _resolve(
         out.notes.append(_note(name, rule.note, verb))
         return []
     if rule.refuse:
-        shown = f"--{name}" + (f" {value}" if isinstance(value, str) else "")
-        raise Refused(f"{shown} (NVIDIA's option): {rule.refuse.format(verb=verb)}")
+        raise _refusal(name, value, rule, verb)
     if rule.note:
         out.notes.append(_note(name, rule.note, verb))
         return []
     return [f"--{name}"] + ([str(value)] if isinstance(value, str) else [])
 
 
-def _clashes(argv: list[str], i: int, name: str, fields: dict) -> bool:
-    """The verb has an option of NVIDIA's name with choices, and the value is none of them
-    (render --engine onnxruntime is p2phd's; --engine g.trt is NVIDIA's TensorRT file)."""
+def _clash(name: str, value: str, fields: dict) -> str:
+    """value if the verb has an option of NVIDIA's name with choices and value is none of them
+    (render --engine onnxruntime is p2phd's; --engine g.trt is NVIDIA's TensorRT file), else ""."""
     rule, own = RULES.get(name), fields.get(name)
     if rule is None or not rule.clash or own is None or "choices" not in own.metadata:
-        return False
-    inline = argv[i - 1].partition("=")[2]
-    value = inline or (argv[i] if i < len(argv) else "")
-    return value != "" and value not in own.metadata["choices"]
+        return ""
+    return value if value and value not in own.metadata["choices"] else ""
+
+
+def _refusal(name: str, value: str | bool, rule: Rule, verb: str) -> Refused:
+    shown = f"--{name}" + (f" {value}" if isinstance(value, str) else "")
+    return Refused(f"{shown} (NVIDIA's option): {rule.refuse.format(verb=verb)}")
 
 
 def _note(name: str, note: str, verb: str) -> str:
