@@ -1,6 +1,9 @@
-"""Exact resume: N steps in one run == N/2 steps, kill -9, rerun the same command."""
+"""Exact resume: N steps in one run == N/2 steps, kill -9, rerun the same command; and what the
+user watches survives it: TensorBoard's events (each logged step and picture once, against
+stats.jsonl) and the loss curves of the training page, redrawn."""
 
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -8,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from train_util import TINY, TRAIN, sample_manifest, state_arrays, stats, train
+from train_util import TINY, TRAIN, check_board, sample_manifest, state_arrays, stats, train
 
-pytestmark = pytest.mark.slow  # trains (bin/train, four times): not in `make test-fast`
+pytestmark = pytest.mark.slow  # trains (bin/train, five times): not in `make test-fast`
 
 # 3 epochs of 8 samples = 24 steps; lr decays in epoch 3; E trains jointly; the image pool is on,
 # so its contents and RNG must survive the kill too.
@@ -34,6 +37,9 @@ OPTS = [
     "--keep",
     "2",
 ]
+# The resumed run also writes TensorBoard events (its pictures at every --display_freq, 8 steps);
+# run a without them: the two runs' numbers must not differ for it either.
+B_OPTS = [*OPTS, "--tensorboard"]
 
 
 def _latest_step(run: Path) -> int:
@@ -60,7 +66,7 @@ def test_kill_and_resume_matches_one_run(tmp_path: Path) -> None:
     assert a.returncode == 0, a.stderr[-2000:]
     assert a.stdout.strip() == "outputs/a"
 
-    cmd = [str(TRAIN), str(m), "--name", "b", *OPTS]
+    cmd = [str(TRAIN), str(m), "--name", "b", *B_OPTS]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     run_b = tmp_path / "outputs" / "b"
     deadline = time.time() + 300
@@ -71,10 +77,25 @@ def test_kill_and_resume_matches_one_run(tmp_path: Path) -> None:
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     killed_at = _latest_step(run_b)
     assert N // 2 <= killed_at < N
+    # Lose the newest state too, as a kill while it was written would (latest still names the
+    # one before): the steps logged and shown since are certainly redone on resume. (The kill
+    # may land mid-prune: the previous state is the newest complete one below latest.)
+    latest = (run_b / "state" / "latest").read_text().strip()
+    older = [
+        p.name
+        for p in sorted((run_b / "state").glob("step-*"))
+        if p.name < latest and (p / "progress.json").is_file()
+    ]
+    shutil.rmtree(run_b / "state" / latest)
+    (run_b / "state" / "latest").write_text(older[-1] + "\n")
+    resumed_at = _latest_step(run_b)
+    assert resumed_at == killed_at - 4 and any(ln["step"] > resumed_at for ln in stats(run_b))
+    curves = run_b / "web" / "losses.png"
+    drawn_before = curves.read_bytes()
 
-    b = train([m, "--name", "b", *OPTS], tmp_path)
+    b = train([m, "--name", "b", *B_OPTS], tmp_path)
     assert b.returncode == 0, b.stderr[-2000:]
-    assert "resuming outputs/b at epoch" in b.stderr
+    assert "resuming outputs/b at epoch" in b.stderr and f", step {resumed_at}\n" in b.stderr
 
     run_a = tmp_path / "outputs" / "a"
     assert _without_time(stats(run_a)) == _without_time(stats(run_b))
@@ -95,12 +116,19 @@ def test_kill_and_resume_matches_one_run(tmp_path: Path) -> None:
         f"step-{N - 4:08d}",
         f"step-{N:08d}",
     ]
+    # TensorBoard: every step logged (2, 4, ... 24) and shown (8, 16, 24) once, the redone ones
+    # included; the page's loss curves redrawn at the last step, above the pictures
+    check_board(run_b, [8, 16, 24])
+    page = (run_b / "web" / "index.html").read_text()
+    assert page.index(f'<img src="losses.png?step={N}"') < page.index("epoch003_input_label.jpg")
+    assert curves.read_bytes().startswith(b"\x89PNG") and curves.read_bytes() != drawn_before
 
     # rerunning a finished run does nothing; raising --niter_decay continues it
-    again = train([m, "--name", "b", *OPTS], tmp_path)
+    again = train([m, "--name", "b", *B_OPTS], tmp_path)
     assert again.returncode == 0 and "already trained" in again.stderr
-    longer = list(OPTS)
+    longer = list(B_OPTS)
     longer[longer.index("--niter_decay") + 1] = "3"
     more = train([m, "--name", "b", *longer], tmp_path)
     assert more.returncode == 0, more.stderr[-2000:]
     assert stats(run_b)[-1]["step"] == N + 8 and stats(run_b)[-1]["epoch"] == 4
+    check_board(run_b, [8, 16, 24, 32])  # the continued run's events append

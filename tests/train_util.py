@@ -113,6 +113,31 @@ def stats(run: Path) -> list[dict]:
     return [json.loads(ln) for ln in (run / "stats.jsonl").read_text().splitlines() if ln.strip()]
 
 
+def check_board(run: Path, display_steps: list[int], size: tuple[int, int] = (128, 64)) -> None:
+    """The run's TensorBoard events, read by TensorBoard's own loader (the pinned `tensorboard`
+    package), against stats.jsonl: every logged step once with its values (stored as float32),
+    and the label | synthesized | real pictures of every display once, at the run's (W, H)."""
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    from p2phd.training.progress import LOSSES
+
+    lines = stats(run)
+    acc = ea.EventAccumulator(
+        str(run / "tensorboard"), size_guidance={ea.SCALARS: 0, ea.IMAGES: 0}
+    ).Reload()  # 0: keep every event (the default samples 4 images per tag)
+    tags = {f"loss/{k}": k for k in LOSSES} | {"lr": "lr", "images_per_sec": "images_per_sec"}
+    assert set(acc.Tags()["scalars"]) == set(tags)
+    for tag, key in tags.items():
+        events = acc.Scalars(tag)
+        assert [e.step for e in events] == [ln["step"] for ln in lines], tag
+        assert [e.value for e in events] == [float(np.float32(ln[key])) for ln in lines], tag
+    assert all(ln["images_per_sec"] > 0 for ln in lines)
+    for kind in ("input_label", "synthesized_image", "real_image"):
+        events = acc.Images(f"images/{kind}")
+        assert [e.step for e in events] == display_steps, kind
+        assert all((e.width, e.height) == size for e in events)
+
+
 def state_arrays(path: Path) -> dict[str, np.ndarray]:
     import p2phd  # noqa: F401
     import mindspore as ms
@@ -138,7 +163,9 @@ SYSTEM_ARCH = [
     "--print_freq",
     "4",
 ]
-N_TRAIN, N_TEST = 4, 2
+# 6 test frames: the feature chain's style test wants at least 5 with cars (every demo scene has
+# 2-5); rendering them at 128x64 costs nothing next to a compile.
+N_TRAIN, N_TEST = 4, 6
 
 
 def verb(
@@ -166,9 +193,11 @@ def verb(
 def system_chain() -> dict[str, Path]:
     """The system test's chain (tests/test_system.py's docstring), built once per session:
     {"work", "data", "runs", "train64", "train128", "test128", "512p", "1024p", "512p-feat",
-    "features", "clusters", "1024p-feat", "render", "render-1024p"} -> Path; bin/train's stderr
-    of the 1024p run is in <work>/1024p.stderr. The 1024p run trains 4 epochs (2 + 2 decaying,
-    the global trunk fixed in the first) and keeps every epoch's state, for test_train_1024p."""
+    "features", "clusters", "1024p-feat", "render", "render-again", "render-car0",
+    "render-car1", "render-1024p"} -> Path; bin/train's stderr of the 1024p run is in
+    <work>/1024p.stderr. The 1024p run trains 4 epochs (2 + 2 decaying, the global trunk fixed in
+    the first) and keeps every epoch's state, for test_train_1024p; the feature runs and their
+    renders (the same command twice, and each car style) serve test_feature_chain.py."""
     import json
 
     folder = build_once("system-chain", _build_chain)
@@ -280,6 +309,8 @@ def _build_chain(w: Path) -> None:
         stdin=f"{p['features']}\n",
         cwd=w,
     )
+    # Two D scales and no fixed-trunk epoch: the 1024p run above covers those; each would add a
+    # graph compile (~5 CPU s for the second G optimiser phase) and assert nothing new here.
     p["1024p-feat"] = verb(
         "train",
         p["train128"],
@@ -287,6 +318,10 @@ def _build_chain(w: Path) -> None:
         "s1024f",
         *common,
         *g1024,
+        "--num_D",
+        "2",
+        "--niter_fix_global",
+        "0",
         "--load_pretrain",
         p["512p-feat"],
         "--instance_feat",
@@ -307,5 +342,12 @@ def _build_chain(w: Path) -> None:
     )
     assert r.returncode == 0, r.stderr[-3000:]
     p["test128"], p["render"] = man / "demo-test-128.h5", Path(r.stdout.strip())
+    styled = ["--run", p["1024p-feat"], p["test128"], "--clusters", p["clusters"]]
+    for key, extra in (
+        ("render-again", []),
+        ("render-car0", ["--style", "car=0"]),
+        ("render-car1", ["--style", "car=1"]),
+    ):
+        p[key] = verb("render", *styled, "--out", w / key, *extra, cwd=w)
     p["render-1024p"] = verb("render", "--run", p["1024p"], p["test128"], cwd=w)
     (w / "chain.json").write_text(json.dumps({k: str(v) for k, v in p.items()}))
