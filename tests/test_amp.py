@@ -1,21 +1,17 @@
-"""--amp (mixed precision) on this CPU: bin/train --amp O2 learns with finite losses, and
-bin/render --amp gives the float32 render to within a stated tolerance. (Its speed-up is on
+"""--amp (mixed precision) on this CPU: train --amp O2 learns with finite losses, and
+render --amp gives the float32 render to within a stated tolerance. (Its speed-up is on
 Ascend/GPU; here only correctness is checked.)"""
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from train_util import TINY, sample_manifest, stats, train
+from train_util import TINY, here, sample_manifest, stats, train_here
 
 pytestmark = pytest.mark.slow  # trains (bin/train --amp O2) and renders: not in `make test-fast`
-
-BIN = Path(__file__).resolve().parents[1] / "bin"
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +27,7 @@ def manifest(work: Path) -> Path:
 @pytest.fixture(scope="module")
 def amp_run(work: Path, manifest: Path) -> Path:
     args = [manifest, "--name", "amp", *TINY, "--no_vgg_loss", "--amp", "O2"]
-    p = train([*args, "--niter", "5", "--niter_decay", "0", "--print_freq", "8"], work)
+    p = train_here([*args, "--niter", "5", "--niter_decay", "0", "--print_freq", "8"], work)
     assert p.returncode == 0, p.stderr[-2000:]
     return work / "outputs" / "amp"
 
@@ -59,8 +55,7 @@ def test_train_amp_o2_learns_with_finite_losses(amp_run: Path, manifest: Path) -
 
 
 def _render(run: Path, manifest: Path, out: Path, *extra: str) -> dict[str, np.ndarray]:
-    cmd = [sys.executable, str(BIN / "render"), "--run", str(run), str(manifest), "--out", str(out)]
-    res = subprocess.run([*cmd, *extra], capture_output=True, text=True, timeout=300)
+    res = here("render", ["--run", run, manifest, "--out", out, *extra])
     assert res.returncode == 0, res.stderr[-2000:]
     pngs = sorted(out.rglob("*synthesized*.png")) or sorted(out.rglob("*.png"))
     assert pngs, f"no PNG under {out}"

@@ -10,13 +10,13 @@ import dataclasses
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import REPO, sample_manifest, write_ab_pairs
 from PIL import Image
+from train_util import here
 
 from p2phd.core import manifest, runs
 from p2phd.core.cli import run_verb
@@ -68,12 +68,7 @@ def _synth(folder: Path) -> dict[str, bytes]:
 
 
 def _export(*args: str) -> Path:
-    res = subprocess.run(
-        [sys.executable, str(REPO / "bin" / "export"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = here("export", list(args))  # in this process; test_onnx runs bin/export itself
     assert res.returncode == 0, res.stderr[-2000:]
     lines = res.stdout.splitlines()
     assert len(lines) == 1, res.stdout  # stdout carries only the file written

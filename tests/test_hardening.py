@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, held_by_child
-from train_util import TINY, sample_manifest, stats, train
+from train_util import TINY, here, sample_manifest, stats, train
 
 from p2phd.core import cli, lock
 from p2phd.core.cli import run_verb
@@ -240,7 +240,7 @@ def short_run(tmp_path_factory) -> tuple[Path, list]:
     # --pynative: no graph compile (half the time); these tests are about files, not numbers
     args = [m, "--name", "r", *TINY, "--no_vgg_loss", "--pynative"]
     args += ["--max_steps", "3", "--save_epoch_freq", "0"]
-    p = train(args, work)
+    p = here("train", args, work)
     assert p.returncode == 0, p.stderr[-2000:]
     return work / "outputs" / "r", args
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import REPO, TINY_TRAIN, write_frame
 from PIL import Image
+from train_util import here
 
 from p2phd.core import checkpoint, manifest, runs
 from p2phd.core.cli import run_verb
@@ -69,38 +70,11 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
         write_frame(root / "data", "test", name, seed=50 + i, photo=False)
     (root / "data" / "test_img").rmdir()
     for phase in ("train", "test"):
-        p = subprocess.run(
-            [
-                str(REPO / "bin" / "prepare"),
-                "--dataroot",
-                str(root / "data"),
-                "--phase",
-                phase,
-                "--load_size",
-                "0",
-                "--jobs",
-                "1",
-                "--out",
-                str(root / f"{phase}.h5"),
-            ],
-            capture_output=True,
-            text=True,
-        )
+        data = ["--dataroot", root / "data", "--phase", phase, "--load_size", "0", "--jobs", "1"]
+        p = here("prepare", [*data, "--out", root / f"{phase}.h5"])
         assert p.returncode == 0, p.stderr
-    p = subprocess.run(
-        [
-            str(REPO / "bin" / "train"),
-            str(root / "train.h5"),
-            "--name",
-            "feat",
-            "--checkpoints_dir",
-            str(root / "outputs"),
-            "--instance_feat",
-            *TINY_RUN,
-        ],
-        capture_output=True,
-        text=True,
-    )
+    run = ["--name", "feat", "--checkpoints_dir", root / "outputs", "--instance_feat", *TINY_RUN]
+    p = here("train", [root / "train.h5", *run])
     assert p.returncode == 0, p.stderr[-2000:]
     assert checkpoint.read_meta(root / "outputs" / "feat" / "G.ckpt")["step"] == 3
     return root
@@ -108,20 +82,9 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def features(work: Path) -> Path:
-    """The uninterrupted precompute at the manifest's size (via the executable)."""
+    """The uninterrupted precompute at the manifest's size."""
     out = work / "features.h5"
-    p = subprocess.run(
-        [
-            str(REPO / "bin" / "precompute"),
-            "--run",
-            str(work / "outputs" / "feat"),
-            str(work / "train.h5"),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    p = here("precompute", ["--run", work / "outputs" / "feat", work / "train.h5", "--out", out])
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout == f"{out}\n"
     return out

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import REPO, sample_manifest, write_ab_pairs
 from PIL import Image
+from train_util import here
 
 from p2phd.core import manifest, runs
 from p2phd.core.cli import run_verb
@@ -59,15 +60,14 @@ def train_manifest(work: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def trained_run(work: Path, train_manifest: Path) -> Path:
-    """A tiny run made by bin/train (one step): options.json and G.ckpt as train writes them."""
-    cmd = [
-        sys.executable,
-        str(BIN / "train"),
-        str(train_manifest),
+    """A tiny run made by train (one step, in this process): options.json and G.ckpt as train
+    writes them."""
+    args = [
+        train_manifest,
         "--name",
         "tiny",
         "--checkpoints_dir",
-        str(work),
+        work,
         "--ngf",
         "4",
         "--ndf",
@@ -75,9 +75,9 @@ def trained_run(work: Path, train_manifest: Path) -> Path:
         "--num_D",
         "1",
         "--n_downsample_global",
-        str(SHALLOW["n_downsample_global"]),
+        SHALLOW["n_downsample_global"],
         "--n_blocks_global",
-        str(SHALLOW["n_blocks_global"]),
+        SHALLOW["n_blocks_global"],
         "--load_size",
         "128",
         "--no_vgg_loss",
@@ -88,7 +88,7 @@ def trained_run(work: Path, train_manifest: Path) -> Path:
         "--max_steps",
         "1",
     ]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    res = here("train", args)
     assert res.returncode == 0, res.stderr[-2000:]
     run = Path(res.stdout.strip())
     assert (run / "G.ckpt").is_file()
