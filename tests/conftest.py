@@ -28,15 +28,19 @@ Built once per session and shared by all test files (and by both pytest-xdist wo
   1024p-feat -> renders (see its docstring for the keys). Assert on its runs rather than
   training another tiny run of the same kind.
 
-Keeping ``make test`` within its budget (6 min on this 2-core machine; ~5 min is spent): a
-bin/train process costs ~8 CPU s before its first step (MindSpore import ~2 s, graph compile of
-the G and D steps ~6 s; each further step of the tiny nets ~0.2 s), a render or precompute
-process ~3-4 s, msrun three processes. So: reuse the shared runs and manifests above, put
-several assertions on one training, train tiny (``train_util.TINY``: ngf 8, one D scale,
-128x64) and few steps, and prefer in-process ``cli.run_verb`` unless the command line itself
-is under test. Mark tests that train, run msrun, chain verbs, export, drive a browser or run
-full-size networks ``@pytest.mark.slow`` (``make test-fast`` runs the rest, in under a minute), state your tests' CPU seconds (``pytest
---cpu-durations 0``) in your report, and add a file costing over ~15 CPU s to ``COST_ORDER``.
+Keeping ``make test`` short (its budget is 6 min on this 2-core machine; it takes ~7.5): a
+training process costs ~10 CPU s before its first step (MindSpore import ~2 s, graph compile of
+the G and D steps ~7 s, of which the exact instance norm's backward ~2 s; each further step of
+the tiny nets ~0.1-0.2 s), a render or precompute process ~3-4 s, msrun three processes. So:
+reuse the shared runs and manifests above (the system chain serves test_system.py,
+test_train_1024p.py and test_feature_chain.py), put several assertions on one training, train
+tiny (``train_util.TINY``: ngf 8, one D scale of two layers, 128x64) and few steps, and run
+verbs in the test's process (``train_util.here``, ``cli.run_verb``: ~2 CPU s less each) unless
+the process itself is under test (a kill, msrun, an rlimit, the command-line contract). Mark
+tests that train, run msrun, chain verbs, export, drive a browser or run full-size networks
+``@pytest.mark.slow`` (``make test-fast`` runs the rest, in under a minute), state your tests'
+CPU seconds (``pytest --cpu-durations 0``) in your report, and add a file costing over ~15 CPU s
+to ``COST_ORDER``.
 """
 
 import atexit
@@ -284,29 +288,27 @@ def held_by_child(target: Path, tag: str = "") -> Iterator[int]:
 # time each) finish together instead of one starting test_system.py when the other is done.
 # CPU seconds of each file are printed by `--cpu-durations 0` (summed per file); a new file that
 # takes more than ~15 CPU s belongs in this list, at its place.
-COST_ORDER = (  # CPU s per file in a fresh clone's .ci/run (8524f9c's tests), most first
-    "test_system.py",  # 119 (builds the system chain; test_train_1024p.py reads it later)
-    "test_nets_models.py",  # 81
-    "test_train_resume.py",  # 78
-    "test_fullres.py",  # 76 (its training step peaks near 8 GB in its own process)
-    "test_feature_chain.py",  # 70
-    "test_train.py",  # 54
-    "test_render.py",  # 49
-    "test_onnx.py",  # 49
-    "test_precompute.py",  # 45
-    "test_devices.py",  # 44
-    "test_train_dp.py",  # 39
-    "test_evaluate.py",  # 39
-    "test_lowmem_conv.py",  # 34
-    "test_amp.py",  # 34
-    "test_export.py",  # 32
-    "test_hardening.py",  # 31
-    "test_import.py",  # 26
-    "test_edit_browser.py",  # 23
-    "test_train_board.py",  # 18
-    "test_nets_layers.py",  # 16
-    "test_install.py",  # 16
-    "test_trainer.py",  # 16
+COST_ORDER = (  # CPU s per file in a fresh clone's `make test` (measured 30 Nov 2026), most first
+    "test_system.py",  # 103 (builds the system chain; two later files read it)
+    "test_nets_models.py",  # 70
+    "test_fullres.py",  # 67 (its training step peaks near 8 GB in its own process)
+    "test_train_resume.py",  # 63
+    "test_render.py",  # 48
+    "test_devices.py",  # 42
+    "test_onnx.py",  # 41
+    "test_train.py",  # 40
+    "test_precompute.py",  # 39
+    "test_evaluate.py",  # 36
+    "test_lowmem_conv.py",  # 32
+    "test_amp.py",  # 32
+    "test_train_dp.py",  # 27
+    "test_import.py",  # 24
+    "test_export.py",  # 24
+    "test_edit_browser.py",  # 24
+    "test_hardening.py",  # 22
+    "test_nets_layers.py",  # 17
+    "test_segmentation.py",  # 17
+    "test_install.py",  # 14
 )
 
 

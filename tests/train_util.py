@@ -372,12 +372,16 @@ def _build_chain(w: Path) -> None:
     )
     assert r.returncode == 0, r.stderr[-3000:]
     p["test128"], p["render"] = man / "demo-test-128.h5", Path(r.stdout.strip())
+    # test_feature_chain's renders, in this process (the command line is the one above): the
+    # same render again, and each car style
     styled = ["--run", p["1024p-feat"], p["test128"], "--clusters", p["clusters"]]
     for key, extra in (
         ("render-again", []),
         ("render-car0", ["--style", "car=0"]),
         ("render-car1", ["--style", "car=1"]),
     ):
-        p[key] = verb("render", *styled, "--out", w / key, *extra, cwd=w)
+        r = here("render", [*styled, "--out", w / key, *extra], w)
+        assert r.returncode == 0, r.stderr[-3000:]
+        p[key] = w / key
     p["render-1024p"] = verb("render", "--run", p["1024p"], p["test128"], cwd=w)
     (w / "chain.json").write_text(json.dumps({k: str(v) for k, v in p.items()}))
