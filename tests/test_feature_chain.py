@@ -1,7 +1,8 @@
-"""The feature pipeline end to end through bin/: 512p-feat run -> precompute -> cluster ->
-1024p-feat training -> render with clusters, on the system chain's runs (tests/train_util.py,
-built once per session; its runs train on demo frames, tests/test_system.py checks that every
-artifact opens as what it claims to be).
+"""The feature pipeline end to end: 512p-feat run -> precompute -> cluster -> 1024p-feat training
+-> render with clusters, on the system chain's runs (tests/train_util.py, built once per session
+through bin/; its runs train on demo frames, tests/test_system.py checks that every artifact
+opens as what it claims to be). The renders compared here (the same command again, each car
+style) run in the chain's process.
 
 Sizes: the 512p-feat run trains at 64x32; precompute runs its encoder at that size on the same
 64-wide manifest and paints the per-instance features on the 128x64 instance maps the 1024p-feat

@@ -15,6 +15,7 @@ from mindspore import Tensor, nn, ops
 
 from p2phd.nets import layers
 from p2phd.nets.vgg import VGG19Features
+from train_util import assert_every_parameter_trains, trainable
 
 
 @pytest.fixture(autouse=True)
@@ -117,6 +118,7 @@ def _run_steps(monkeypatch, plain: bool, n: int = 2):
         ndf=4,
         n_downsample_global=2,
         n_blocks_global=1,
+        instance_feat=True,  # E's 7x7 convs too; and the global+E graph-mode case (below)
         name="eq",
     )
     ms.set_seed(0)
@@ -134,11 +136,15 @@ def _run_steps(monkeypatch, plain: bool, n: int = 2):
         "photo": rng.uniform(-1, 1, (1, 3, 32, 64)).astype(np.float32),
         "feat": None,
     }
+    before = trainable(trainer.cells())
     losses = []
     for step in range(1, n + 1):
         r = trainer.step(batch, step)
         losses.append([r.G_GAN, r.G_GAN_Feat, r.G_VGG, r.D_real, r.D_fake])
     weights = trainer.G.model[1].weight.asnumpy().copy()
+    if not plain:  # the compiled G (+E, VGG loss) and D steps: every gradient finite, non-zero
+        assert set(before) == {"netG", "netD", "netE"}
+        assert_every_parameter_trains(before, trainer.cells())
     monkeypatch.undo()
     return np.array(losses), weights, convs
 
@@ -146,7 +152,9 @@ def _run_steps(monkeypatch, plain: bool, n: int = 2):
 @pytest.mark.slow  # two Trainers with VGG compiled
 def test_training_step_equals_the_plain_conv_reference(monkeypatch) -> None:
     """Same seed, same batch: two steps of the Trainer with and without the rewritten backward
-    give the same five losses and the same updated first-conv weights (to float rounding)."""
+    give the same five losses and the same updated first-conv weights (to float rounding). The
+    instance-feature mode with the VGG loss: the rewritten step also moves every parameter of
+    G, E and D (tests/test_nets_models.py's graph-mode check, on the Trainer's graphs)."""
     ref_losses, ref_w, ref_convs = _run_steps(monkeypatch, plain=True)
     losses, w, convs = _run_steps(monkeypatch, plain=False)
     # Losses: float32 means of the same values computed by convs summing in other orders, ~1e-6

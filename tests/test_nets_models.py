@@ -152,31 +152,28 @@ def _assert_grads(grads, params):
     assert sum(float(np.abs(g.asnumpy()).sum()) > 0 for g in grads) >= len(grads) - 1
 
 
+# Two more modes are checked the same way on the Trainer's compiled steps, which those tests build
+# anyway: global+E with the VGG loss (tests/test_lowmem_conv.py) and batch norm
+# (tests/test_trainer.py), by train_util.assert_every_parameter_trains.
 @pytest.mark.parametrize(
     "kw",
     [
-        dict(instance_feat=True),
         dict(netG="local", ngf=4, n_downsample_global=3, num_D=3, no_lsgan=True),
         dict(label_nc=0, no_instance=True),
-        dict(norm="batch", n_blocks_global=1),
     ],
-    ids=["global+E", "local+bce", "rgb", "batchnorm"],
+    ids=["local+bce", "rgb"],
 )
 @pytest.mark.slow  # G+D+VGG step compiled per case
 def test_training_step_forward_backward_graph_mode(kw):
     o = small(**kw)
     g, d = nets.build_generator(o), nets.build_discriminator(o)
-    g.set_train(True)  # BatchNorm uses batch statistics only in training mode
-    d.set_train(True)
-    e = nets.build_encoder(o, 4) if o.use_features() else None
     vgg = losses.VGGLoss(VGG19Features())
     lsgan, edge = not o.no_lsgan, not o.no_instance
-    label, index, real = _batch(o, n=2 if e is not None else 1)
+    label, index, real = _batch(o)
 
     def g_forward(label, index, real):
         cond = encoding.encode_condition(label, index, o.label_nc, edge)
-        x = encoding.generator_input(cond, e(real, index)) if e is not None else cond
-        fake = g(x)
+        fake = g(cond)
         pred_fake = d(encoding.discriminator_input(cond, fake))
         pred_real = d(encoding.discriminator_input(cond, real))
         loss = (
@@ -192,7 +189,7 @@ def test_training_step_forward_backward_graph_mode(kw):
         pred_real = d(encoding.discriminator_input(cond, real))
         return losses.d_loss(pred_fake, pred_real, lsgan)[0]
 
-    g_params = g.trainable_params() + (e.trainable_params() if e is not None else [])
+    g_params = g.trainable_params()
     (loss_g, fake), grads_g = ms.value_and_grad(g_forward, None, g_params, has_aux=True)(
         label, index, real
     )

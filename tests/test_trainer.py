@@ -11,6 +11,7 @@ import mindspore as ms
 
 from p2phd.training.train import TrainOptions
 from p2phd.training.trainer import Trainer
+from train_util import assert_every_parameter_trains, trainable
 
 pytestmark = pytest.mark.slow  # a compiled training step: not in `make test-fast`
 
@@ -50,6 +51,7 @@ def test_batch_norm_trains_with_batch_statistics() -> None:
         n: p.asnumpy().copy() for n, p in trainer.G.parameters_and_names() if "moving_mean" in n
     }
     assert means, "the generator has no BatchNorm layer"
+    before = trainable(trainer.cells())
     result = trainer.step(_batch(np.random.default_rng(0), 5), step=0)
     moved = [
         n
@@ -58,3 +60,6 @@ def test_batch_norm_trains_with_batch_statistics() -> None:
     ]
     assert moved, "BatchNorm running means did not move: the step ran in inference mode"
     assert np.isfinite([result.G_GAN, result.D_real, result.D_fake]).all()
+    # the compiled G and D steps with batch norm: every gradient finite and non-zero (the
+    # graph-mode check of tests/test_nets_models.py, on the Trainer's own graphs)
+    assert_every_parameter_trains(before, trainer.cells())

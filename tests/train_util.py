@@ -168,6 +168,30 @@ def check_board(run: Path, display_steps: list[int], size: tuple[int, int] = (12
         assert all((e.width, e.height) == size for e in events)
 
 
+def trainable(cells: dict) -> dict[str, dict[str, np.ndarray]]:
+    """Copies of each net's trainable parameters (Trainer.cells()), to compare after steps."""
+    return {
+        key: {p.name: p.asnumpy().copy() for p in net.trainable_params()}
+        for key, net in cells.items()
+    }
+
+
+def assert_every_parameter_trains(before: dict, cells: dict) -> None:
+    """After Adam steps from ``before`` (trainable()): every trainable parameter of each net is
+    finite, and all but at most one moved. Adam's first step moves a weight by ~lr * sign(grad)
+    for any non-zero gradient (a zero one leaves it), so this is the check that every gradient of
+    the compiled step is finite and non-zero (one may vanish, as a bias before a norm can)."""
+    for key, net in cells.items():
+        params = net.trainable_params()
+        assert params and len(params) == len(before[key]), key
+        moved = 0
+        for p in params:
+            now = p.asnumpy()
+            assert np.isfinite(now).all(), p.name
+            moved += not np.array_equal(now, before[key][p.name])
+        assert moved >= len(params) - 1, (key, moved, len(params))
+
+
 def state_arrays(path: Path) -> dict[str, np.ndarray]:
     import p2phd  # noqa: F401
     import mindspore as ms
