@@ -28,7 +28,7 @@ Built once per session and shared by all test files (and by both pytest-xdist wo
   1024p-feat -> renders (see its docstring for the keys). Assert on its runs rather than
   training another tiny run of the same kind.
 
-Keeping ``make test`` short (its budget is 6 min on this 2-core machine; it takes ~7.5): a
+Keeping ``make test`` short (its budget is 6 min on this 2-core machine; it takes ~7): a
 training process costs ~10 CPU s before its first step (MindSpore import ~2 s, graph compile of
 the G and D steps ~7 s, of which the exact instance norm's backward ~2 s; each further step of
 the tiny nets ~0.1-0.2 s), a render or precompute process ~3-4 s, msrun three processes. So:
@@ -289,25 +289,25 @@ def held_by_child(target: Path, tag: str = "") -> Iterator[int]:
 # CPU seconds of each file are printed by `--cpu-durations 0` (summed per file); a new file that
 # takes more than ~15 CPU s belongs in this list, at its place.
 COST_ORDER = (  # CPU s per file in a fresh clone's `make test` (measured 30 Nov 2026), most first
-    "test_system.py",  # 103 (builds the system chain; two later files read it)
-    "test_nets_models.py",  # 70
-    "test_fullres.py",  # 67 (its training step peaks near 8 GB in its own process)
+    "test_system.py",  # 94 (builds the system chain; two later files read it)
     "test_train_resume.py",  # 63
-    "test_render.py",  # 48
-    "test_devices.py",  # 42
-    "test_onnx.py",  # 41
-    "test_train.py",  # 40
-    "test_precompute.py",  # 39
-    "test_evaluate.py",  # 36
-    "test_lowmem_conv.py",  # 32
-    "test_amp.py",  # 32
-    "test_train_dp.py",  # 27
-    "test_import.py",  # 24
+    "test_fullres.py",  # 61 (its training step peaks near 8 GB in its own process)
+    "test_render.py",  # 46
+    "test_train.py",  # 42
+    "test_precompute.py",  # 40
+    "test_nets_models.py",  # 37
+    "test_onnx.py",  # 37
+    "test_devices.py",  # 37
+    "test_lowmem_conv.py",  # 37
+    "test_evaluate.py",  # 33
+    "test_amp.py",  # 28
     "test_export.py",  # 24
-    "test_edit_browser.py",  # 24
-    "test_hardening.py",  # 22
-    "test_nets_layers.py",  # 17
+    "test_train_dp.py",  # 22
+    "test_import.py",  # 20
+    "test_hardening.py",  # 19
+    "test_edit_browser.py",  # 19
     "test_segmentation.py",  # 17
+    "test_nets_layers.py",  # 14
     "test_install.py",  # 14
 )
 
