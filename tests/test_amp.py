@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from train_util import TINY, here, sample_manifest, stats, train_here
+from train_util import TINY, here, sample_manifest, stats
 
 pytestmark = pytest.mark.slow  # trains (bin/train --amp O2) and renders: not in `make test-fast`
 
@@ -27,7 +27,7 @@ def manifest(work: Path) -> Path:
 @pytest.fixture(scope="module")
 def amp_run(work: Path, manifest: Path) -> Path:
     args = [manifest, "--name", "amp", *TINY, "--no_vgg_loss", "--amp", "O2"]
-    p = train_here([*args, "--niter", "5", "--niter_decay", "0", "--print_freq", "8"], work)
+    p = here("train", [*args, "--niter", "5", "--niter_decay", "0", "--print_freq", "8"], work)
     assert p.returncode == 0, p.stderr[-2000:]
     return work / "outputs" / "amp"
 

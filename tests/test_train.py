@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from train_util import TINY, sample_manifest, stats, train_here, write_vgg
+from train_util import TINY, here, sample_manifest, stats, write_vgg
 
 pytestmark = pytest.mark.slow  # trains (bin/train): not in `make test-fast`
 
@@ -37,7 +37,8 @@ def _l1(run: Path, manifest: Path) -> tuple[float, float]:
 
 
 def test_learns_and_writes_the_run_folder(work: Path, manifest: Path) -> None:
-    p = train_here(
+    p = here(
+        "train",
         [
             manifest,
             "--name",
@@ -89,7 +90,8 @@ def test_vgg_loss_and_label_feat(work: Path, manifest: Path) -> None:
     """The VGG path reads a model-zoo layout checkpoint; label_feat trains E (in G's optimiser);
     --no_lsgan (BCE on a sigmoid D, which crashes in the MindSpore port) trains."""
     vgg = write_vgg(work / "vgg19.ckpt")
-    p = train_here(
+    p = here(
+        "train",
         [
             manifest,
             "--name",
@@ -129,7 +131,8 @@ def test_load_features_mode(work: Path, manifest: Path) -> None:
     if not feat_run.exists():
         pytest.skip("needs test_vgg_loss_and_label_feat's run")
     assert precompute.main(["--run", str(feat_run), str(manifest), "--out", str(out)]) == 0
-    p = train_here(
+    p = here(
+        "train",
         [
             manifest,
             "--name",

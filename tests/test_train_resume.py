@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from train_util import TINY, TRAIN, check_board, sample_manifest, state_arrays, stats, train
 
+from p2phd.core import runs
+
 pytestmark = pytest.mark.slow  # trains (bin/train, five times): not in `make test-fast`
 
 # 3 epochs of 8 samples = 24 steps; lr decays in epoch 3; E trains jointly; the image pool is on,
@@ -80,14 +82,14 @@ def test_kill_and_resume_matches_one_run(tmp_path: Path) -> None:
     # Lose the newest state too, as a kill while it was written would (latest still names the
     # one before): the steps logged and shown since are certainly redone on resume. (The kill
     # may land mid-prune: the previous state is the newest complete one below latest.)
-    latest = (run_b / "state" / "latest").read_text().strip()
+    latest = runs.latest_state(run_b)
     older = [
         p.name
-        for p in sorted((run_b / "state").glob("step-*"))
-        if p.name < latest and (p / "progress.json").is_file()
+        for p in sorted(latest.parent.glob("step-*"))
+        if p.name < latest.name and (p / "progress.json").is_file()
     ]
-    shutil.rmtree(run_b / "state" / latest)
-    (run_b / "state" / "latest").write_text(older[-1] + "\n")
+    shutil.rmtree(latest)
+    (latest.parent / runs.LATEST).write_text(older[-1] + "\n")
     resumed_at = _latest_step(run_b)
     assert resumed_at == killed_at - 4 and any(ln["step"] > resumed_at for ln in stats(run_b))
     curves = run_b / "web" / "losses.png"

@@ -88,11 +88,6 @@ def here(verb: str, args: list, cwd: Path | None = None) -> subprocess.Completed
     return subprocess.CompletedProcess([verb, *args], rc, out.getvalue(), err.getvalue())
 
 
-def train_here(args: list, cwd: Path) -> subprocess.CompletedProcess:
-    """train() in this process (see here())."""
-    return here("train", args, cwd)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
