@@ -154,7 +154,7 @@ def test_training_step_equals_the_plain_conv_reference(monkeypatch) -> None:
     """Same seed, same batch: two steps of the Trainer with and without the rewritten backward
     give the same five losses and the same updated first-conv weights (to float rounding). The
     instance-feature mode with the VGG loss: the rewritten step also moves every parameter of
-    G, E and D (tests/test_nets_models.py's graph-mode check, on the Trainer's graphs)."""
+    G, E and D (the graph-mode check tests/test_trainer.py makes of the other modes)."""
     ref_losses, ref_w, ref_convs = _run_steps(monkeypatch, plain=True)
     losses, w, convs = _run_steps(monkeypatch, plain=False)
     # Losses: float32 means of the same values computed by convs summing in other orders, ~1e-6

@@ -1,4 +1,5 @@
-"""Networks: exact parameter counts, shapes, 512p -> 1024p loading, graph-mode fwd + bwd."""
+"""Networks: exact parameter counts, shapes, 512p -> 1024p loading. (Graph-mode training steps
+of every mode: tests/test_trainer.py, tests/test_lowmem_conv.py.)"""
 # ruff: noqa: I001  (p2phd must be imported before MindSpore: it sets the oneDNN/GLOG env)
 
 import dataclasses
@@ -8,12 +9,10 @@ import pytest
 
 import p2phd  # noqa: F401  (env fixes before MindSpore)
 import mindspore as ms
-from mindspore import Tensor, ops
+from mindspore import Tensor
 
 from p2phd.core import checkpoint
 from p2phd import nets
-from p2phd.nets import encoding, losses
-from p2phd.nets.vgg import VGG19Features
 from p2phd.core.options import DataOptions, ModelOptions
 
 
@@ -129,74 +128,3 @@ def test_two_scale_discriminator_loads_into_three(tmp_path):
     report = checkpoint.load(tmp_path / "d.ckpt", {"netD": d3})
     assert report.missing and all(n.startswith("netD.scale2.") for n in report.missing)
     assert not report.unused and not report.mismatched
-
-
-# ---------------------------------------------------------------- graph-mode training steps
-
-
-def _batch(o, n=1, h=32, w=64, k=4):
-    rng = np.random.default_rng(7)
-    label = Tensor(rng.integers(0, max(o.label_nc, 1), (n, h, w)).astype(np.int32))
-    if o.label_nc == 0:
-        label = Tensor(rng.uniform(-1, 1, (n, o.input_nc, h, w)).astype(np.float32))
-    index = Tensor(rng.integers(0, k, (n, h, w)).astype(np.int32))
-    real = Tensor(rng.uniform(-1, 1, (n, 3, h, w)).astype(np.float32))
-    return label, index, real
-
-
-def _assert_grads(grads, params):
-    assert len(grads) == len(params)
-    for g, p in zip(grads, params, strict=True):
-        arr = g.asnumpy()
-        assert arr.shape == p.shape and np.isfinite(arr).all()
-    assert sum(float(np.abs(g.asnumpy()).sum()) > 0 for g in grads) >= len(grads) - 1
-
-
-# Two more modes are checked the same way on the Trainer's compiled steps, which those tests build
-# anyway: global+E with the VGG loss (tests/test_lowmem_conv.py) and batch norm
-# (tests/test_trainer.py), by train_util.assert_every_parameter_trains.
-@pytest.mark.parametrize(
-    "kw",
-    [
-        dict(netG="local", ngf=4, n_downsample_global=3, num_D=3, no_lsgan=True),
-        dict(label_nc=0, no_instance=True),
-    ],
-    ids=["local+bce", "rgb"],
-)
-@pytest.mark.slow  # G+D+VGG step compiled per case
-def test_training_step_forward_backward_graph_mode(kw):
-    o = small(**kw)
-    g, d = nets.build_generator(o), nets.build_discriminator(o)
-    vgg = losses.VGGLoss(VGG19Features())
-    lsgan, edge = not o.no_lsgan, not o.no_instance
-    label, index, real = _batch(o)
-
-    def g_forward(label, index, real):
-        cond = encoding.encode_condition(label, index, o.label_nc, edge)
-        fake = g(cond)
-        pred_fake = d(encoding.discriminator_input(cond, fake))
-        pred_real = d(encoding.discriminator_input(cond, real))
-        loss = (
-            losses.gan_loss(pred_fake, True, lsgan)
-            + vgg(fake, real)
-            + losses.feature_matching_loss(pred_fake, pred_real, o.n_layers_D, o.num_D)
-        )
-        return loss, fake
-
-    def d_forward(label, index, real, fake):
-        cond = encoding.encode_condition(label, index, o.label_nc, edge)
-        pred_fake = d(encoding.discriminator_input(cond, ops.stop_gradient(fake)))
-        pred_real = d(encoding.discriminator_input(cond, real))
-        return losses.d_loss(pred_fake, pred_real, lsgan)[0]
-
-    g_params = g.trainable_params()
-    (loss_g, fake), grads_g = ms.value_and_grad(g_forward, None, g_params, has_aux=True)(
-        label, index, real
-    )
-    assert np.isfinite(loss_g.asnumpy()) and fake.shape == real.shape
-    _assert_grads(grads_g, g_params)
-    loss_d, grads_d = ms.value_and_grad(d_forward, None, d.trainable_params())(
-        label, index, real, fake
-    )
-    assert np.isfinite(loss_d.asnumpy())
-    _assert_grads(grads_d, d.trainable_params())

@@ -54,7 +54,9 @@ def _generator(kw: dict, seed: int):
     from p2phd.core import runtime
     from p2phd.nets import build_generator
 
-    runtime.setup("CPU", seed=seed)
+    # PyNative: the reference runs each net once per size, and the same kernels without a graph
+    # compile per architecture and size cost half (the graph-mode net: render and export tests)
+    runtime.setup("CPU", pynative=True, seed=seed)
     arch = runs.ArchOptions(load_size=128, **{**TINY, **kw})
     G = build_generator(arch)
     rng = np.random.default_rng(seed)

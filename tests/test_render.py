@@ -87,6 +87,7 @@ def trained_run(work: Path, train_manifest: Path) -> Path:
         "0",
         "--max_steps",
         "1",
+        "--pynative",  # one step: cheaper than compiling it; these tests use the weights only
     ]
     res = here("train", args)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -49,7 +49,9 @@ def ref() -> dict[str, np.ndarray]:
 def nets() -> dict:
     from p2phd.core import runtime
 
-    runtime.setup("CPU")
+    # PyNative: the MindSpore side of each comparison runs once per input, the same kernels
+    # without compiling D-105's graph (the verb's graph-mode run: test_segmentation.py)
+    runtime.setup("CPU", pynative=True)
     return {"d105": seg.load_drn(D105), "c26": seg.load_drn(C26)}
 
 

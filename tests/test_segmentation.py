@@ -42,7 +42,9 @@ def ref() -> dict[str, np.ndarray]:
 def runtime_cpu() -> None:
     from p2phd.core import runtime
 
-    runtime.setup("CPU")
+    # PyNative: each reference runs a net once per input, the same kernels without compiling
+    # D-105's graph; the verb's graph-mode run: test_verb_scores_a_render_without_the_inception
+    runtime.setup("CPU", pynative=True)
 
 
 def _run_net(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,11 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from train_util import TINY, TRAIN, check_board, sample_manifest, state_arrays, stats, train
+from train_util import (
+    TINY,
+    TRAIN,
+    check_board,
+    here,
+    sample_manifest,
+    state_arrays,
+    stats,
+    train,
+)
 
 from p2phd.core import runs
 
-pytestmark = pytest.mark.slow  # trains (bin/train, five times): not in `make test-fast`
+pytestmark = pytest.mark.slow  # trains (five times): not in `make test-fast`
 
 # 3 epochs of 8 samples = 24 steps; lr decays in epoch 3; E trains jointly; the image pool is on,
 # so its contents and RNG must survive the kill too.
@@ -64,7 +73,9 @@ def _without_time(lines: list[dict]) -> list[dict]:
 
 def test_kill_and_resume_matches_one_run(tmp_path: Path) -> None:
     m = sample_manifest(tmp_path)
-    a = train([m, "--name", "a", *OPTS], tmp_path)
+    # run a, the rerun and the continuation in this process (train_util.here); b is killed and
+    # resumed in processes of its own, as a user's run is
+    a = here("train", [m, "--name", "a", *OPTS], tmp_path)
     assert a.returncode == 0, a.stderr[-2000:]
     assert a.stdout.strip() == "outputs/a"
 
@@ -126,11 +137,11 @@ def test_kill_and_resume_matches_one_run(tmp_path: Path) -> None:
     assert curves.read_bytes().startswith(b"\x89PNG") and curves.read_bytes() != drawn_before
 
     # rerunning a finished run does nothing; raising --niter_decay continues it
-    again = train([m, "--name", "b", *B_OPTS], tmp_path)
+    again = here("train", [m, "--name", "b", *B_OPTS], tmp_path)
     assert again.returncode == 0 and "already trained" in again.stderr
     longer = list(B_OPTS)
     longer[longer.index("--niter_decay") + 1] = "3"
-    more = train([m, "--name", "b", *longer], tmp_path)
+    more = here("train", [m, "--name", "b", *longer], tmp_path)
     assert more.returncode == 0, more.stderr[-2000:]
     assert stats(run_b)[-1]["step"] == N + 8 and stats(run_b)[-1]["epoch"] == 4
     check_board(run_b, [8, 16, 24, 32])  # the continued run's events append

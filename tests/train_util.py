@@ -218,18 +218,27 @@ N_TRAIN, N_TEST = 4, 6
 
 
 def verb(
-    name: str, *args: str | Path, stdin: str | None = None, cwd: Path, log: Path | None = None
+    name: str,
+    *args: str | Path,
+    stdin: str | None = None,
+    cwd: Path,
+    log: Path | None = None,
+    fresh: bool = True,
 ) -> Path:
-    """Run bin/<name>; it must exit 0 and print exactly one line: the path it wrote (its stderr
-    is kept in ``log`` when given)."""
-    r = subprocess.run(
-        [str(BIN / name), *map(str, args)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=600,
-    )
+    """Run bin/<name> (``fresh=False``: its main in this process, see ``here``); it must exit 0
+    and print exactly one line: the path it wrote (its stderr is kept in ``log`` when given)."""
+    if fresh:
+        r = subprocess.run(
+            [str(BIN / name), *map(str, args)],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=600,
+        )
+    else:
+        assert stdin is None, "here() reads no stdin"
+        r = here(name, list(args), cwd)
     assert r.returncode == 0, f"bin/{name} failed ({r.returncode}):\n{r.stderr[-3000:]}"
     if log is not None:
         log.write_text(r.stderr)
@@ -333,9 +342,18 @@ def _build_chain(w: Path) -> None:
         p["512p"],
         cwd=w,
         log=w / "1024p.stderr",
+        fresh=False,
     )
     p["512p-feat"] = verb(
-        "train", p["train64"], "--name", "s512f", *common, *g512, "--instance_feat", cwd=w
+        "train",
+        p["train64"],
+        "--name",
+        "s512f",
+        *common,
+        *g512,
+        "--instance_feat",
+        cwd=w,
+        fresh=False,
     )
     p["features"] = verb(
         "precompute",
@@ -347,6 +365,7 @@ def _build_chain(w: Path) -> None:
         "--out",
         man / "s512f-features.h5",
         cwd=w,
+        fresh=False,
     )
     p["clusters"] = verb(
         "cluster",
@@ -377,6 +396,7 @@ def _build_chain(w: Path) -> None:
         "--load_features",
         p["features"],
         cwd=w,
+        fresh=False,
     )
     # render the test split straight from prepare's stdout
     r = subprocess.run(
@@ -402,5 +422,5 @@ def _build_chain(w: Path) -> None:
         r = here("render", [*styled, "--out", w / key, *extra], w)
         assert r.returncode == 0, r.stderr[-3000:]
         p[key] = w / key
-    p["render-1024p"] = verb("render", "--run", p["1024p"], p["test128"], cwd=w)
+    p["render-1024p"] = verb("render", "--run", p["1024p"], p["test128"], cwd=w, fresh=False)
     (w / "chain.json").write_text(json.dumps({k: str(v) for k, v in p.items()}))
