@@ -28,7 +28,7 @@ Built once per session and shared by all test files (and by both pytest-xdist wo
   1024p-feat -> renders (see its docstring for the keys). Assert on its runs rather than
   training another tiny run of the same kind.
 
-Keeping ``make test`` short (its budget is 6 min on this 2-core machine; it takes ~7): a
+Keeping ``make test`` short (its budget is 6 min on this 2-core machine; it takes 6-6.5): a
 training process costs ~10 CPU s before its first step (MindSpore import ~2 s, graph compile of
 the G and D steps ~7 s, of which the exact instance norm's backward ~2 s; each further step of
 the tiny nets ~0.1-0.2 s), a render or precompute process ~3-4 s, msrun three processes. So:
@@ -36,7 +36,11 @@ reuse the shared runs and manifests above (the system chain serves test_system.p
 test_train_1024p.py and test_feature_chain.py), put several assertions on one training, train
 tiny (``train_util.TINY``: ngf 8, one D scale of two layers, 128x64) and few steps, and run
 verbs in the test's process (``train_util.here``, ``cli.run_verb``: ~2 CPU s less each) unless
-the process itself is under test (a kill, msrun, an rlimit, the command-line contract). Mark
+the process itself is under test (a kill, msrun, an rlimit, the command-line contract). A
+reference output of a net that is not itself under test (the MindSpore side of an ONNX or
+fyu/drn comparison) can run in PyNative (``runtime.setup("CPU", pynative=True)``): the same
+kernels without a graph compile; so can a fixture's training of a step or three whose numbers
+no test reads (``--pynative``; more steps cost more than the compile). Mark
 tests that train, run msrun, chain verbs, export, drive a browser or run full-size networks
 ``@pytest.mark.slow`` (``make test-fast`` runs the rest, in under a minute), state your tests'
 CPU seconds (``pytest --cpu-durations 0``) in your report, and add a file costing over ~15 CPU s
@@ -288,26 +292,24 @@ def held_by_child(target: Path, tag: str = "") -> Iterator[int]:
 # time each) finish together instead of one starting test_system.py when the other is done.
 # CPU seconds of each file are printed by `--cpu-durations 0` (summed per file); a new file that
 # takes more than ~15 CPU s belongs in this list, at its place.
-COST_ORDER = (  # CPU s per file in a fresh clone's `make test` (measured 30 Nov 2026), most first
-    "test_system.py",  # 94 (builds the system chain; two later files read it)
-    "test_train_resume.py",  # 63
-    "test_fullres.py",  # 61 (its training step peaks near 8 GB in its own process)
-    "test_render.py",  # 46
-    "test_train.py",  # 42
-    "test_precompute.py",  # 40
-    "test_nets_models.py",  # 37
-    "test_onnx.py",  # 37
-    "test_devices.py",  # 37
-    "test_lowmem_conv.py",  # 37
-    "test_evaluate.py",  # 33
-    "test_amp.py",  # 28
-    "test_export.py",  # 24
-    "test_train_dp.py",  # 22
-    "test_import.py",  # 20
-    "test_hardening.py",  # 19
+COST_ORDER = (  # CPU s per file in `make test` (two runs, 30 Nov 2026), most first
+    "test_system.py",  # 92 (builds the system chain; two later files read it)
+    "test_fullres.py",  # 62 (its training step peaks near 8 GB in its own process)
+    "test_train_resume.py",  # 56
+    "test_train.py",  # 41
+    "test_devices.py",  # 40
+    "test_lowmem_conv.py",  # 40
+    "test_render.py",  # 39
+    "test_precompute.py",  # 38
+    "test_evaluate.py",  # 37
+    "test_amp.py",  # 27
+    "test_onnx.py",  # 23
+    "test_train_dp.py",  # 23
+    "test_import.py",  # 22
+    "test_export.py",  # 22
     "test_edit_browser.py",  # 19
-    "test_segmentation.py",  # 17
-    "test_nets_layers.py",  # 14
+    "test_hardening.py",  # 17
+    "test_nets_layers.py",  # 15
     "test_install.py",  # 14
 )
 
