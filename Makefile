@@ -25,7 +25,7 @@ TEST_JOBS ?= 2
 PYTEST_JOBS = $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder)
 TEST_EXTRA ?=#                     extra pytest options (e.g. --durations=20 --cpu-durations 20)
 
-test: $(STAMP) ## run the whole test suite (~7 min on 2 cores; TEST_JOBS=0 for one process)
+test: $(STAMP) ## run the whole test suite (~6 min on 2 cores; TEST_JOBS=0 for one process)
 	$(PY) -m pytest -q $(PYTEST_JOBS) $(TEST_EXTRA)
 
 test-fast: $(STAMP) ## the unit tests only (no training, msrun or end-to-end verb chains; < 1 min)

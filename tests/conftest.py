@@ -136,6 +136,18 @@ def _mindspore_on_cpu() -> None:
     ms.set_device("CPU")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _graph_mode_per_file() -> Iterator[None]:
+    """Each test file starts in graph mode (MindSpore's default, what the verbs run): a verb run
+    in the test's process with --pynative, or a PyNative reference, leaves its mode set for the
+    rest of its own file only."""
+    import mindspore as ms
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    yield
+    ms.set_context(mode=ms.GRAPH_MODE)
+
+
 # ---- built once per session, shared by every test module (and every pytest-xdist worker) ----
 _shared_root: list[Path] = []
 
