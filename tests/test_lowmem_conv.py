@@ -121,6 +121,9 @@ def _run_steps(monkeypatch, plain: bool, n: int = 2):
         instance_feat=True,  # E's 7x7 convs too; and the global+E graph-mode case (below)
         name="eq",
     )
+    # The reference runs in PyNative: the same kernels, without compiling a second G, E, D and
+    # VGG graph (the rewritten step below is the graph under test)
+    ms.set_context(mode=ms.PYNATIVE_MODE if plain else ms.GRAPH_MODE)
     ms.set_seed(0)
     vgg = VGG19Features()
     trainer = Trainer(o, max_instances=3, vgg=vgg)
@@ -149,7 +152,7 @@ def _run_steps(monkeypatch, plain: bool, n: int = 2):
     return np.array(losses), weights, convs
 
 
-@pytest.mark.slow  # two Trainers with VGG compiled
+@pytest.mark.slow  # a Trainer with VGG compiled, and its reference in PyNative
 def test_training_step_equals_the_plain_conv_reference(monkeypatch) -> None:
     """Same seed, same batch: two steps of the Trainer with and without the rewritten backward
     give the same five losses and the same updated first-conv weights (to float rounding). The
