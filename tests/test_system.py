@@ -3,8 +3,8 @@
 prepare -> train 512p -> train 1024p from it -> train 512p-feat -> precompute -> cluster ->
 train 1024p-feat -> render, at the smallest sizes (64x32 and 128x64 images, ngf 8, 2
 downsamplings, 1 residual block, one to four epochs of 4 frames), verbs chained by stdout paths
-and `-`. Every verb runs as a subprocess the way a user (or the Makefile) runs it at least once:
-prepare, the 512p train (`prepare | train -`), cluster (`precompute`'s path on stdin) and render
+and `-`. Four verbs run as subprocesses the way a user (or the Makefile) runs them: prepare,
+the 512p train (`prepare | train -`), cluster (`precompute`'s path on stdin) and render
 (`prepare | render -`); the later trainings, precompute and the other renders run the same
 mains in this process (train_util.here: no second MindSpore import). Each artifact is then
 opened as what it claims to be. The chain (train_util.system_chain) is built once per session:
