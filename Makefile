@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
-	@echo 'variables: DATA RUN MODE SIZE NGF JOBS NPROC NODES DEVICE VGG INCEPTION TB EXTRA ... (README: Make variables)'
+	@echo 'variables: DATA RUN MODE SIZE NGF JOBS NPROC NODES DEVICE VGG INCEPTION TB EXTRA ... (docs/training.md: Make variables)'
 
 setup: $(STAMP) ## create .venv and install p2phd with pinned dependencies (quick when done)
 
@@ -239,7 +239,7 @@ DEMO_VARS = DATASET=$(DEMO_TAG) RUN_512p=$(DEMO_TAG)-512p RUN_1024p=$(DEMO_TAG)-
 	$(call demo_var,FIX_GLOBAL,1) $(call demo_var,N_CLUSTERS,3) \
 	'$(call demo_var,EXTRA,--n_downsample_global 3 --n_blocks_global 3 --n_blocks_local 1 --ndf 16 --nef 8 --n_layers_D 2)'
 
-demo: | $(STAMP) ## every mode end to end on a generated toy Cityscapes (or DATA=...) in ~10 min; prints the render page
+demo: | $(STAMP) ## every mode end to end on a generated toy Cityscapes (or DATA=...) in ~9 min on 2 cores; prints the render page
 	@mkdir -p outputs && date +%s > $(DEMO_TIMER)
 	$(MAKE) --no-print-directory demo-renders $(DEMO_VARS)
 	@echo "demo: done in $$(( $$(date +%s) - $$(cat $(DEMO_TIMER)) )) s; render pages:" >&2; rm -f $(DEMO_TIMER)
@@ -271,7 +271,7 @@ bench-render: | $(STAMP) ## render's images/s on the 15 sample test maps, ngf 64
 bench-export: | $(STAMP) ## bin/export time, size and RSS (MindIR, ONNX, ONNX --half) for the full 512p and 1024p generators; render from MindIR vs checkpoint (~8 min)
 	$(PY) bench/bench_export.py
 .PHONY: bench-export
-bench-edit: | $(STAMP) ## bin/edit: start, edit -> preview latency (first, steady) with a 512p G (ngf 64, random), MindSpore vs its ONNX export in onnxruntime and OpenVINO, --preview_size 256 and 512; full size on demand (~15 min; ~3.3 GB: flock /work/heavy.lock)
+bench-edit: | $(STAMP) ## bin/edit: start, edit -> preview latency (first, steady) with a 512p G (ngf 64, random), MindSpore vs its ONNX export in onnxruntime and OpenVINO, --preview_size 256 and 512; full size on demand (~15 min; three servers, ~7 GB together)
 	$(PY) bench/bench_edit.py
 .PHONY: bench-edit
 bench-onnx: | $(STAMP) ## render --onnx (fp32, --half) vs --run at 512x1024, ngf 64: s/image, RSS, pixel differences in levels, FID change (INCEPTION_BENCH=real .pth; ~15 min)
@@ -290,11 +290,11 @@ bench-vs-nvidia: | $(STAMP) ## p2phd vs NVIDIA's PyTorch networks, same shapes, 
 # bench-vs-nvidia needs an NVIDIA checkout and torch: part of `make bench` only when NVIDIA= is given
 bench: $(filter-out $(if $(NVIDIA),,bench-vs-nvidia),$(shell sed -nE 's/^(bench-[A-Za-z0-9_-]+):.*/\1/p' $(firstword $(MAKEFILE_LIST)))) ## run every benchmark (bench-*)
 
-# ---- NVIDIA's trained models: bin/import (README: Using NVIDIA's trained models) --------------
+# ---- NVIDIA's trained models: bin/import (docs/nvidia.md) -----------------------------------
 NV ?=#                             NVIDIA checkpoints folder for `make import` (checkpoints/<name>)
 IMPORT_EXTRA ?=#                   extra bin/import options (e.g. --overwrite, --which_epoch 20)
 NV_RUN ?= outputs/label2city_1024p_nvidia#  imported run that render-nvidia uses
-NV_FULL ?= /tmp/nv-full/label2city_1024p#  full-size G folder for bench-import
+NV_FULL ?= outputs/nv-full/label2city_1024p#  full-size G folder for bench-import (tests/fixtures/make_nvidia_fixtures.py --full outputs/nv-full)
 
 import: | $(STAMP) ## import NVIDIA's pix2pixHD checkpoints folder NV as outputs/<name>_nvidia (no PyTorch); prints the run folder
 	@test -n "$(NV)" || { echo "make import: give NV=path/to/checkpoints/<name>" >&2; exit 2; }

@@ -24,8 +24,9 @@ PNG. Reported per engine and size:
 The three servers of a size run side by side and take their edits in turn (MindSpore,
 onnxruntime, OpenVINO, MindSpore, ...), so the shared machine's load falls on all of them
 alike; still, compare the ratios and the CPU column, measured in one run (the load average is
-printed). Three 512p servers at once take ~7 GB: run it under the machine's heavy-job lock
-(``flock /work/heavy.lock make bench-edit``).
+printed). Three 512p servers at once take ~7 GB: on a shared machine, run it when no other large job
+runs (e.g. ``flock "${HEAVY_LOCK:-.heavy.lock}" make bench-edit``, the lock bench_evaluate
+takes).
 """
 
 import argparse

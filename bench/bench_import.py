@@ -4,12 +4,16 @@ exactly the imported G renders NVIDIA's pixels at 2048x1024.
     .venv/bin/python bench/bench_import.py [NVIDIA_CHECKPOINTS_FOLDER] [--runs 2]
         [--nvidia CHECKOUT --torch-python PYTHON] [--maps 2] [--sample DIR]
 
-The folder (default /tmp/nv-full/label2city_1024p) holds a latest_net_G.pth with NVIDIA's
+The folder (default outputs/nv-full/label2city_1024p in the checkout) holds a latest_net_G.pth with NVIDIA's
 label2city_1024p architecture (netG local, ngf 32, 182,857,059 parameters, legacy torch format,
 ~730 MB), e.g. NVIDIA's published model or the random one made by
 
-    /work/torchenv/bin/python tests/fixtures/make_nvidia_fixtures.py /work/refs/NVIDIA+pix2pixHD \\
-        --full /tmp/nv-full
+    TORCH_ENV/bin/python tests/fixtures/make_nvidia_fixtures.py PATH/TO/pix2pixHD \\
+        --full outputs/nv-full
+
+(TORCH_ENV: a Python environment with torch, outside the project.) ``--sample`` defaults to
+``$P2PHD_SAMPLE``, else ``../shared/data/cityscapes-sample`` beside the checkout (the tests'
+default).
 
 Each run imports in a fresh subprocess (bin/import's own code path) and reports wall time, CPU
 time (user+sys of the child) and the child's peak RSS (ru_maxrss from wait4's rusage, = resource.getrusage of that child), beside the weights' own size
@@ -41,12 +45,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = (REPO / ".." / "shared" / "data" / "cityscapes-sample").resolve()
+# The tests' default place of the Cityscapes sample (tests/conftest.py), overridable the same way.
+SAMPLE = Path(
+    os.environ.get("P2PHD_SAMPLE") or (REPO / ".." / "shared" / "data" / "cityscapes-sample")
+).resolve()
 PARAMS = 182_857_059
-DEFAULT = Path("/tmp/nv-full/label2city_1024p")
+DEFAULT = REPO / "outputs" / "nv-full" / "label2city_1024p"
 MAKE = (
-    "/work/torchenv/bin/python tests/fixtures/make_nvidia_fixtures.py "
-    "<NVIDIA/pix2pixHD checkout> --full /tmp/nv-full"
+    "<python with torch> tests/fixtures/make_nvidia_fixtures.py "
+    "<NVIDIA/pix2pixHD checkout> --full outputs/nv-full"
 )
 
 

@@ -108,9 +108,9 @@ def trained(tmp_path: Path, monkeypatch) -> dict[str, dict]:
     return done
 
 
-def test_every_nvidia_option_has_a_rule_and_a_readme_row() -> None:
+def test_every_nvidia_option_has_a_rule_and_a_docs_row() -> None:
     assert sorted(RULES) == sorted(NVIDIA_OPTIONS)
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "nvidia.md").read_text()
     table = readme[readme.index("### NVIDIA's option names") :].split("\n\n")[2]
     listed = {
         n for row in table.splitlines() for n in re.findall(r"`--(\w+)`", row.split(" | ")[0])
