@@ -58,7 +58,10 @@ def _run_net(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return net(x).asnumpy(), Predict(net)(x).asnumpy()
 
 
-@pytest.mark.skipif(not USE_REAL, reason="needs the Cityscapes sample's real photos: set P2PHD_SAMPLE to the sample folder")
+@pytest.mark.skipif(
+    not USE_REAL,
+    reason="needs the Cityscapes sample's real photos: set P2PHD_SAMPLE to the sample folder",
+)
 def test_drn_d105_matches_fyu_drn_on_a_sample_photo(ref, runtime_cpu):
     photo = reference_photo(ref)
     logits, pred = _run_net(D105, photo[None])
