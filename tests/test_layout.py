@@ -1,4 +1,5 @@
-"""The package tree reads as the pipeline: no import cycle, and the base imports no stage."""
+"""The package tree reads as the pipeline: no import cycle, the base imports no stage, and each
+stage imports only the stages before it."""
 
 import ast
 from pathlib import Path
@@ -66,6 +67,33 @@ def test_base_and_nets_import_no_stage():
         if m.startswith(("p2phd.core", "p2phd.nets")):
             bad = sorted(d for d in deps if d.count(".") and d.split(".")[1] in STAGES)
             assert not bad, f"{m} imports stage modules {bad}"
+
+
+# The stages in pipeline order (docs/internals.md): each imports the base, nets/ and only
+# stages before it. training reads features (--load_features); interop builds a training state
+# for imported runs; rendering runs exported graphs (deploy) and styles (features); metrics
+# segments through deploy's ONNX writer and reads .pth files through interop; editing renders.
+STAGE_ORDER = (
+    "data",
+    "features",
+    "training",
+    "interop",
+    "deploy",
+    "rendering",
+    "metrics",
+    "editing",
+)
+
+
+def test_stages_import_only_earlier_stages():
+    assert sorted(STAGE_ORDER) == sorted(STAGES)
+    for m, deps in graph().items():
+        stage = m.split(".")[1] if m.count(".") else ""
+        if stage not in STAGE_ORDER:
+            continue
+        later = STAGE_ORDER[STAGE_ORDER.index(stage) + 1 :]
+        bad = sorted(d for d in deps if d.count(".") and d.split(".")[1] in later)
+        assert not bad, f"{m} (stage {stage}) imports later stages {bad}"
 
 
 def test_entry_points_are_thin():
