@@ -7,7 +7,7 @@ Each (config, variant, kind) is measured in a fresh subprocess so its peak RSS (
 own. Reports the median of ``--runs`` timed runs after one warm-up (which includes the graph
 compile), the median process CPU time of those runs (all threads; less sensitive to other
 processes than wall time, ~2x wall when both cores are ours) and the 1-minute load average. The CPU
-is shared: numbers carry +-20-30 % noise, far more under load (../shared/research/mindspore-cpu.md);
+is shared: numbers carry +-20-30 % noise, far more under load;
 compare only numbers measured close together.
 
 Configs: large = ngf 64 at 256x512, small = ngf 32 at 128x256 (GlobalGenerator, 36 label+edge

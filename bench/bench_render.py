@@ -5,7 +5,7 @@ the case's size, with a generator of random weights (ngf 64 by default, the 512p
 
 - 512x1024 (the 512p size): ``--shard 0/4`` (4 of the 15 maps) to keep the run bounded;
 - 256x512: the whole split, comparable with NVIDIA's PyTorch generator, measured on this CPU at
-  about 1.8 s per 256x512 image (../shared/research/mindspore-cpu.md §3); target: not slower;
+  about 1.8 s per 256x512 image; target: not slower;
 - 256x512+orig: the same with ``--original_size``: every output is resized (BICUBIC) to the
   sources' 1024x2048 and encoded at that size, where writing costs most;
 - 64x128: the whole split at a small size;
