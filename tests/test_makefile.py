@@ -1,5 +1,6 @@
 """The Makefile: `make help` lists every target once, and `make -n` shows each mode's plan without
-running it (the options of docs/training.md's table of the four modes, the dependencies between modes, msrun, VGG)."""
+running it (the options of docs/training.md's table of the four modes, the dependencies between
+modes, msrun, VGG)."""
 
 import os
 import re
