@@ -5,7 +5,8 @@
 - every ``bin/<verb> --option`` / ``p2phd-<verb> --option`` shown in code is an option of that
   verb (its option dataclass, read without starting MindSpore), or an NVIDIA spelling the verb
   accepts (core/nvidia_options.py), and an NVIDIA option the verb refuses is never shown;
-- every ``make <target>`` shown in code is a target of the Makefile.
+- every ``make <target>`` shown in code is a target of the Makefile, and the options its
+  ``EXTRA=``, ``RENDER_EXTRA=``, ... variables pass on are options of their verb.
 """
 
 import dataclasses
@@ -139,7 +140,9 @@ def make_targets() -> set[str]:
 def wrong_targets(words: list[str], targets: set[str]) -> list[str]:
     """The targets of one `make ...` command that the Makefile lacks."""
     bad = []
-    for word in words[1:]:
+    # VAR=value assignments (a quoted value may hold spaces) are not targets
+    line = re.sub(r"\b\w+=(\"[^\"]*\"|'[^']*'|\S+)", " ", " ".join(words[1:]))
+    for word in line.split():
         if (
             word.startswith("-")
             or "=" in word
@@ -153,6 +156,27 @@ def wrong_targets(words: list[str], targets: set[str]) -> list[str]:
     return bad
 
 
+# Make variables whose value is more options of one verb (docs/training.md, Make variables)
+EXTRAS = {
+    "EXTRA": "train",
+    "RENDER_EXTRA": "render",
+    "EDIT_EXTRA": "edit",
+    "EXPORT_EXTRA": "export",
+    "EVAL_EXTRA": "evaluate",
+    "IMPORT_EXTRA": "import",
+}
+EXTRA_VALUE = re.compile(r"(?<![\w])(" + "|".join(EXTRAS) + r")=(\"[^\"]*\"|'[^']*'|\S+)")
+
+
+def extra_options(words: list[str]) -> list[str]:
+    """The options a `RENDER_EXTRA="..."` (in a make command or alone) passes on that its verb
+    does not take."""
+    bad = []
+    for var, value in EXTRA_VALUE.findall(" ".join(words)):
+        bad += wrong_options(EXTRAS[var], value.strip("\"'").split())
+    return bad
+
+
 def problems(page: Path, text: str) -> list[str]:
     bad = broken_links(page, text)
     targets = make_targets()
@@ -160,6 +184,7 @@ def problems(page: Path, text: str) -> list[str]:
         for words in commands(code):
             if words[0] == "make":
                 bad += [f"{page.name}: {b}" for b in wrong_targets(words, targets)]
+            bad += [f"{page.name}: {b}" for b in extra_options(words)]
             for start, word in enumerate(words):
                 m = VERB.search(word)
                 if m and m.end() == len(word):  # bin/train, p2phd-train (not "p2phd-train:")
@@ -175,17 +200,20 @@ def test_page_links_options_and_targets_are_true(page: Path) -> None:
 
 def test_the_checks_can_fail() -> None:
     """Each kind of mistake is caught: a missing file, a missing anchor, an option the verb
-    lacks, an NVIDIA option the verb refuses, a target the Makefile lacks."""
+    lacks, an NVIDIA option the verb refuses, a target the Makefile lacks, an option a Make
+    variable passes on to a verb that lacks it."""
     page = REPO / "docs" / "training.md"
     text = (
         "[a](nowhere.md) [b](rendering.md#no-such-heading) [c](#make-variables)\n"
         "```sh\nbin/train m.h5 --name x \\\n    --no_such_option 3\n"
         "bin/render - --dataroot d\nmake train-512p NGF=8 && make no-such-target\n```\n"
+        '`make render-test RENDER_EXTRA="--variants 2 --no_such_render_option"`\n'
         "`p2phd-export --run r --format ONNX`\n"
     )
     found = problems(page, text)
-    assert len(found) == 5, found
-    for needle in ("nowhere.md", "#no-such-heading", "--no_such_option", "--dataroot", "no-such"):
+    assert len(found) == 6, found
+    needles = ("nowhere.md", "#no-such-heading", "--no_such_option", "--dataroot", "no-such-target")
+    for needle in (*needles, "--no_such_render_option"):
         assert any(needle in f for f in found), (needle, found)
 
 
