@@ -126,7 +126,7 @@ def test_default_outputs_go_to_the_working_directory(
     tmp_path: Path, tiny_cityscapes: Path, monkeypatch
 ) -> None:
     """Every verb without --out / --checkpoints_dir, from a folder outside the checkout: each
-    output lands where README's verb table says, relative to that folder; the package and the
+    output lands where docs/verbs.md's table says, relative to that folder; the package and the
     checkout gain nothing."""
     from p2phd.core.cli import run_verb
     from p2phd.data import prepare

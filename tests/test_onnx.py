@@ -143,7 +143,7 @@ def test_unknown_cell_or_structure_raises() -> None:
 
 
 def test_instance_norm_exact_at_full_size_plane() -> None:
-    """The emitted norm on 2 channels of 1024x2048 against float64 (README: the measurement)."""
+    """The emitted norm on 2 channels of 1024x2048 against float64 (docs/deploying.md: the measurement)."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -173,7 +173,7 @@ def test_instance_norm_exact_at_full_size_plane() -> None:
     # float32's own rounding: x - mean loses up to half an ulp of |x| (|x| < 16: 4.8e-7..9.5e-7
     # relative to std 1), the row means (<= 2048 values) and the mean of the row means a few
     # ulps each, the division one more: 4e-6 of max(|y|, 1). InstanceNormalization (one float32
-    # accumulator per plane) is off by 1.9e-4..3.2e-3 on such planes (README: Deploying).
+    # accumulator per plane) is off by 1.9e-4..3.2e-3 on such planes (docs/deploying.md).
     assert (np.abs(got - ref) / np.maximum(np.abs(ref), 1)).max() <= 4e-6
 
 
