@@ -1,0 +1,251 @@
+"""bin/render --layout cityscapes: the sample's 15 test label maps rendered with 2 variants into a
+Cityscapes tree that the official cityscapesscripts package parses and scores (its labels as the
+predictions: mIoU 1.0); every photo beside its maps at its size, as trainers pair them; shards and
+resume give the same tree; flat output unchanged; --original_size links the source maps; custom
+names get the generic city; bin/evaluate reads the tree; p2phd's label tables are the official
+ones. Tiny: a hand-made instance-feature run (random G and E, ngf 4), 64x128 maps."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import sample_manifest
+from PIL import Image
+from train_util import feature_run, hand_clusters
+
+from p2phd.core.cli import run_verb
+from p2phd.core.palette import (
+    colourise,
+    train_id_table,
+)
+from p2phd.data.dataset import Dataset
+from p2phd.rendering import cityscapes as cs
+from p2phd.rendering import render
+from p2phd.rendering.files import _HOST
+from p2phd.rendering.page import read_manifest
+
+pytestmark = pytest.mark.slow  # renders with a run: not in `make test-fast`
+
+TEST_NAMES = 15
+KINDS = ("labelIds", "instanceIds", "color", "labelTrainIds")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cityscapes-layout")
+
+
+@pytest.fixture(scope="module")
+def test_manifest(work: Path) -> Path:
+    """The sample's 15 test label maps (+ instance maps, no photos) at 64x128."""
+    return sample_manifest("test", 128, copy_to=work)
+
+
+@pytest.fixture(scope="module")
+def model(work: Path, test_manifest: Path) -> list[str]:
+    """--run and --clusters of a feature run: what --variants needs."""
+    run = feature_run(work / "feat", test_manifest)
+    return ["--run", str(run), "--clusters", str(hand_clusters(work / "clusters.h5"))]
+
+
+def _render(model: list[str], manifest: Path, out: Path, *extra: str) -> int:
+    args = [*model, str(manifest), "--out", str(out), "--variants", "2", "--batch_size", "2"]
+    return run_verb(render.main, [*args, *extra])
+
+
+@pytest.fixture(scope="module")
+def tree(work: Path, model: list[str], test_manifest: Path) -> Path:
+    out = work / "tree"
+    assert _render(model, test_manifest, out, "--layout", "cityscapes") == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def flat(work: Path, model: list[str], test_manifest: Path) -> Path:
+    out = work / "flat"
+    assert _render(model, test_manifest, out) == 0
+    return out
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    """Every PNG of the tree (relative path -> bytes)."""
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for top in cs.TREES
+        for p in sorted((out / top).rglob("*.png"))
+    }
+
+
+def _gt(photo: str, kind: str) -> str:
+    """A photo's map as mmsegmentation's Cityscapes loader finds it (folder and suffix swapped)."""
+    return photo.replace("leftImg8bit/", "gtFine/", 1).replace(
+        "_leftImg8bit.png", f"_gtFine_{kind}.png"
+    )
+
+
+def _png(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+# ---------------------------------------------------------------------------------------------
+# the official scripts
+
+
+def _official_scores(gt_files: list[str], pred_dir: Path) -> dict:
+    """cityscapesscripts' pixel-level evaluation, its predictions found by its own name search."""
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as ev
+
+    args = ev.args
+    args.predictionPath, args.predictionWalk = str(pred_dir), None
+    args.JSONOutput, args.quiet, args.evalPixelAccuracy = False, True, False
+    args.evalInstLevelScore = True  # reads each labelIds file's instanceIds beside it
+    preds = [ev.getPrediction(args, gt) for gt in gt_files]
+    return ev.evaluateImgLists(preds, gt_files, args)
+
+
+def test_official_scripts_parse_and_score_the_tree(tree: Path, tmp_path: Path) -> None:
+    from cityscapesscripts.helpers.csHelpers import getCsFileInfo
+
+    files = sorted(_files(tree))
+    photos = [f for f in files if f.startswith("leftImg8bit/")]
+    gts = [f for f in files if f.startswith("gtFine/")]
+    assert len(photos) == TEST_NAMES * 2 and len(gts) == TEST_NAMES * 2 * len(KINDS)
+    assert not [f for f in files if f.startswith("real/")]  # the test split has no photos
+    for f in photos + gts:
+        top, split, city, name = f.split("/")
+        info = getCsFileInfo(name)  # exits the process on a name it cannot parse
+        assert (split, info.city) == ("test", city) and info.ext == "png", f
+        assert re.fullmatch(r"\d{6}", info.sequenceNb) and re.fullmatch(r"\d{6}", info.frameNb)
+        want = ("leftImg8bit", "") if top == "leftImg8bit" else ("gtFine", info.type2)
+        assert (info.type, info.type2) == want and (top != "gtFine" or info.type2 in KINDS)
+    assert {f.split("/")[2] for f in files} == {"frankfurt-v0", "frankfurt-v1"}
+
+    # The gtFine labelIds as predictions (hard links under their own names, found by the
+    # scripts' own search): every class present scores IoU 1.0, instance-weighted too.
+    gt_files = sorted(str(tree / f) for f in gts if f.endswith("_gtFine_labelIds.png"))
+    pred_dir = tmp_path / "pred"
+    for g in gt_files:
+        (pred_dir / Path(g).parent.name).mkdir(parents=True, exist_ok=True)
+        os.link(g, pred_dir / Path(g).parent.name / Path(g).name)
+    res = _official_scores(gt_files, pred_dir)
+    present = {k: v for k, v in res["classScores"].items() if not np.isnan(v)}
+    assert {"road", "car", "building", "sky"} <= set(present)
+    assert all(v == 1.0 for v in present.values()) and res["averageScoreClasses"] == 1.0
+    inst = [v for v in res["classInstScores"].values() if not np.isnan(v)]
+    assert inst and all(v == 1.0 for v in inst)
+
+    # The check can fail: one frame's prediction shifted by 8 columns scores below 1.
+    shifted = tmp_path / "shifted" / "x"
+    shifted.mkdir(parents=True)
+    name = Path(gt_files[0]).name
+    Image.fromarray(np.roll(_png(Path(gt_files[0])), 8, axis=1)).save(shifted / name)
+    assert _official_scores(gt_files[:1], shifted.parent)["averageScoreClasses"] < 0.99
+
+
+# ---------------------------------------------------------------------------------------------
+# what a trainer reads
+
+
+def test_every_photo_has_its_maps_at_its_size(tree: Path, flat: Path, test_manifest: Path) -> None:
+    """mmsegmentation's pairing (leftImg8bit -> gtFine, suffix swapped) finds every map; each is
+    at its photo's size and holds the manifest's map; the photos are the flat render's PNGs."""
+    ds = Dataset(test_manifest)
+    m = read_manifest(tree / "render.h5")
+    fm = read_manifest(flat / "render.h5")
+    assert m["attrs"]["layout"] == "cityscapes" and fm["attrs"]["layout"] == "flat"
+    assert [r["name"] for r in m["rows"]] == ds.names
+    table = train_id_table()
+    for r, fr in zip(m["rows"], fm["rows"], strict=True):
+        s = ds.sample(r["row"])
+        city, seq, frame = r["name"].split("_")
+        for k, photo in enumerate(r["synthesized"]):
+            assert (
+                photo == f"leftImg8bit/test/{city}-v{k}/{city}-v{k}_{seq}_{frame}_leftImg8bit.png"
+            )
+            assert (tree / photo).read_bytes() == (flat / fr["synthesized"][k]).read_bytes()
+            h, w = _png(tree / photo).shape[:2]
+            gt = {kind: tree / _gt(photo, kind) for kind in KINDS}
+            maps = {kind: _png(p) for kind, p in gt.items()}
+            assert all(a.shape[:2] == (h, w) for a in maps.values())
+            np.testing.assert_array_equal(maps["labelIds"], s.label)
+            np.testing.assert_array_equal(maps["instanceIds"], s.inst)
+            assert maps["instanceIds"].dtype == np.uint16  # 16-bit, as Cityscapes stores them
+            np.testing.assert_array_equal(maps["labelTrainIds"], table[s.label])
+            np.testing.assert_array_equal(maps["color"], colourise(s.label, 35))
+            for kind, p in gt.items():  # the other variants' maps: hard links to variant 0's
+                first = tree / _gt(r["synthesized"][0], kind)
+                assert p.stat().st_ino == first.stat().st_ino, p
+        assert r["style"] == fr["style"] and r["seed"] == fr["seed"]  # variant -> style kept
+        assert r["label_image"].endswith("-v0_" + f"{seq}_{frame}_gtFine_color.png")
+    page = (tree / "index.html").read_text()
+    assert page.count("<tr><td>frankfurt_") == TEST_NAMES
+    assert "<td>layout</td><td>cityscapes</td>" in page
+    assert all(f'src="{f}"' in page for r in m["rows"] for f in r["synthesized"])
+    # Nothing flat beside the tree, and the flat folder holds no tree (flat output unchanged).
+    assert sorted(p.name for p in tree.iterdir() if p.is_file()) == [
+        "index.html",
+        "render-settings.json",
+        "render.h5",
+    ]
+    assert not any((flat / t).exists() for t in cs.TREES)
+    assert "layout" not in json.loads((flat / "render-settings.json").read_text())
+    assert "<td>layout</td>" not in (flat / "index.html").read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# shards, resume, refusal, overwrite
+
+
+def test_shards_and_resume_give_the_same_tree(
+    work: Path, tree: Path, flat: Path, model: list[str], test_manifest: Path, capfd
+) -> None:
+    out = work / "sharded"
+    layout = ("--layout", "cityscapes")
+    assert _render(model, test_manifest, out, *layout, "--shard", "0/2") == 0
+    assert _render(model, test_manifest, out, *layout, "--merge") == 2  # shard 1 missing
+    assert _render(model, test_manifest, out, *layout, "--shard", "1/2") == 0
+    assert _render(model, test_manifest, out, *layout, "--merge") == 0
+    assert _files(out) == _files(tree)
+    assert read_manifest(out / "render.h5")["rows"] == read_manifest(tree / "render.h5")["rows"]
+
+    # Resume: a photo, a linked map and a variant-0 map gone, a dead writer's temporary left.
+    m = read_manifest(out / "render.h5")["rows"]
+    gone = [
+        m[3]["synthesized"][1],
+        _gt(m[5]["synthesized"][1], "labelIds"),
+        _gt(m[7]["synthesized"][0], "instanceIds"),
+    ]
+    for f in gone:
+        (out / f).unlink()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    city = out / Path(gone[0]).parent
+    tmp = city / f".{Path(gone[0]).name}.{_HOST}.{dead.stdout.strip()}.tmp"
+    tmp.write_bytes(b"partial")
+    (out / "render.h5").unlink()
+    kept = {f: (out / f).stat().st_mtime_ns for f in _files(out) if "_000576_" in f}
+    capfd.readouterr()
+    assert _render(model, test_manifest, out, *layout) == 0
+    assert "3 of 15 samples" in capfd.readouterr().err  # only those three render again
+    assert not tmp.exists() and _files(out) == _files(tree)
+    assert all((out / f).stat().st_mtime_ns == t for f, t in kept.items())  # untouched
+
+    # Other settings are refused; --overwrite replaces the tree by the flat render, and back.
+    assert _render(model, test_manifest, out) == 2
+    assert _render(model, test_manifest, out, "--overwrite") == 0
+    assert not any((out / t).exists() for t in cs.TREES)
+    flat_pngs = {p.name: p.read_bytes() for p in flat.glob("*.png")}
+    assert {p.name: p.read_bytes() for p in out.glob("*.png")} == flat_pngs
+    assert _render(model, test_manifest, out, *layout) == 2
+    assert _render(model, test_manifest, out, *layout, "--overwrite") == 0
+    assert not list(out.glob("*.png")) and _files(out) == _files(tree)
