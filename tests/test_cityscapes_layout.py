@@ -14,16 +14,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import sample_manifest
+from conftest import TINY_TEST, sample_manifest, tiny_frame
 from PIL import Image
+from seg_util import C26
 from train_util import feature_run, hand_clusters
 
-from p2phd.core.cli import run_verb
+from p2phd.core.cli import UsageError, run_verb
 from p2phd.core.palette import (
+    CITYSCAPES,
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_TRAIN_ID,
     colourise,
     train_id_table,
 )
+from p2phd.data import prepare
 from p2phd.data.dataset import Dataset
+from p2phd.metrics import evaluate
 from p2phd.rendering import cityscapes as cs
 from p2phd.rendering import render
 from p2phd.rendering.files import _HOST
@@ -249,3 +255,135 @@ def test_shards_and_resume_give_the_same_tree(
     assert _render(model, test_manifest, out, *layout) == 2
     assert _render(model, test_manifest, out, *layout, "--overwrite") == 0
     assert not list(out.glob("*.png")) and _files(out) == _files(tree)
+
+
+# ---------------------------------------------------------------------------------------------
+# --original_size, custom names, refusals
+
+
+def _prepare(root: Path, out: Path, *extra: str) -> Path:
+    argv = ["--dataroot", str(root), "--phase", "test", "--jobs", "1", "--out", str(out)]
+    assert run_verb(prepare.main, [*argv, *extra]) == 0
+    return out
+
+
+def test_original_size_links_the_sources_and_custom_names_get_the_generic_city(
+    model: list[str], tiny_cityscapes: Path, tmp_path: Path, capfd
+) -> None:
+    """Maps stored at 32x64 from 64x128 sources: with --original_size the photos are 64x128 and
+    the gtFine labelIds/instanceIds are the source files themselves (hard links); a source
+    changed since prepare is replaced by the manifest's map upscaled NEAREST. A sample named
+    ``street`` (no Cityscapes name) becomes custom_000000_<row>."""
+    label, inst, _ = tiny_frame(7)  # a custom name: street.png in test_label and test_inst
+    Image.fromarray(label).save(tiny_cityscapes / "test_label" / "street.png")
+    Image.fromarray(inst.astype(np.uint16)).save(tiny_cityscapes / "test_inst" / "street.png")
+    small = _prepare(tiny_cityscapes, tmp_path / "small.h5", "--load_size", "64")
+    ds = Dataset(small)
+    assert ds.names == ["street", *TINY_TEST]
+    out = tmp_path / "orig"
+    base = [*model, str(small), "--layout", "cityscapes"]
+    assert run_verb(render.main, [*base, "--out", str(out), "--original_size"]) == 0
+    m = read_manifest(out / "render.h5")
+    assert m["rows"][0]["synthesized"] == [
+        "leftImg8bit/test/custom/custom_000000_000000_leftImg8bit.png"
+    ]
+    assert m["rows"][1]["synthesized"] == [
+        "leftImg8bit/test/tinyville/tinyville_000100_000019_leftImg8bit.png"
+    ]
+    for i, r in enumerate(m["rows"]):
+        photo = r["synthesized"][0]
+        assert _png(out / photo).shape == (64, 128, 3) and r["size"] == [64, 128]
+        src = ds.paths(i)
+        for kind, key in (("labelIds", "label_path"), ("instanceIds", "inst_path")):
+            assert (out / _gt(photo, kind)).stat().st_ino == Path(src[key]).stat().st_ino
+        ids = _png(Path(src["label_path"]))
+        np.testing.assert_array_equal(
+            _png(out / _gt(photo, "labelTrainIds")), train_id_table()[ids]
+        )
+
+    # A source changed after prepare is not linked: the manifest's map, upscaled NEAREST.
+    changed = Path(ds.paths(1)["label_path"])
+    Image.fromarray(np.full((64, 128), 7, np.uint8)).save(changed)
+    capfd.readouterr()
+    out2 = tmp_path / "changed"
+    assert run_verb(render.main, [*base, "--out", str(out2), "--original_size"]) == 0
+    assert "gone or changed since prepare" in capfd.readouterr().err
+    photo = m["rows"][1]["synthesized"][0]
+    got = out2 / _gt(photo, "labelIds")
+    assert got.stat().st_ino != changed.stat().st_ino
+    up = Image.fromarray(ds.sample(1).label).resize((128, 64), Image.Resampling.NEAREST)
+    np.testing.assert_array_equal(_png(got), np.asarray(up))
+    assert (out2 / _gt(photo, "instanceIds")).stat().st_nlink >= 2  # unchanged: still linked
+
+    # Without --original_size: everything at the manifest's 32x64, from the manifest.
+    out3 = tmp_path / "stored"
+    assert run_verb(render.main, [*base, "--out", str(out3)]) == 0
+    for i, r in enumerate(read_manifest(out3 / "render.h5")["rows"]):
+        photo = r["synthesized"][0]
+        assert _png(out3 / photo).shape == (32, 64, 3)
+        np.testing.assert_array_equal(_png(out3 / _gt(photo, "labelIds")), ds.sample(i).label)
+        np.testing.assert_array_equal(_png(out3 / _gt(photo, "instanceIds")), ds.sample(i).inst)
+
+
+def test_names_and_inputs_the_layout_refuses(tmp_path: Path) -> None:
+    # two samples that would share one Cityscapes name, and RGB inputs (no label ids)
+    with pytest.raises(UsageError, match="would both be written as"):
+        cs.check_names(["a_b_000000_000001", "a-b_000000_000001"], "val", 1, False)
+    cs.check_names(["a_b_000000_000001", "a-b_000000_000002"], "val", 2, False)  # distinct
+    with pytest.raises(UsageError, match="label_nc 0"):
+        cs.gt_kinds(0, False)
+    assert cs.gt_kinds(35, False) == ("labelIds", "color", "labelTrainIds")
+    assert cs.gt_kinds(20, True) == ("labelIds", "instanceIds", "color")  # not Cityscapes ids
+    assert cs.frame_parts("my_town_000012_000034", 5) == ("my-town", "000012", "000034")
+    assert cs.frame_parts("img7", 1_234_567) == ("custom", "000001", "234567")
+    files = cs.sample_files("img7", 3, "train", 3, True, ("labelIds", "color"))
+    assert (
+        files["synthesized"][2]
+        == "leftImg8bit/train/custom-v2/custom-v2_000000_000003_leftImg8bit.png"
+    )
+    assert files["real"] == "real/train/custom/custom_000000_000003_real.png"
+    assert files["gt"][1] == {
+        "labelIds": "gtFine/train/custom-v1/custom-v1_000000_000003_gtFine_labelIds.png",
+        "color": "gtFine/train/custom-v1/custom-v1_000000_000003_gtFine_color.png",
+    }
+    assert all(cs.OURS.match(f) for f in [*files["synthesized"], files["real"], files["label"]])
+
+
+# ---------------------------------------------------------------------------------------------
+# bin/evaluate, and the label tables
+
+
+def test_evaluate_reads_the_tree_as_the_flat_folder(
+    tree: Path, flat: Path, tmp_path: Path, capsys
+) -> None:
+    """--seg scores of the tree and of the flat render of the same pixels are identical."""
+    scores = {}
+    for name, folder in (("tree", tree), ("flat", flat)):
+        out = tmp_path / f"{name}.json"
+        argv = [str(folder), "--seg", str(C26), "--seg_size", "64x128", "--out", str(out)]
+        assert run_verb(evaluate.main, [*argv, "--seg_engine", "mindspore"]) == 0
+        scores[name] = json.loads(out.read_text())["segmentation"]["renders"]
+    assert scores["tree"] == scores["flat"] and scores["tree"]["pixels"] > 0
+
+
+def test_label_tables_are_the_official_ones() -> None:
+    """p2phd keeps its own copies (cityscapesscripts is a test dependency only): names, colours,
+    trainIds and the trainId class names equal the official labels.py."""
+    from cityscapesscripts.helpers.labels import labels
+
+    from p2phd.data import demo
+    from p2phd.features.styles import CITYSCAPES_NAMES
+
+    official = sorted((lb for lb in labels if lb.id >= 0), key=lambda lb: lb.id)
+    assert [lb.id for lb in official] == list(range(34))
+    assert CITYSCAPES_NAMES == tuple(lb.name for lb in official)
+    assert [tuple(c) for c in CITYSCAPES[:34].tolist()] == [lb.color for lb in official]
+    train = {lb.id: lb.trainId for lb in official if lb.trainId not in (255, -1)}
+    assert CITYSCAPES_TRAIN_ID == train
+    by_train = {lb.trainId: lb.name for lb in official if lb.id in train}
+    assert CITYSCAPES_CLASSES == tuple(by_train[t] for t in range(19))
+    table = train_id_table()
+    assert all(table[lb.id] == (lb.trainId if lb.id in train else 255) for lb in official)
+    names = {lb.id: lb.name for lb in official}
+    for const, name in (("ROAD", "road"), ("SKY", "sky"), ("BUILDING", "building")):
+        assert names[getattr(demo, const)] == name  # the demo data draws official ids
