@@ -387,3 +387,35 @@ def test_label_tables_are_the_official_ones() -> None:
     names = {lb.id: lb.name for lb in official}
     for const, name in (("ROAD", "road"), ("SKY", "sky"), ("BUILDING", "building")):
         assert names[getattr(demo, const)] == name  # the demo data draws official ids
+
+
+def test_fid_of_the_tree_is_the_flat_folders(
+    work: Path, model: list[str], tmp_path: Path, capsys
+) -> None:
+    """Three train frames (with photos): the real photos land in real/, and bin/evaluate's FID
+    (pytorch-fid's Inception with the tests' seeded random weights) of the tree equals the flat
+    folder's."""
+    import gzip
+
+    train = sample_manifest("train", 128, copy_to=tmp_path)  # the FID cache goes beside it
+    pth = tmp_path / "fid_inception_random.pth"
+    with gzip.open(Path(__file__).parent / "fixtures" / "fid" / (pth.name + ".gz")) as src:
+        pth.write_bytes(src.read())
+    fids = {}
+    for layout in ("cityscapes", "flat"):
+        out = tmp_path / layout
+        args = ["--layout", layout, "--max_samples", "3", "--variants", "1"]
+        assert _render(model, train, out, *args) == 0
+        report = tmp_path / f"{layout}.json"
+        # PyNative: the same kernels without the Inception graph's compile
+        argv = [str(out), "--inception", str(pth), "--out", str(report), "--pynative"]
+        assert run_verb(evaluate.main, argv) == 0
+        fids[layout] = json.loads(report.read_text())["fid"]
+    rows = read_manifest(tmp_path / "cityscapes" / "render.h5")["rows"]
+    ds = Dataset(train)
+    for r in rows:
+        assert r["real_image"] == f"real/train/aachen/{r['name']}_real.png"
+        np.testing.assert_array_equal(
+            _png(tmp_path / "cityscapes" / r["real_image"]), ds.sample(r["row"]).photo
+        )
+    assert fids["cityscapes"] == fids["flat"] and fids["flat"] is not None

@@ -24,6 +24,9 @@
   --seed, the sample and the instance; ``--style car=3`` fixes a class; ``--styles FILE`` fixes
   single objects, as bin/edit saves them; ``--variants K`` renders K draws), or
   ``--use_encoded_image`` encodes the real photo with the run's encoder.
+- ``--layout cityscapes``: the same PNGs as a Cityscapes tree, ``leftImg8bit/<split>/<city>/``
+  photos beside ``gtFine/<split>/<city>/`` label, instance, colour and trainId maps at the
+  photo's size (rendering/cityscapes.py), for segmentation trainers; all of the above holds.
 - PNG encoding and writing run on ``--write_threads`` threads while G computes the next batch.
 - ``--mindir FILE`` or ``--onnx FILE`` instead of ``--run``: render with a model written by
   bin/export (its sidecar gives the run's options and the file's SHA-256, checked; see
