@@ -30,7 +30,6 @@ upscale of the manifest's map (logged). Either way pixel (x, y) of a photo and o
 
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from p2phd.core.cli import UsageError, log, writing
+from p2phd.core.cli import UsageError, log
 from p2phd.core.palette import CITYSCAPES_LABEL_NC, colourise, train_id_table
 
 LAYOUTS = ("flat", "cityscapes")
@@ -200,42 +199,6 @@ def ground_truth(
     if "labelTrainIds" in kinds:
         truth.arrays["labelTrainIds"] = train_id_table()[ids]
     return truth
-
-
-def link_or_copy(src: Path | str, dst: Path) -> None:
-    """``dst`` as a hard link to ``src`` (a copy where links fail: another file system, or one
-    without them), put in place atomically under a temporary name."""
-    from p2phd.rendering.files import tmp_name
-
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_name(dst)
-    tmp.unlink(missing_ok=True)
-    try:
-        with writing(dst):
-            try:
-                os.link(src, tmp)
-            except OSError:
-                shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_truth(truth: Truth, gt: list[dict[str, str]], out: Path) -> None:
-    """Variant 0's maps (linked from their sources or written), then every other variant's maps
-    as hard links to variant 0's."""
-    from p2phd.rendering.files import save_png
-
-    first = gt[0]
-    for kind, rel in first.items():
-        if truth.links.get(kind):
-            link_or_copy(truth.links[kind], out / rel)
-        else:
-            save_png(truth.arrays[kind], out / rel)
-    for files in gt[1:]:
-        for kind, rel in files.items():
-            link_or_copy(out / first[kind], out / rel)
 
 
 def tree_files(out: Path) -> set[str]:

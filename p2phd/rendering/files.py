@@ -21,6 +21,7 @@ when all of its files exist.
 import json
 import os
 import re
+import shutil
 import socket
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -137,6 +138,38 @@ def save_png(array: np.ndarray, path: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def link_or_copy(src: Path | str, dst: Path) -> None:
+    """``dst`` as a hard link to ``src`` (a copy where links fail: another file system, or one
+    without them), put in place atomically under a temporary name."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_name(dst)
+    tmp.unlink(missing_ok=True)
+    try:
+        with writing(dst):
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_truth(truth: cs.Truth, gt: list[dict[str, str]], out: Path) -> None:
+    """Variant 0's maps (linked from their sources or written), then every other variant's maps
+    as hard links to variant 0's."""
+    first = gt[0]
+    for kind, rel in first.items():
+        if truth.links.get(kind):
+            link_or_copy(truth.links[kind], out / rel)
+        else:
+            save_png(truth.arrays[kind], out / rel)
+    for files in gt[1:]:
+        for kind, rel in files.items():
+            link_or_copy(out / first[kind], out / rel)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -263,9 +263,7 @@ def _write_synthesized(out_chw: np.ndarray, path, size: tuple[int, int]) -> None
 
 def _write_pictures(prep: Prepared, files: dict[str, Any], out) -> None:
     if prep.truth is not None:  # gtFine maps of every variant; the colour map is the label
-        from p2phd.rendering.cityscapes import write_truth
-
-        write_truth(prep.truth, files["gt"], out)
+        rf.write_truth(prep.truth, files["gt"], out)
     else:
         rf.save_png(prep.label_picture, out / files["label"])
     if prep.real_picture is not None and files["real"]:
