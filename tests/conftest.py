@@ -314,6 +314,7 @@ COST_ORDER = (  # CPU s per file in `make test` (two runs, 30 Nov 2026), most fi
     "test_render.py",  # 39
     "test_precompute.py",  # 38
     "test_evaluate.py",  # 37
+    "test_cityscapes_layout.py",  # 29 (one run, 6 Dec 2026)
     "test_amp.py",  # 27
     "test_onnx.py",  # 23
     "test_train_dp.py",  # 23

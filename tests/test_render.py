@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from conftest import REPO, sample_manifest, write_ab_pairs
 from PIL import Image
+from train_util import feature_run as _feature_run
+from train_util import hand_clusters as _clusters
 from train_util import here
 
 from p2phd.core import manifest, runs
@@ -348,47 +350,6 @@ def test_mismatched_inputs_exit_2_and_write_nothing(
         == 0
         and not out.exists()
     )
-
-
-def _feature_run(folder: Path, train_manifest: Path) -> Path:
-    """A hand-made instance-feature run (random G and E, ngf 4, nef 4)."""
-    from p2phd.core import checkpoint, runtime
-    from p2phd.nets import build_encoder, build_generator
-
-    runtime.setup("CPU", seed=3)
-    arch = runs.ArchOptions(ngf=4, nef=4, load_size=128, instance_feat=True, **SHALLOW)
-    folder.mkdir()
-    runs.write_options(
-        folder, dataclasses.asdict(arch), {"path": str(train_manifest), "sha256": ""}
-    )
-    checkpoint.save(
-        folder / "G.ckpt",
-        {"netG": build_generator(arch), "netE": build_encoder(arch, 1)},
-        {"epoch": 1, "step": 1},
-    )
-    return folder
-
-
-def _clusters(path: Path) -> Path:
-    """A cluster manifest by hand: road (7) 2 centres, car (26) 3 centres, others none."""
-    rng = np.random.default_rng(0)
-    with manifest.create(path, "clusters", "cluster", {}) as f:
-        f.attrs.update(
-            {
-                "feat_num": 3,
-                "label_nc": 35,
-                "n_clusters": 3,
-                "min_area": 0.0,
-                "seed": 0,
-                "n_init": 1,
-                "features": json.dumps({"path": "", "sha256": ""}),
-            }
-        )
-        for c, k in ((7, 2), (26, 3)):
-            g = f.create_group(f"classes/{c}")
-            g["centers"] = rng.uniform(-1, 1, (k, 3)).astype(np.float32)
-            g["counts"] = np.ones(k, np.int64)
-    return path
 
 
 def test_feature_run_with_clusters_variants_and_encoded_photos(

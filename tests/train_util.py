@@ -422,3 +422,53 @@ def _build_chain(w: Path) -> None:
         p[key] = verb("render", *styled, "--out", w / key, *extra, cwd=w, fresh=False)
     p["render-1024p"] = verb("render", "--run", p["1024p"], p["test128"], cwd=w, fresh=False)
     (w / "chain.json").write_text(json.dumps({k: str(v) for k, v in p.items()}))
+
+
+def feature_run(folder: Path, train_manifest: Path) -> Path:
+    """A hand-made instance-feature run (random G and E, ngf 4, nef 4, G of depth 2 with one
+    block, 128 wide), as render reads it; no training."""
+    import dataclasses
+
+    from p2phd.core import checkpoint, runs, runtime
+    from p2phd.nets import build_encoder, build_generator
+
+    runtime.setup("CPU", seed=3)
+    arch = runs.ArchOptions(
+        ngf=4, nef=4, load_size=128, instance_feat=True, n_downsample_global=2, n_blocks_global=1
+    )
+    folder.mkdir()
+    runs.write_options(
+        folder, dataclasses.asdict(arch), {"path": str(train_manifest), "sha256": ""}
+    )
+    checkpoint.save(
+        folder / "G.ckpt",
+        {"netG": build_generator(arch), "netE": build_encoder(arch, 1)},
+        {"epoch": 1, "step": 1},
+    )
+    return folder
+
+
+def hand_clusters(path: Path) -> Path:
+    """A cluster manifest by hand: road (7) 2 centres, car (26) 3 centres, others none."""
+    import json
+
+    from p2phd.core import manifest
+
+    rng = np.random.default_rng(0)
+    with manifest.create(path, "clusters", "cluster", {}) as f:
+        f.attrs.update(
+            {
+                "feat_num": 3,
+                "label_nc": 35,
+                "n_clusters": 3,
+                "min_area": 0.0,
+                "seed": 0,
+                "n_init": 1,
+                "features": json.dumps({"path": "", "sha256": ""}),
+            }
+        )
+        for c, k in ((7, 2), (26, 3)):
+            g = f.create_group(f"classes/{c}")
+            g["centers"] = rng.uniform(-1, 1, (k, 3)).astype(np.float32)
+            g["counts"] = np.ones(k, np.int64)
+    return path

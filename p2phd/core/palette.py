@@ -1,4 +1,5 @@
-"""Colours for label maps: the Cityscapes palette for label_nc 35, a bit-interleaved one otherwise.
+"""Colours for label maps: the Cityscapes palette for label_nc 35, a bit-interleaved one otherwise;
+and the Cityscapes labelId -> trainId table (the 19 classes segmentation networks predict).
 
 `colourise(label, label_nc)` turns an (H, W) label-id map into an (H, W, 3) uint8 picture, the
 way NVIDIA's util.tensor2label shows input labels in its web pages (train and test). Ids at or
@@ -49,6 +50,29 @@ CITYSCAPES = np.array(
     ],
     dtype=np.uint8,
 )
+
+
+CITYSCAPES_LABEL_NC = 35  # pix2pixHD's label_nc for Cityscapes labelIds (0..33, +1)
+TRAIN_IGNORE = 255  # trainId of every labelId outside the 19 evaluated classes
+# cityscapesScripts labels.py: labelId -> trainId for the 19 evaluated classes (and their names,
+# in trainId order); tests/test_cityscapes_layout.py checks these tables against that package.
+CITYSCAPES_TRAIN_ID = {
+    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
+    26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
+}  # fmt: skip
+CITYSCAPES_CLASSES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+    "motorcycle", "bicycle",
+)  # fmt: skip
+
+
+def train_id_table(mapping: dict[int, int] | None = None) -> np.ndarray:
+    """(256,) uint8: label id -> class (Cityscapes trainIds by default), TRAIN_IGNORE elsewhere."""
+    table = np.full(256, TRAIN_IGNORE, np.uint8)
+    for label, cls in (CITYSCAPES_TRAIN_ID if mapping is None else mapping).items():
+        table[label] = cls
+    return table
 
 
 def bit_palette(n: int) -> np.ndarray:

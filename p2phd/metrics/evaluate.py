@@ -13,7 +13,8 @@ and its segmentation score (mIoU, pixel accuracy) against the label maps it was 
   (Cityscapes labelIds -> 19 trainIds, or ``--seg_map``).
 
 - Fake images: the ``<name>_synthesized.png`` files that the folder's ``render.h5`` lists
-  (the first variant with ``--variants``), decoded as they are.
+  (the first variant with ``--variants``; with ``--layout cityscapes`` the tree's
+  ``leftImg8bit`` photos it lists), decoded as they are.
 - Real images: the photos of the same sample names in the dataset manifest ``render.h5``
   names (or ``--real`` another manifest with photos), each resized with PIL BICUBIC to its
   synthesized PNG's size when the sizes differ (prepare's photo resampling), so both sets go

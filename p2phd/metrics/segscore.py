@@ -1,7 +1,7 @@
 """The segmentation score: label ids -> segmenter classes, confusion matrix, IoU (NumPy only).
 
 - Cityscapes: the dataset's labelIds (pix2pixHD's ``label_nc`` 35) map to the 19 trainIds of
-  cityscapesScripts' ``labels.py`` (``CITYSCAPES_TRAIN_ID``); every other id is 255, ignored.
+  cityscapesScripts' ``labels.py`` (``core.palette.CITYSCAPES_TRAIN_ID``); every other id is 255, ignored.
   ``--seg_map FILE`` replaces that table for other datasets (``read_seg_map``).
 - ``confusion(pred, gt, n)``: an n x n int64 matrix, rows the ground truth, columns the
   prediction, over the pixels whose ground truth is a class (0 <= gt < n; 255 is ignored), as
@@ -20,19 +20,15 @@ from typing import Any
 import numpy as np
 
 from p2phd.core.cli import UsageError
+from p2phd.core.palette import (  # noqa: F401  (the tables' home; metrics imports them from here)
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_LABEL_NC,
+    CITYSCAPES_TRAIN_ID,
+    TRAIN_IGNORE,
+    train_id_table,
+)
 
-IGNORE = 255
-CITYSCAPES_LABEL_NC = 35  # pix2pixHD's label_nc for Cityscapes labelIds (0..33, +1)
-# cityscapesScripts labels.py: labelId -> trainId for the 19 evaluated classes
-CITYSCAPES_TRAIN_ID = {
-    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
-    26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
-}  # fmt: skip
-CITYSCAPES_CLASSES = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-    "motorcycle", "bicycle",
-)  # fmt: skip
+IGNORE = TRAIN_IGNORE
 
 
 @dataclass(frozen=True)
@@ -53,16 +49,9 @@ class LabelMap:
         }
 
 
-def _table(mapping: dict[int, int]) -> np.ndarray:
-    table = np.full(256, IGNORE, np.uint8)
-    for label, cls in mapping.items():
-        table[label] = cls
-    return table
-
-
 def cityscapes_map() -> LabelMap:
     return LabelMap(
-        _table(CITYSCAPES_TRAIN_ID), CITYSCAPES_CLASSES, "cityscapes labelId -> trainId"
+        train_id_table(CITYSCAPES_TRAIN_ID), CITYSCAPES_CLASSES, "cityscapes labelId -> trainId"
     )
 
 
@@ -95,7 +84,7 @@ def read_seg_map(path: str | Path, classes: int) -> LabelMap:
                 f"{path}: label {key} -> {cls!r}: classes are 0..{classes - 1} (or 255/null)"
             )
         out[int(key)] = cls
-    return LabelMap(_table(out), tuple(str(n) for n in names), str(path.resolve()))
+    return LabelMap(train_id_table(out), tuple(str(n) for n in names), str(path.resolve()))
 
 
 def confusion(pred: np.ndarray, gt: np.ndarray, n: int) -> np.ndarray:

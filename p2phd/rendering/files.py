@@ -9,6 +9,9 @@ Layout of ``<out>/`` (one folder per run and split):
   mix renders of another checkpoint or other options into one folder;
 - ``render.h5`` and ``index.html`` (complete renders), ``render-shard-<I>-of-<N>.h5`` (shards).
 
+With ``--layout cityscapes`` the PNGs form a Cityscapes tree instead (rendering/cityscapes.py);
+file names here are then paths relative to ``<out>`` and everything below holds for them alike.
+
 Every PNG is written to a hidden temporary name carrying the writer's host and pid and renamed
 into place, so a file that exists is complete and a killed render leaves at most stale
 temporaries, which later runs on that host delete once their process is gone. A sample is done
@@ -18,6 +21,7 @@ when all of its files exist.
 import json
 import os
 import re
+import shutil
 import socket
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -29,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from p2phd.core.cli import UsageError, write_json, writing
+from p2phd.rendering import cityscapes as cs
 
 # The PNG names render writes; --overwrite removes only these (never other pictures in --out).
 _OURS = re.compile(r"^.+_(synthesized(_v\d+)?|label|real)\.png$")
@@ -63,15 +68,32 @@ def sample_files(name: str, variants: int, has_photo: bool) -> dict[str, Any]:
 
 
 def all_files(files: dict[str, Any]) -> list[str]:
-    return [*files["synthesized"], files["label"], *([files["real"]] if files["real"] else [])]
+    gt = [f for variant in files.get("gt", ()) for f in variant.values()]
+    return list(
+        dict.fromkeys(
+            [
+                *files["synthesized"],
+                files["label"],
+                *([files["real"]] if files["real"] else []),
+                *gt,
+            ]
+        )
+    )
 
 
 def existing(out: Path) -> set[str]:
-    """Names of the files in the output folder (one listdir instead of a stat per file)."""
+    """Names of the files in the output folder, and paths (with /) of those in a Cityscapes tree
+    below it (one listdir and one walk instead of a stat per file)."""
     try:
-        return set(os.listdir(out))
+        top = set(os.listdir(out))
     except FileNotFoundError:
         return set()
+    return top | cs.tree_files(out) if any(t in top for t in cs.TREES) else top
+
+
+def ours(entry: str) -> bool:
+    """A PNG that render writes (flat names, or the Cityscapes tree's paths)."""
+    return bool(_OURS.match(entry) or cs.OURS.match(entry))
 
 
 def is_done(files: dict[str, Any], present: set[str]) -> bool:
@@ -94,7 +116,7 @@ def remove_stale_temporaries(out: Path) -> int:
     """Delete temporaries of writers that no longer run (killed renders); returns how many."""
     removed = 0
     for entry in existing(out):
-        m = _TMP_RE.match(entry)
+        m = _TMP_RE.match(entry.rpartition("/")[2])
         if m and m["host"] == _HOST and not _pid_alive(int(m["pid"])):
             (out / entry).unlink(missing_ok=True)
             removed += 1
@@ -108,6 +130,7 @@ def tmp_name(path: Path) -> Path:
 def save_png(array: np.ndarray, path: Path) -> None:
     """Lossless PNG written beside ``path`` under a host+pid-tagged hidden name, then renamed."""
     tmp = tmp_name(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # a Cityscapes tree's city folder
     try:
         with writing(path):
             Image.fromarray(array).save(tmp, format="PNG", compress_level=PNG_LEVEL)
@@ -115,6 +138,38 @@ def save_png(array: np.ndarray, path: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def link_or_copy(src: Path | str, dst: Path) -> None:
+    """``dst`` as a hard link to ``src`` (a copy where links fail: another file system, or one
+    without them), put in place atomically under a temporary name."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_name(dst)
+    tmp.unlink(missing_ok=True)
+    try:
+        with writing(dst):
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_truth(truth: cs.Truth, gt: list[dict[str, str]], out: Path) -> None:
+    """Variant 0's maps (linked from their sources or written), then every other variant's maps
+    as hard links to variant 0's."""
+    first = gt[0]
+    for kind, rel in first.items():
+        if truth.links.get(kind):
+            link_or_copy(truth.links[kind], out / rel)
+        else:
+            save_png(truth.arrays[kind], out / rel)
+    for files in gt[1:]:
+        for kind, rel in files.items():
+            link_or_copy(out / first[kind], out / rel)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,7 +204,7 @@ def check_settings(out: Path, settings: dict[str, Any], overwrite: bool) -> bool
     """
     old = read_settings(out)
     if old is None:
-        clash = any(_OURS.match(f) for f in existing(out))
+        clash = any(ours(f) for f in existing(out))
         reason = "PNGs but no render-settings.json"
     else:
         clash = settings_key(old) != settings_key(settings)
@@ -170,11 +225,12 @@ def discard_outputs(out: Path) -> None:
     """--overwrite: remove what render writes (PNGs, page, manifests, settings), nothing else."""
     for entry in existing(out):
         if (
-            _OURS.match(entry)
+            ours(entry)
             or entry in (SETTINGS_FILE, PAGE_FILE)
             or (entry.startswith("render") and entry.endswith(".h5"))
         ):
             (out / entry).unlink(missing_ok=True)
+    cs.remove_empty_folders(out)
 
 
 def write_settings(out: Path, settings: dict[str, Any]) -> None:
@@ -234,9 +290,7 @@ class Writer:
 
 
 def missing_samples(
-    names: Iterable[tuple[int, str]], variants: int, has_photo: bool, present: set[str]
+    rows: Iterable[int], files_of: Callable[[int], dict[str, Any]], present: set[str]
 ) -> list[int]:
-    """Rows (of the given (row, name) pairs) whose files are not all on disk."""
-    return [
-        row for row, name in names if not is_done(sample_files(name, variants, has_photo), present)
-    ]
+    """The rows whose files (``files_of(row)``, e.g. ``Plan.files``) are not all on disk."""
+    return [row for row in rows if not is_done(files_of(row), present)]

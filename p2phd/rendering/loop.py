@@ -36,6 +36,7 @@ class Prepared:
     styles: list[str]
     label_picture: np.ndarray  # HxWx3 uint8 at the output size
     real_picture: np.ndarray | None
+    truth: Any = None  # --layout cityscapes: the gtFine maps (rendering.cityscapes.Truth)
 
     @property
     def g_size(self) -> tuple[int, int]:
@@ -99,7 +100,22 @@ class Preparer:
         else:
             item = self.pre(s, row)
         size = p.out_size(row)
-        if s.label.ndim == 2:
+        truth = None
+        if p.gt_kinds:  # the Cityscapes tree: its colour map is the page's label picture
+            from p2phd.rendering.cityscapes import ground_truth
+
+            truth = ground_truth(
+                s.name,
+                s.label,
+                s.inst,
+                p.ds.paths(row),
+                size,
+                p.source_size(row),
+                p.ds.label_nc,
+                p.gt_kinds,
+            )
+            label_pic = truth.arrays["color"]
+        elif s.label.ndim == 2:
             label_pic = resize_picture(colourise(s.label, p.arch.label_nc), size, _NEAREST)
         else:
             label_pic = resize_picture(s.label, size, _BICUBIC)
@@ -115,6 +131,7 @@ class Preparer:
             styles_,
             label_pic,
             real_pic,
+            truth,
         )
 
 
@@ -245,7 +262,10 @@ def _write_synthesized(out_chw: np.ndarray, path, size: tuple[int, int]) -> None
 
 
 def _write_pictures(prep: Prepared, files: dict[str, Any], out) -> None:
-    rf.save_png(prep.label_picture, out / files["label"])
+    if prep.truth is not None:  # gtFine maps of every variant; the colour map is the label
+        rf.write_truth(prep.truth, files["gt"], out)
+    else:
+        rf.save_png(prep.label_picture, out / files["label"])
     if prep.real_picture is not None and files["real"]:
         rf.save_png(prep.real_picture, out / files["real"])
 

@@ -3,6 +3,7 @@
 from p2phd.core.cli import UsageError
 from p2phd.core.options import RuntimeOptions, flat_options, opt, positional
 from p2phd.core.ranks import parse_shard
+from p2phd.rendering.cityscapes import LAYOUTS
 
 
 @flat_options
@@ -43,6 +44,13 @@ class RenderOptions(RuntimeOptions):
     )
     clusters: str = opt("", "cluster manifest (bin/cluster) for feature runs", metavar="FILE")
     out: str = opt("", "output folder; '' = <run>/render-<split>", metavar="DIR")
+    layout: str = opt(
+        "flat",
+        "how the folder holds the PNGs: flat (<name>_synthesized.png, _label, _real) or "
+        "cityscapes (leftImg8bit/<split>/<city>/ photos beside gtFine/<split>/<city>/ labelIds, "
+        "instanceIds, color, labelTrainIds, for segmentation trainers)",
+        choices=LAYOUTS,
+    )
     batch_size: int = opt(1, "samples per generator call (same-size samples are batched)")
     shard: str = opt(
         "", "render only rows I, I+N, I+2N... of the manifest (I in 0..N-1)", metavar="I/N"

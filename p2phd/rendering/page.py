@@ -6,14 +6,16 @@ one row per sample of the render, in dataset order. Root attributes besides the 
 ``epoch``/``step``, ``clusters`` and ``clusters_sha256`` ('' without), ``dataset`` and
 ``dataset_sha256``, ``split``, ``mode`` (labels | clusters | encoded), ``seed``, ``style`` (the
 user's class -> centre choices, JSON), ``styles`` and ``styles_sha256`` (the --styles file of
-per-object choices, '' without), ``variants``, ``original_size``, ``shard`` ('' or "I/N"),
+per-object choices, '' without), ``variants``, ``original_size``, ``layout`` (flat |
+cityscapes; absent in manifests older than the option: flat), ``shard`` ('' or "I/N"),
 ``num_samples`` (rows here), ``split_samples`` (samples in the split), ``complete``.
 Datasets (N rows, K variants):
 
 - ``names`` (N,) utf-8, ``row`` (N,) int32 (row in the dataset manifest), ``size`` (N, 2) int32
   (H, W of the PNGs);
 - ``synthesized`` (N, K), ``label_image`` (N,), ``real_image`` (N,) utf-8 file names relative to
-  the output folder ('' when the split has no photo);
+  the output folder ('' when the split has no photo); with ``--layout cityscapes`` paths into its
+  tree (``leftImg8bit/<split>/<city>/...``, the label image being variant 0's ``gtFine_color``);
 - ``seed`` (N, K) int64 (the --seed styles were drawn from; -1 when nothing was drawn, i.e.
   label-only and encoded renders), ``variant`` (N, K) int32, ``style``
   (N, K) utf-8 JSON: ``[[instance id, class, centre], ...]`` (centre -1 = class without clusters,

@@ -15,6 +15,7 @@ from typing import Any
 from p2phd.core import manifest, runs
 from p2phd.core.cli import UsageError, check_writable
 from p2phd.data.dataset import Dataset
+from p2phd.rendering import cityscapes as cs
 from p2phd.rendering import files as rf
 from p2phd.rendering.options import RenderOptions, parse_shard
 
@@ -40,6 +41,7 @@ class Plan:
     settings: dict[str, Any] = field(default_factory=dict)
     deployed: dict[str, Any] | None = None  # --mindir/--onnx: the sidecar (checkpoint = the file)
     objects: dict[str, dict[int, tuple[str, int]]] = field(default_factory=dict)  # --styles
+    gt_kinds: tuple[str, ...] = ()  # --layout cityscapes: the gtFine maps of each photo
 
     def choose_styles(self, label: Any, inst: Any, name: str, variant: int) -> tuple[list, Any]:
         """styles.choose_styles with this render's seed, --style and --styles choices."""
@@ -55,11 +57,18 @@ class Plan:
         return self.o.variants
 
     def files(self, row: int) -> dict[str, Any]:
-        return rf.sample_files(self.ds.names[row], self.variants, self.ds.has_photo)
+        """The sample's files (relative to ``out``) in the folder's layout."""
+        name, photo = self.ds.names[row], self.ds.has_photo
+        if self.o.layout == "cityscapes":
+            return cs.sample_files(name, row, self.ds.split, self.variants, photo, self.gt_kinds)
+        return rf.sample_files(name, self.variants, photo)
 
     def out_size(self, row: int) -> tuple[int, int]:
         size = self.ds.orig_sizes[row] if self.o.original_size else self.ds.sizes[row]
         return int(size[0]), int(size[1])
+
+    def source_size(self, row: int) -> tuple[int, int]:
+        return int(self.ds.orig_sizes[row][0]), int(self.ds.orig_sizes[row][1])
 
 
 def check_compatible(arch: Any, ds: Dataset, run_dir: Path) -> None:
@@ -169,6 +178,8 @@ def make_settings(p: Plan) -> dict[str, Any]:
         "original_size": p.o.original_size,
         "batch_size": p.o.batch_size,
     }
+    if p.o.layout != "flat":  # only then, so the settings of earlier (flat) renders compare equal
+        s["layout"] = p.o.layout
     if p.deployed is not None and p.deployed["format"] == "ONNX":  # engines round differently
         s["engine"] = p.o.engine + ("" if p.o.engine == "openvino" else f" {p.o.providers}")
     if p.mode == "clusters":
@@ -289,6 +300,9 @@ def make_plan(o: RenderOptions, manifest_path: str) -> Plan:
         deployed=side,
     )
     plan.objects = resolve_styles(o, plan)
+    if o.layout == "cityscapes":
+        plan.gt_kinds = cs.gt_kinds(ds.label_nc, ds.has_instance)
+        cs.check_names(ds.names, ds.split, plan.variants, ds.has_photo)
     plan.settings = make_settings(plan)
     return plan
 

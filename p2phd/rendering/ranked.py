@@ -23,9 +23,7 @@ STATUS_DIR = ".ranks"  # inside the output folder: rank-<r>.json status files
 
 def _missing(p: Plan, rows: list[int]) -> list[int]:
     present = rf.existing(p.out)
-    return rf.missing_samples(
-        ((r, p.ds.names[r]) for r in rows), p.variants, p.ds.has_photo, present
-    )
+    return rf.missing_samples(rows, p.files, present)
 
 
 def _take_folder(p: Plan, place: Place) -> None:

@@ -24,6 +24,9 @@
   --seed, the sample and the instance; ``--style car=3`` fixes a class; ``--styles FILE`` fixes
   single objects, as bin/edit saves them; ``--variants K`` renders K draws), or
   ``--use_encoded_image`` encodes the real photo with the run's encoder.
+- ``--layout cityscapes``: the same PNGs as a Cityscapes tree, ``leftImg8bit/<split>/<city>/``
+  photos beside ``gtFine/<split>/<city>/`` label, instance, colour and trainId maps at the
+  photo's size (rendering/cityscapes.py), for segmentation trainers; all of the above holds.
 - PNG encoding and writing run on ``--write_threads`` threads while G computes the next batch.
 - ``--mindir FILE`` or ``--onnx FILE`` instead of ``--run``: render with a model written by
   bin/export (its sidecar gives the run's options and the file's SHA-256, checked; see
@@ -58,9 +61,7 @@ from p2phd.rendering.plan import Plan, make_plan, sample_record
 def finish(p: Plan, style_cache: dict[int, list[str]], argv: list[str] | None) -> None:
     """Write the shard's manifest, or the complete manifest and page, from what is on disk."""
     present = rf.existing(p.out)
-    missing = rf.missing_samples(
-        ((r, p.ds.names[r]) for r in p.rows), p.variants, p.ds.has_photo, present
-    )
+    missing = rf.missing_samples(p.rows, p.files, present)
     if missing:
         raise UsageError(
             f"{p.out}: {len(missing)} of {len(p.rows)} samples are not rendered yet "
@@ -85,6 +86,7 @@ def finish(p: Plan, style_cache: dict[int, list[str]], argv: list[str] | None) -
         "styles_sha256": p.settings.get("styles_sha256", ""),
         "variants": p.variants,
         "original_size": p.o.original_size,
+        "layout": p.o.layout,
         "shard": p.o.shard,
         "split_samples": len(p.ds),
         "complete": len(p.rows) == len(p.ds),
@@ -111,6 +113,8 @@ def finish(p: Plan, style_cache: dict[int, list[str]], argv: list[str] | None) -
         "dataset": str(p.ds.path),
         "mode": p.mode,
     }
+    if p.o.layout != "flat":
+        info["layout"] = p.o.layout
     if p.mode == "clusters":
         info.update(clusters=str(p.clusters.path), seed=p.o.seed, style=p.o.style or "(seeded)")
     write_page(p.out / rf.PAGE_FILE, records, info)
@@ -157,9 +161,7 @@ def _run(p: Plan, argv: list[str] | None) -> int:
     o = p.o
     overwrite = rf.check_settings(p.out, p.settings, o.overwrite)
     present = rf.existing(p.out) if not overwrite else set()
-    todo = rf.missing_samples(
-        ((r, p.ds.names[r]) for r in p.rows), p.variants, p.ds.has_photo, present
-    )
+    todo = rf.missing_samples(p.rows, p.files, present)
     what = f"{len(todo)} of {len(p.rows)} samples ({len(p.ds)} in the {p.ds.split} split)"
     if o.dry_run:
         log_dry_run(o, f"would render {what} into {p.out} ({p.mode}, {p.variants} variant(s))")
