@@ -574,6 +574,9 @@ def test_documents_with_unsaved_edits_are_kept_or_the_open_refused(app, work, tm
     _error(c.post("/api/documents", json={"sample": 0}), 409, full)
     _error(_upload(c, _png(np.full((16, 32), ROAD, np.uint8))), 409, full)
     _error(c.get(clean), 409, full)  # coming back needs a slot too
+    listed = {d["id"]: d for d in _ok(c.get("/api/documents"))}
+    assert len(listed) == MAX_DOCUMENTS + 1 and not listed[clean.rsplit("/", 1)[1]]["held"]
+    assert sum(d["unsaved"] and d["held"] for d in listed.values()) == MAX_DOCUMENTS
     for i, doc in enumerate(docs):  # every edit is there
         assert _ok(c.get(doc))["version"] == 1
         assert c.get(f"{doc}/maps").data[5 * 256 + 10 + 20 * i] == SIDEWALK

@@ -4,6 +4,7 @@
 | --- | --- |
 | GET / | the editor page (``static/index.html``; ``/static/*``: its script, style) |
 | GET /api/info | run, classes (id, name, colour, thing, clusters), sample names, limits |
+| GET /api/documents | the open documents: id, name, version, unsaved, held in memory |
 | POST /api/documents | ``{"sample": ROW}``: open a sample of ``--data`` -> state (201) |
 | POST /api/uploads | multipart ``label`` PNG, optional ``inst`` PNG, ``name`` -> state (201) |
 | GET /api/documents/ID | state: size, version, can_undo/redo, objects (class, box, style) |
@@ -129,6 +130,10 @@ def create_app(ws: Workspace, guard: Guard, max_body: int = MAX_UPLOAD_BYTES) ->
     @app.get("/api/info")
     def info():
         return jsonify(ws.info())
+
+    @app.get("/api/documents")
+    def listing():
+        return jsonify(ws.documents.listing())
 
     @app.post("/api/documents")
     def open_sample():

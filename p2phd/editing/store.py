@@ -44,7 +44,7 @@ class Store:
         self.limit = limit
         self.max_spilled = max_spilled
         self.docs: OrderedDict[str, Document] = OrderedDict()
-        self.spilled: OrderedDict[str, Path] = OrderedDict()
+        self.spilled: OrderedDict[str, tuple[Path, str, int]] = OrderedDict()  # file, name, version
         self.busy: dict[str, int] = {}  # id -> requests editing or saving it now
         self.lock = threading.Lock()
         self._folder: tempfile.TemporaryDirectory | None = None
@@ -52,6 +52,18 @@ class Store:
     def ids(self) -> set[str]:
         with self.lock:
             return set(self.docs)
+
+    def listing(self) -> list[dict]:
+        """Every document the server can give back: id, name, version, unsaved, in memory."""
+        with self.lock:
+            held = [
+                {"id": i, "name": d.name, "version": d.version, "unsaved": d.unsaved, "held": True}
+                for i, d in self.docs.items()
+            ]
+            return held + [
+                {"id": i, "name": name, "version": v, "unsaved": False, "held": False}
+                for i, (_, name, v) in self.spilled.items()
+            ]
 
     def add(self, doc: Document) -> None:
         """Hold a new document (its id already set); Full if no slot can be freed."""
@@ -84,10 +96,10 @@ class Store:
         """Forget a document, unsaved edits and all (the page asked first); False if unknown."""
         with self.lock:
             held = self.docs.pop(doc_id, None) is not None
-            path = self.spilled.pop(doc_id, None)
-            if path is not None:
-                path.unlink(missing_ok=True)
-            return held or path is not None
+            spilled = self.spilled.pop(doc_id, None)
+            if spilled is not None:
+                spilled[0].unlink(missing_ok=True)
+            return held or spilled is not None
 
     def cleanup(self) -> None:
         if self._folder is not None:
@@ -100,9 +112,9 @@ class Store:
         if doc is not None:
             self.docs.move_to_end(doc_id)
             return doc
-        path = self.spilled.get(doc_id)
-        if path is None:
+        if doc_id not in self.spilled:
             return None
+        path = self.spilled[doc_id][0]
         self._make_room()
         doc = self._restore(doc_id, path)
         del self.spilled[doc_id]
@@ -131,9 +143,9 @@ class Store:
         meta = {"name": doc.name, "version": version, "styles": list(s.styles.items())}
         path = Path(self._folder.name) / f"{doc_id}.npz"
         np.savez_compressed(path, label=s.label, inst=s.inst, meta=np.array(json.dumps(meta)))
-        self.spilled[doc_id] = path
+        self.spilled[doc_id] = (path, doc.name, version)
         while len(self.spilled) > self.max_spilled:
-            _, old = self.spilled.popitem(last=False)
+            _, (old, _, _) = self.spilled.popitem(last=False)
             old.unlink(missing_ok=True)
 
     def _restore(self, doc_id: str, path: Path) -> Document:
