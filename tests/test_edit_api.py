@@ -533,7 +533,7 @@ def test_token_options(work, monkeypatch) -> None:
     code, err = _edit(run, *clusters)
     assert code == "2" and "$P2PHD_EDIT_TOKEN: a token is" in err
     code, err = _edit(run, *clusters, "--no_token")
-    assert code == "0" and "WARNING: --no_token: every request is answered" in err
+    assert code == "0" and "WARNING: --no_token: requests are answered without a token" in err
     g = Guard("", "::1", 8765)
     assert g.url() == "http://[::1]:8765/" and Guard("abc", "127.0.0.1", 1).url().endswith(
         "?token=abc"

@@ -49,9 +49,8 @@ def _token(o: EditOptions) -> str:
     """--token, else $P2PHD_EDIT_TOKEN, else a new random one; '' only with --no_token."""
     if o.no_token:
         log(
-            "edit: WARNING: --no_token: every request is answered without a token; any program "
-            f"or user that reaches {o.host}:{o.port} (a web page through this machine's "
-            "browser included, if it passes the Host and Origin checks) can read the run and "
+            "edit: WARNING: --no_token: requests are answered without a token: every program "
+            "and user of this machine (and of the network, with --host) can read the run and "
             "write into --out"
         )
         return ""

@@ -287,7 +287,7 @@ function closeDoc(doc) {
 // (the server keeps a document with unsaved edits until it is saved or closed, and refuses to
 // open more with a 409 when all its slots hold one: then this one is closed first).
 async function switchTo(open) {
-  const old = ui.doc;
+  const old = document.body.dataset.gone ? null : ui.doc;  // a gone one has nothing to ask
   if (old && old.unsaved && !confirm(`Discard the unsaved edits of ${old.name}?`)) return false;
   let state;
   try {
