@@ -97,9 +97,13 @@ def data_root(tmp: Path) -> Path:
     return root
 
 
-def call(url: str, body: dict | None = None) -> tuple[bytes, dict]:
+def call(url: str, path: str, body: dict | None = None) -> tuple[bytes, dict]:
+    """``path`` on the server that printed ``url``, as a script asks: its token (from that URL)
+    in the Authorization header, JSON."""
+    base, _, token = url.partition("?token=")
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": f"token {token}"}
+    req = urllib.request.Request(base + path, data=data, headers=headers)
     with urllib.request.urlopen(req, timeout=600) as r:
         return r.read(), dict(r.headers)
 
@@ -144,12 +148,12 @@ class Server:
              "--engine", engine],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
-        url = self.proc.stdout.readline().strip()
+        self.url = self.proc.stdout.readline().strip()
         self.r: dict = {"start": time.perf_counter() - t0, "edit": [], "g": [], "cpu": []}
         t0 = time.perf_counter()
-        state = json.loads(call(f"{url}api/documents", {"sample": 0})[0])
-        self.doc = f"{url}api/documents/{state['id']}"
-        call(f"{self.doc}/preview.png")
+        state = json.loads(call(self.url, "api/documents", {"sample": 0})[0])
+        self.doc = f"api/documents/{state['id']}"
+        call(self.url, f"{self.doc}/preview.png")
         self.r["open"] = time.perf_counter() - t0
 
     def edit(self, i: int) -> None:
@@ -163,8 +167,8 @@ class Server:
         cpu0 = proc_stat(self.proc.pid)[0]
 
         def edit_then_preview():
-            call(f"{self.doc}/edits", op)
-            return call(f"{self.doc}/preview.png")
+            call(self.url, f"{self.doc}/edits", op)
+            return call(self.url, f"{self.doc}/preview.png")
 
         ms, _, h = timed(edit_then_preview)
         self.r["edit"].append(ms / 1000)
@@ -173,8 +177,8 @@ class Server:
 
     def full(self, again: bool) -> None:
         if again:  # another state, so the server's render cache does not answer
-            call(f"{self.doc}/edits", {"op": "undo"})
-        ms, png, _ = timed(lambda: call(f"{self.doc}/full.png"))
+            call(self.url, f"{self.doc}/edits", {"op": "undo"})
+        ms, png, _ = timed(lambda: call(self.url, f"{self.doc}/full.png"))
         self.r.setdefault("full", []).append(ms / 1000)
         self.r["png"] = png
 

@@ -1,6 +1,8 @@
 """bin/edit without a browser: edit operations on the maps, the HTTP API through Flask's test
-client (load, edit, render, save, bad requests), and render --styles (per-object styles) with its
-checks. A tiny random feature run at 256x128 (tests/edit_util.py)."""
+client (load, edit, render, save, bad requests; who is answered: token, Host, Origin, JSON only;
+no unsaved document dropped, also with 12 clients at once on a real threaded server), and
+render --styles (per-object styles) with its checks. A tiny random feature run at 256x128
+(tests/edit_util.py)."""
 
 import io
 import json
@@ -27,10 +29,13 @@ from p2phd.core.cli import UsageError, run_verb
 from p2phd.data import prepare
 from p2phd.data.dataset import Dataset
 from p2phd.editing.document import Document, EditError, State
+from p2phd.editing.guard import Guard
 from p2phd.features.styles import Clusters, choose_styles
 from p2phd.rendering import render
 
 pytestmark = pytest.mark.slow  # edits rendered and re-rendered by the batch verbs: not in test-fast
+
+TOKEN = "test-token-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +61,23 @@ def app(work):
 
     info = open_run(str(work["run"]), str(work["clusters"]), 0)
     ws = Workspace(Model(info, 128), work["root"] / "out", Dataset(work["data"]), 256 * 256)
-    flask_app = create_app(ws, max_body=2**20)
+    # Flask's test client asks for http://localhost/ (no port: port 80)
+    flask_app = create_app(ws, Guard(TOKEN, "127.0.0.1", 80), max_body=2**20)
     flask_app.ws = ws
     return flask_app
 
 
+def _client(app, token: str | None = TOKEN):
+    """A test client sending ``Authorization: token ...`` with every request (a script)."""
+    c = app.test_client()
+    if token is not None:
+        c.environ_base["HTTP_AUTHORIZATION"] = f"token {token}"
+    return c
+
+
 @pytest.fixture(scope="module")
 def client(app):
-    return app.test_client()
+    return _client(app)
 
 
 def _doc() -> Document:
@@ -281,7 +295,8 @@ def test_api_load_edit_render_save_and_batch_rerender(app, client, work) -> None
     sw = client.get(f"/api/swatches/{CAR}/{k}.png")
     assert sw.status_code == 200 and Image.open(io.BytesIO(sw.data)).size == (64, 64)
 
-    saved = _ok(client.post(f"{doc}/save"))
+    saved = _ok(client.post(f"{doc}/save", json={}))
+    assert not saved["unsaved"] and not _ok(client.get(doc))["unsaved"]
     out = Path(saved["folder"])
     name = NAMES[0]
     assert saved["files"] == [
@@ -389,7 +404,12 @@ def test_bad_requests_get_one_line_4xx(client) -> None:
     _error(
         _upload(client, _png(label), _png(np.zeros((8, 8), np.uint16))), 400, "instance map: 8x8"
     )
-    _error(_upload(client, _png(label), name="../evil"), 400, "no path")
+    before = sorted(p for p in client.application.ws.out.parent.rglob("*") if "evil" in p.name)
+    for name in ("../evil", "/abs/evil", "a/../../evil", "..", ".evil", "evil\\x", "evil\0"):
+        _error(_upload(client, _png(label), name=name), 400, "no path")
+    assert sorted(p for p in client.application.ws.out.parent.rglob("*") if "evil" in p.name) == (
+        before
+    )
     _error(_upload(client, _png(label), name="a_000001_000002_x"), 400, "read it back as")
     state = _ok(_upload(client, _png(label), _png(label.astype(np.uint16))), 201)
     assert (state["name"], state["width"], state["height"]) == ("up_load", 32, 16)
@@ -401,11 +421,11 @@ def test_save_refuses_a_foreign_styles_file_and_keeps_other_samples(app, client)
     out.mkdir(parents=True, exist_ok=True)
     (out / "styles.json").write_text('{"schema": "something/1"}')
     doc = f"/api/documents/{_ok(client.post('/api/documents', json={'sample': 1}), 201)['id']}"
-    _error(client.post(f"{doc}/save"), 400, "not a p2phd.styles/1 file")
+    _error(client.post(f"{doc}/save", json={}), 400, "not a p2phd.styles/1 file")
     (out / "styles.json").write_text(
         json.dumps({"schema": "p2phd.styles/1", "samples": {"other": {}}})
     )
-    _ok(client.post(f"{doc}/save"))
+    _ok(client.post(f"{doc}/save", json={}))
     assert set(json.loads((out / "styles.json").read_text())["samples"]) == {"other", NAMES[1]}
 
 
@@ -414,6 +434,238 @@ def test_document_state_snapshot_is_not_changed_by_later_edits() -> None:
     s, v = d.snapshot()
     d.apply({"op": "fill", "class": SIDEWALK, "x": 5, "y": 120, "object": "stuff"})
     assert isinstance(s, State) and v == 0 and (s.label == scene(0)[0]).all()
+
+
+# -- who is answered: token, Host, Origin, JSON only (p2phd/editing/guard.py) -----------------
+
+OPEN = {"json": {"sample": 0}}
+TEXT_OPEN = {"data": '{"sample": 0}', "content_type": "text/plain"}
+
+
+def test_token_cookie_host_origin_and_json_only(app, client) -> None:
+    held = app.ws.documents.ids()
+    anon = _client(app, None)  # a browser that has not opened the printed URL (yet)
+    for path in ("/", "/api/info", "/static/editor.js", "/nowhere"):
+        _error(anon.get(path), 401, "^no token: open the URL bin/edit printed")
+    _error(_client(app, "wrong-token-0123456789").get("/api/info"), 401, "a wrong token")
+    _error(anon.get("/api/info?token=wrong-token-0123456789"), 401, "a wrong token")
+    _error(anon.post("/api/documents", **OPEN), 401, "no token")
+    # the printed URL: the page, and the token back as a cookie its script cannot read
+    page = anon.get(f"/?token={TOKEN}")
+    assert page.status_code == 200 and b"editor.js" in page.data
+    cookie = page.headers["Set-Cookie"]
+    assert cookie.startswith(f"p2phd-edit-80={TOKEN};"), cookie
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Cross-Origin-Resource-Policy"] == "same-origin"
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert _ok(anon.get("/api/info"))["samples"] == NAMES  # the cookie alone from now on
+    # a browser's state change (the cookie): its own Origin, and JSON, or nothing happens
+    for origin in ("http://127.0.0.1:9999", "http://localhost:8080", "null", "http://evil.example"):
+        for kw in (OPEN, TEXT_OPEN):
+            _error(
+                anon.post("/api/documents", headers={"Origin": origin}, **kw),
+                403,
+                "is not this server",
+            )
+    _error(anon.post("/api/documents", **OPEN), 403, "must carry its Origin")
+    own = {"Origin": "http://localhost"}
+    _error(anon.post("/api/documents", headers=own, **TEXT_OPEN), 415, "application/json")
+    form = {"data": {"sample": "0"}, "content_type": "application/x-www-form-urlencoded"}
+    _error(anon.post("/api/documents", headers=own, **form), 415, "application/json")
+    _error(anon.post("/api/uploads", headers=own, **OPEN), 415, "multipart/form-data")
+    assert app.ws.documents.ids() == held  # nothing was opened
+    doc = f"/api/documents/{_ok(anon.post('/api/documents', headers=own, **OPEN), 201)['id']}"
+    # a script: the token in a header, no Origin needed, still JSON only
+    _error(client.post(f"{doc}/save", data="", content_type="text/plain"), 415, "application/json")
+    _error(client.delete(doc), 415, "application/json")
+    _error(client.post("/api/documents", headers={"Origin": "http://x.example"}, **OPEN), 403, "")
+    # a Host that is not this server's address: refused before routing, token or not
+    for host in ("evil.example", "evil.example:80", "localhost:8765", "127.0.0.2", "localhost.x"):
+        for path in ("/api/info", "/nowhere", doc):
+            _error(client.get(path, headers={"Host": host}), 403, "not this server's address")
+    _ok(client.get("/api/info", headers={"Host": "127.0.0.1"}))
+    assert _ok(client.delete(doc, json={}))["closed"] == doc.rsplit("/", 1)[1]
+    _error(client.get(doc), 404, "no document")
+    assert app.ws.documents.ids() == held
+
+
+def test_no_token_still_checks_host_and_origin(app) -> None:
+    from p2phd.editing.server import create_app
+
+    anon = create_app(app.ws, Guard("", "127.0.0.1", 80)).test_client()
+    assert _ok(anon.get("/api/info"))["samples"] == NAMES
+    _error(anon.get("/api/info", headers={"Host": "evil.example"}), 403, "not this server's")
+    _error(anon.post("/api/documents", headers={"Origin": "http://evil.example"}, **OPEN), 403, "")
+    _error(anon.post("/api/documents", **TEXT_OPEN), 415, "application/json")
+
+
+@pytest.mark.parametrize(
+    "host, header, ok",
+    [
+        ("127.0.0.1", "127.0.0.1:8765", True),
+        ("127.0.0.1", "LOCALHOST:8765", True),
+        ("127.0.0.1", "[::1]:8765", True),
+        ("127.0.0.1", "127.0.0.1", False),  # no port: 80
+        ("127.0.0.1", "127.0.0.1:8766", False),
+        ("127.0.0.1", "10.1.2.3:8765", False),
+        ("127.0.0.1", "rebound.example:8765", False),
+        ("127.0.0.1", "", False),
+        ("127.0.0.2", "127.0.0.2:8765", True),
+        ("::1", "[::1]:8765", True),
+        ("0.0.0.0", "10.1.2.3:8765", True),  # every address: reached by number
+        ("0.0.0.0", "[fe80::1]:8765", True),
+        ("0.0.0.0", "myhost.example:8765", False),
+        ("0.0.0.0", "10.1.2.3:80", False),
+    ],
+)
+def test_host_allow_list(host, header, ok) -> None:
+    assert Guard("t" * 16, host, 8765).host_allowed(header) is ok
+
+
+def test_token_options(work, monkeypatch) -> None:
+    run, clusters = str(work["run"]), ["--clusters", str(work["clusters"])]
+    code, err = _edit(run, *clusters, "--token", "short")
+    assert code == "2" and "--token: a token is 16 to 256 characters" in err, err
+    code, err = _edit(run, *clusters, "--token", "x" * 20, "--no_token")
+    assert code == "2" and "contradict" in err
+    monkeypatch.setenv("P2PHD_EDIT_TOKEN", "bad token!")
+    code, err = _edit(run, *clusters)
+    assert code == "2" and "$P2PHD_EDIT_TOKEN: a token is" in err
+    code, err = _edit(run, *clusters, "--no_token")
+    assert code == "0" and "WARNING: --no_token: requests are answered without a token" in err
+    g = Guard("", "::1", 8765)
+    assert g.url() == "http://[::1]:8765/" and Guard("abc", "127.0.0.1", 1).url().endswith(
+        "?token=abc"
+    )
+
+
+# -- no unsaved edit is dropped (p2phd/editing/store.py) ---------------------------------------
+
+
+def _brush(x: int, y: int, c: int = SIDEWALK) -> dict:
+    return {"op": "brush", "class": c, "radius": 2, "points": [[x, y]]}
+
+
+def _fresh(app, work, tmp_path, port: int = 80):
+    """A workspace of its own (empty) on the module's model, and its app."""
+    from p2phd.editing.server import create_app
+    from p2phd.editing.workspace import Workspace
+
+    ws = Workspace(app.ws.model, tmp_path / "out", Dataset(work["data"]), 256 * 256)
+    guard = Guard(TOKEN, "127.0.0.1", port)
+    return ws, guard, create_app(ws, guard, max_body=2**20)
+
+
+def test_documents_with_unsaved_edits_are_kept_or_the_open_refused(app, work, tmp_path) -> None:
+    from p2phd.editing.store import MAX_DOCUMENTS
+
+    ws, _, flask_app = _fresh(app, work, tmp_path)
+    c = _client(flask_app)
+    label0 = scene(1)[0].tobytes()
+    clean = f"/api/documents/{_ok(c.post('/api/documents', json={'sample': 1}), 201)['id']}"
+    docs = []
+    for i in range(MAX_DOCUMENTS):
+        doc = f"/api/documents/{_ok(c.post('/api/documents', json={'sample': i % 2}), 201)['id']}"
+        assert _ok(c.post(f"{doc}/edits", json=_brush(10 + 20 * i, 5)))["unsaved"]
+        docs.append(doc)
+    assert clean.rsplit("/", 1)[1] not in ws.documents.ids()  # unedited: dropped for a slot
+    full = "^8 documents have unsaved edits: save or close one$"
+    _error(c.post("/api/documents", json={"sample": 0}), 409, full)
+    _error(_upload(c, _png(np.full((16, 32), ROAD, np.uint8))), 409, full)
+    _error(c.get(clean), 409, full)  # coming back needs a slot too
+    listed = {d["id"]: d for d in _ok(c.get("/api/documents"))}
+    assert len(listed) == MAX_DOCUMENTS + 1 and not listed[clean.rsplit("/", 1)[1]]["held"]
+    assert sum(d["unsaved"] and d["held"] for d in listed.values()) == MAX_DOCUMENTS
+    for i, doc in enumerate(docs):  # every edit is there
+        assert _ok(c.get(doc))["version"] == 1
+        assert c.get(f"{doc}/maps").data[5 * 256 + 10 + 20 * i] == SIDEWALK
+    # a saved document may go; the unedited one comes back as it was, the saved one as saved
+    saved = _ok(c.post(f"{docs[0]}/save", json={}))
+    assert saved["unsaved"] is False and saved["version"] == 1
+    back = _ok(c.get(clean))
+    assert (back["version"], back["unsaved"]) == (0, False)
+    assert c.get(f"{clean}/maps").data[: 256 * 128] == label0
+    assert docs[0].rsplit("/", 1)[1] not in ws.documents.ids()
+    again = _ok(c.get(docs[0]))
+    assert (again["version"], again["unsaved"], again["can_undo"]) == (1, False, False)
+    assert c.get(f"{docs[0]}/maps").data[5 * 256 + 10] == SIDEWALK
+    # closing one (the page asks first) frees its slot; a closed document is gone
+    _ok(c.delete(docs[1], json={}))
+    _error(c.get(docs[1]), 404, "no document")
+    _error(c.delete(docs[1], json={}), 404, "no document")
+    _ok(c.post("/api/documents", json={"sample": 0}), 201)
+    ws.documents.cleanup()
+
+
+def test_twelve_clients_at_once_keep_their_edits_or_are_refused(app, work, tmp_path) -> None:
+    """12 clients, each opening a sample, painting, previewing, painting again and undoing, all
+    at once on a real threaded server: each keeps its edits, or is told 409, never a 404."""
+    import threading
+    import urllib.error
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    from werkzeug.serving import make_server
+
+    from p2phd.editing.store import MAX_DOCUMENTS
+
+    ws, guard, flask_app = _fresh(app, work, tmp_path, port=0)
+    server = make_server("127.0.0.1", 0, flask_app, threaded=True)
+    guard.port = server.server_port
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base, n = f"http://127.0.0.1:{guard.port}", 12
+    start = threading.Barrier(n)
+
+    def http(path: str, body: dict | None = None) -> tuple[int, bytes]:
+        headers = {"Authorization": f"token {TOKEN}", "Content-Type": "application/json"}
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(base + path, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def one(i: int) -> tuple[str, str]:
+        start.wait()
+        code, body = http("/api/documents", {"sample": i % 2})
+        if code == 409:
+            return "refused", json.loads(body)["error"]
+        assert code == 201, body
+        doc = f"/api/documents/{json.loads(body)['id']}"
+        x = 10 + 20 * i
+        for step, op in enumerate((_brush(x, 5), _brush(x, 20, ROAD), {"op": "undo"})):
+            code, body = http(f"{doc}/edits", op)
+            if code == 409 and step == 0:  # dropped unedited, and no slot to come back to
+                return "refused", json.loads(body)["error"]
+            assert code == 200, (step, body)
+            assert http(f"{doc}/preview.png")[0] == 200
+        return "kept", doc
+
+    try:
+        with ThreadPoolExecutor(n) as pool:
+            results = list(pool.map(one, range(n)))
+        kept = [(i, r[1]) for i, r in enumerate(results) if r[0] == "kept"]
+        refusals = [r[1] for r in results if r[0] == "refused"]
+        assert 1 <= len(kept) <= MAX_DOCUMENTS and len(kept) + len(refusals) == n, results
+        for msg in refusals:
+            assert re.fullmatch(
+                r"\d documents have unsaved edits: save or close one|all \d documents are being "
+                r"edited or saved: try again",
+                msg,
+            ), msg
+        for i, doc in kept:
+            code, body = http(doc)
+            state = json.loads(body)
+            assert code == 200 and state["version"] == 3 and state["unsaved"], state
+            maps = http(f"{doc}/maps")[1]
+            x = 10 + 20 * i
+            assert maps[5 * 256 + x] == SIDEWALK and maps[20 * 256 + x] == scene(i % 2)[0][20, x]
+    finally:
+        server.shutdown()
+        server.server_close()
+        ws.documents.cleanup()
 
 
 def test_a_run_without_features_edits_saves_and_rerenders(work, tmp_path) -> None:
@@ -433,7 +685,7 @@ def test_a_run_without_features_edits_saves_and_rerenders(work, tmp_path) -> Non
         doc.apply({"op": "style", "object": 26000, "cluster": 0})
     doc.apply({"op": "delete", "object": 26001})
     assert all(o["style"] is None for o in ws.state(doc)["objects"])
-    saved = ws.save(doc)
+    saved = ws.save(doc.id)
     assert "styles.json" not in saved["files"] and "--styles" not in saved["commands"][1]
     out = Path(saved["folder"])
     man = out / "edited-test.h5"
@@ -488,7 +740,7 @@ def test_onnx_session_edits_renders_saves_and_the_commands_reproduce(
     info.engine = engines.resolve(EditOptions(run=str(work["run"]), engine=engine), info)
     assert info.engine.onnx == onnx_file and info.engine.name == engine
     ws = Workspace(Model(info, 128), tmp_path / "out", Dataset(work["data"]), 256 * 256)
-    client = create_app(ws, max_body=2**20).test_client()
+    client = _client(create_app(ws, Guard(TOKEN, "127.0.0.1", 80), max_body=2**20))
     assert _ok(client.get("/api/info"))["engine"] == engine
     state = _ok(client.post("/api/documents", json={"sample": 0}), 201)
     doc = f"/api/documents/{state['id']}"
@@ -505,7 +757,7 @@ def test_onnx_session_edits_renders_saves_and_the_commands_reproduce(
     # so a pixel moves by one level at most, where G's output sits on a rounding boundary
     s, _ = ws.get(state["id"]).snapshot()
     assert np.abs(full.astype(int) - app.ws.model.full(NAMES[0], s)).max() <= 1
-    saved = _ok(client.post(f"{doc}/save"))
+    saved = _ok(client.post(f"{doc}/save", json={}))
     out = Path(saved["folder"])
     recorded = json.loads((out / "styles.json").read_text())
     assert recorded["engine"] == engine and recorded["onnx"] == str(onnx_file.resolve())
@@ -578,7 +830,7 @@ info = open_run({str(work["run"])!r}, {str(work["clusters"])!r}, 0)
 info.engine = engines.resolve(EditOptions(run={str(work["run"])!r}), info)
 ws = Workspace(Model(info, 128), Path({str(tmp_path)!r}), Dataset({str(work["data"])!r}))
 doc = ws.open_sample(0)
-ws.render_png(doc, "preview"), ws.swatch_png({CAR}, 1), ws.save(doc)
+ws.render_png(doc, "preview"), ws.swatch_png({CAR}, 1), ws.save(doc.id)
 print(sorted(m for m in sys.modules if m.split(".")[0] == "mindspore"))
 """
     res = subprocess.run(

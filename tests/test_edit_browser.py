@@ -6,13 +6,16 @@ the unedited one where the edit was and nowhere further than G's receptive field
 tiny run's G is a plain conv stack: batch norm in inference, see edit_util), and bin/prepare +
 bin/render --styles on the saved files must write the same PNG, byte for byte. The same server
 then gets what a hostile or clumsy client sends (a decompression bomb, bad JSON, unknown and
-path-like ids, an oversized body, concurrent renders) and must answer each with a one-line 4xx
-and keep serving; SIGINT stops it with exit 0. A screenshot of the page stays in the test's
-temporary folder (edit-page.png).
+path-like ids, an oversized body, concurrent renders; no token, a foreign Host, another origin,
+text/plain) and must answer each with a one-line 4xx and keep serving, and a page served from
+another local port, in the same browser, tries to open, edit and save through fetch() and a
+form: nothing may change. SIGINT stops it with exit 0. A screenshot of the page stays in the
+test's temporary folder (edit-page.png).
 """
 
 import io
 import json
+import re
 import selectors
 import signal
 import subprocess
@@ -20,8 +23,10 @@ import sys
 import tempfile
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -90,6 +95,13 @@ def start_server(*args, log: Path) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
+def split(url: str) -> tuple[str, str]:
+    """(base URL ending in '/', token) of the URL bin/edit printed."""
+    parts = urllib.parse.urlsplit(url)
+    token = urllib.parse.parse_qs(parts.query)["token"][0]
+    return f"{parts.scheme}://{parts.netloc}/", token
+
+
 def stop_server(proc: subprocess.Popen, sig: int, log: Path) -> None:
     proc.send_signal(sig)
     assert proc.wait(timeout=60) == 0, log.read_text()[-2000:]
@@ -133,16 +145,26 @@ def server(work):
         "--out", work["out"],
         "--preview_size", "128",
         "--max_upload_bytes", MAX_BODY,
+        "--verbose",  # Werkzeug logs every request: the refused ones are seen arriving
         log=log,
     )  # fmt: skip
-    yield url
+    base, token = split(url)
+    yield SimpleNamespace(url=url, base=base, token=token, log=log)
     stop_server(proc, signal.SIGINT, log)
 
 
 def fetch(
-    url: str, data: bytes | None = None, ctype: str = "application/json"
+    url: str,
+    data: bytes | None = None,
+    ctype: str = "application/json",
+    token: str = "",
+    headers: dict | None = None,
+    method: str | None = None,
 ) -> tuple[int, bytes, str]:
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": ctype} if data else {})
+    """A request as a script sends it (the token in the Authorization header)."""
+    h = {"Content-Type": ctype} if data is not None else {}
+    h |= {"Authorization": f"token {token}"} if token else {}
+    req = urllib.request.Request(url, data=data, headers=h | (headers or {}), method=method)
     try:
         with urllib.request.urlopen(req, timeout=120) as r:
             return r.status, r.read(), r.headers.get_content_type()
@@ -170,11 +192,22 @@ def test_browser_paint_restyle_save_and_batch_rerender(server, work, tmp_path) -
             page = ctx.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(server)
+            page.goto(server.url)
             # the page opens the split's first map and shows its preview (version 0)
             page.wait_for_selector("#synth[data-version='0']", timeout=60_000)
+            # the token became a cookie the page's script cannot read, and left the address bar
+            assert page.url == server.base and "token" not in page.evaluate("document.cookie")
+            (cookie,) = ctx.cookies(server.base)
+            assert (cookie["value"], cookie["httpOnly"], cookie["sameSite"]) == (
+                server.token,
+                True,
+                "Strict",
+            )
             doc_id = page.evaluate("ui.doc.id")
-            _, before_png, _ = fetch(f"{server}api/documents/{doc_id}/full.png")
+            code, before_png, _ = fetch(
+                f"{server.base}api/documents/{doc_id}/full.png", token=server.token
+            )
+            assert code == 200
 
             def at(x: float, y: float) -> tuple[float, float]:
                 """Page coordinates of map pixel (x, y), measured now (the layout may move)."""
@@ -214,7 +247,7 @@ def test_browser_paint_restyle_save_and_batch_rerender(server, work, tmp_path) -
             page.wait_for_function("document.body.dataset.saved === '3'", timeout=60_000)
             assert "reproduce with" in page.inner_text("#saved")
             page.screenshot(path=str(tmp_path / "edit-page.png"))
-            other_controls(page, at, tmp_path)
+            other_controls(page, at, tmp_path, server)
             assert not errors, errors
         finally:
             ctx.close()
@@ -330,8 +363,10 @@ def test_browser_on_the_runs_onnx_export(work, tmp_path) -> None:
     assert (label == SIDEWALK).sum() > (scene(0)[0] == SIDEWALK).sum()  # the stroke was saved
 
 
-def other_controls(page, at, tmp_path: Path) -> None:
-    """After the save: undo/redo (button and key), fill, class change, delete, full size, upload."""
+def other_controls(page, at, tmp_path: Path, server) -> None:
+    """After the save: undo/redo (button and key), fill, class change, delete, full size, upload
+    (which asks before discarding the unsaved edits, then closes that document); a document
+    closed behind the page's back: the page says so."""
 
     def version(v: int) -> None:
         page.wait_for_selector(f"#synth[data-version='{v}']", timeout=60_000)
@@ -367,9 +402,28 @@ def other_controls(page, at, tmp_path: Path) -> None:
     Image.fromarray(inst).save(tmp_path / "mine_inst.png")
     page.set_input_files("#upload-label", str(tmp_path / "mine.png"))
     page.set_input_files("#upload-inst", str(tmp_path / "mine_inst.png"))
+    assert page.is_visible("#unsaved")
+    old = page.evaluate("ui.doc.id")
+    asked: list[str] = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.accept()))
     page.click("#upload button[type=submit]")
     page.wait_for_function("ui.doc && ui.doc.name === 'mine' && $('synth').dataset.version === '0'")
     assert page.evaluate("ui.doc.objects.map((o) => o.id)") == [7, 26000]
+    assert asked == [f"Discard the unsaved edits of {NAMES[0]}?"] and not page.is_visible(
+        "#unsaved"
+    )
+    api = f"{server.base}api/documents"
+    listed = json.loads(fetch(api, token=server.token)[1])
+    page.wait_for_function(f"fetch('/api/documents/{old}').then((r) => r.status === 404)")
+    assert page.evaluate("ui.doc.id") in [d["id"] for d in listed]
+    # the document closed by a script: the next edit tells the user it is gone
+    new = page.evaluate("ui.doc.id")
+    assert fetch(f"{api}/{new}", b"{}", token=server.token, method="DELETE")[0] == 200
+    page.check("input[name=tool][value=fill]")
+    page.mouse.click(*at(10, 20))  # at() counts in a 256-wide map: (5, 10) of this one
+    page.wait_for_selector("#banner:not([hidden])")
+    assert "mine is no longer on the server" in page.inner_text("#banner")
+    assert page.evaluate("document.body.dataset.gone") == "document"
 
 
 def _json_error(result: tuple[int, bytes, str], status: int, match: str) -> None:
@@ -392,32 +446,171 @@ def _multipart(fields: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
 
 
 def test_real_server_refuses_bad_requests_and_serialises_renders(server) -> None:
-    api = f"{server}api"
+    api, t = f"{server.base}api", server.token
     body, ctype = _multipart({"label": ("bomb.png", png_header(40_000, 40_000))})
-    _json_error(fetch(f"{api}/uploads", body, ctype), 413, "limit")
+    _json_error(fetch(f"{api}/uploads", body, ctype, t), 413, "limit")
     body, ctype = _multipart({"label": ("big.png", b"\x89PNG" + b"\0" * MAX_BODY)})
-    _json_error(fetch(f"{api}/uploads", body, ctype), 413, "Too Large")
-    _json_error(fetch(f"{api}/documents", b"{nope"), 400, "must be JSON")
-    _json_error(fetch(f"{api}/documents", b'{"sample": 7}'), 400, "row number 0..1")
-    _json_error(fetch(f"{api}/documents/0123456789abcdef/maps"), 404, "no document")
-    _json_error(fetch(f"{api}/documents/..%2F..%2Frun%2FG.ckpt/maps"), 404, "Not Found")
-    _json_error(fetch(f"{server}static/..%2F..%2Fcore%2Fruns.py"), 404, "Not Found")
-    assert fetch(f"{api}/info")[0] == 200  # still serving
+    _json_error(fetch(f"{api}/uploads", body, ctype, t), 413, "Too Large")
+    _json_error(fetch(f"{api}/documents", b"{nope", token=t), 400, "must be JSON")
+    _json_error(fetch(f"{api}/documents", b'{"sample": 7}', token=t), 400, "row number 0..1")
+    _json_error(fetch(f"{api}/documents/0123456789abcdef/maps", token=t), 404, "no document")
+    _json_error(fetch(f"{api}/documents/..%2F..%2Frun%2FG.ckpt/maps", token=t), 404, "Not Found")
+    _json_error(fetch(f"{server.base}static/..%2F..%2Fcore%2Fruns.py", token=t), 404, "Not Found")
+    # who is answered: the token, this server's Host, its own Origin, JSON
+    listed = fetch(f"{api}/documents", token=t)[1]
+    for url in (server.base, f"{api}/info", f"{server.base}static/editor.js"):
+        _json_error(fetch(url), 401, "no token")
+    _json_error(fetch(f"{api}/info", token="x" * 43), 401, "a wrong token")
+    _json_error(fetch(f"{api}/documents", b'{"sample": 0}'), 401, "no token")
+    for host in ("evil.example", f"evil.example:{server.base.rsplit(':', 1)[1][:-1]}"):
+        _json_error(fetch(f"{api}/info", token=t, headers={"Host": host}), 403, "not this server")
+    for ctype in ("application/json", "text/plain"):
+        cross = {"Origin": "http://127.0.0.1:1"}
+        got = fetch(f"{api}/documents", b'{"sample": 0}', ctype, t, cross)
+        _json_error(got, 403, "is not this server")
+    _json_error(
+        fetch(f"{api}/documents", b'{"sample": 0}', "text/plain", t), 415, "application/json"
+    )
+    assert fetch(f"{api}/documents", token=t)[1] == listed  # nothing opened
+    code, page, _ = fetch(server.url)
+    assert code == 200 and b"editor.js" in page
+    assert fetch(f"{api}/info", token=t)[0] == 200  # still serving
 
     # six documents rendered at full size at once: every answer is the one render
-    ids = [json.loads(fetch(f"{api}/documents", b'{"sample": 1}')[1])["id"] for _ in range(6)]
+    ids = [
+        json.loads(fetch(f"{api}/documents", b'{"sample": 1}', token=t)[1])["id"] for _ in range(6)
+    ]
     results: dict[str, tuple[int, bytes, str]] = {}
 
     def render(doc_id: str) -> None:
-        results[doc_id] = fetch(f"{api}/documents/{doc_id}/full.png")
+        results[doc_id] = fetch(f"{api}/documents/{doc_id}/full.png", token=t)
 
     threads = [threading.Thread(target=render, args=(i,)) for i in ids]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=300)
     assert len(results) == 6 and all(r[0] == 200 and r[2] == "image/png" for r in results.values())
     assert len({r[1] for r in results.values()}) == 1
+
+
+ATTACK = """<!DOCTYPE html><meta charset="utf-8"><title>another page</title><body>
+<form id="f1" method="POST" enctype="text/plain" target="sink1" action="@EDITOR@api/documents">
+<input name='{"sample": 0, "x": "' value='"}'></form>
+<form id="f2" method="POST" target="sink2" action="@EDITOR@api/documents/@DOC@/save">
+<input name="x" value="1"></form>
+<iframe name="sink1"></iframe><iframe name="sink2"></iframe>
+<script>
+const E = "@EDITOR@", doc = "@DOC@", inc = { credentials: "include" };
+const png = Uint8Array.from(atob("@PNG@"), (c) => c.charCodeAt(0));
+const upload = new FormData();
+upload.append("label", new Blob([png], { type: "image/png" }), "x.png");
+const fill = JSON.stringify({ op: "fill", class: 21, x: 5, y: 120, object: "stuff" });
+const tries = [
+  ["api/documents", { method: "POST", mode: "no-cors", body: '{"sample": 0}',
+    headers: { "Content-Type": "text/plain" } }],
+  ["api/documents", { method: "POST", body: '{"sample": 0}',
+    headers: { "Content-Type": "application/json" } }],
+  ["api/uploads", { method: "POST", mode: "no-cors", body: upload }],
+  [`api/documents/${doc}/edits`, { method: "POST", mode: "no-cors", body: fill }],
+  [`api/documents/${doc}/save`, { method: "POST", mode: "no-cors" }],
+  [`api/documents/${doc}`, { method: "DELETE" }],
+];
+(async () => {
+  const out = [];
+  for (const [path, opts] of tries) {
+    try {
+      const r = await fetch(E + path, { ...inc, ...opts });
+      out.push(`${r.type} ${r.status}`);
+    } catch (e) {
+      out.push(`refused: ${e.message}`);
+    }
+  }
+  document.getElementById("f1").submit();
+  document.getElementById("f2").submit();
+  document.body.dataset.done = JSON.stringify(out);
+})();
+</script>"""
+
+
+def _plain(log: str) -> str:
+    """Werkzeug's request lines without their terminal colours."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", log)
+
+
+def test_a_page_on_another_local_port_cannot_open_edit_or_save(server, work, tmp_path) -> None:
+    """The browser holds the editor's cookie (its page is open in another tab); a page of
+    another local port (same site, another origin) posts with fetch() and forms: every
+    request reaches the server and is refused; no document opened, edited, closed or saved."""
+    import base64
+    import functools
+    import http.server
+    import time
+
+    from playwright.sync_api import sync_playwright
+
+    label = np.full((16, 32), 7, np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(label).save(buf, format="PNG")
+    site = tmp_path / "site"
+    site.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    api = f"{server.base}api/documents"
+
+    def workspace() -> tuple[list, list]:
+        files = sorted(str(p.relative_to(work["out"])) for p in work["out"].rglob("*"))
+        return json.loads(fetch(api, token=server.token)[1]), files
+
+    try:
+        with sync_playwright() as pw:
+            ctx = browser(pw, tmp_path)
+            try:
+                editor = ctx.new_page()
+                editor.goto(server.url)
+                editor.wait_for_selector("#synth[data-version='0']", timeout=60_000)
+                doc = editor.evaluate("ui.doc.id")
+                before = workspace()
+                log_start = len(server.log.read_text())
+                attack = ATTACK.replace("@EDITOR@", server.base).replace("@DOC@", doc)
+                (site / "index.html").write_text(
+                    attack.replace("@PNG@", base64.b64encode(buf.getvalue()).decode())
+                )
+                page = ctx.new_page()
+                seen: list[str] = []
+                page.on("console", lambda m: seen.append(m.text))
+                page.on("pageerror", lambda e: seen.append(str(e)))
+                page.goto(f"http://127.0.0.1:{other.server_port}/index.html")
+                page.wait_for_function("document.body.dataset.done", timeout=20_000)
+                outcomes = json.loads(page.evaluate("document.body.dataset.done"))
+                # both forms' posts reach the server (their frames show the refusal)
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    lines = _plain(server.log.read_text()[log_start:])
+                    if lines.count('"POST /api/documents HTTP') >= 2 and "/save HTTP" in lines:
+                        break
+                    time.sleep(0.2)
+                after = workspace()  # before the editor's tab closes (it closes its document)
+                lines = _plain(server.log.read_text()[log_start:])
+            finally:
+                ctx.close()
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert after == before, (outcomes, seen)  # nothing opened, edited, closed or saved
+    # every attempt reached the server and was refused there (a 4xx; not a browser-side block
+    # that a laxer browser might skip): the fetches with a simple body, the uploads, the forms
+    requests = [
+        line
+        for line in lines.splitlines()
+        if '"POST /api/' in line or '"DELETE /api/' in line or '"OPTIONS /api/' in line
+    ]
+    statuses = [line.split('" ', 1)[1].split()[0] for line in requests]
+    assert len(requests) >= 6 and all(s in ("401", "403", "415") for s in statuses), requests
+    for path in ("/api/uploads", f"/api/documents/{doc}/edits", f"/api/documents/{doc}/save"):
+        assert any(f"POST {path} " in line for line in requests), (path, requests)
+    assert sum('"POST /api/documents ' in line for line in requests) >= 2, requests
 
 
 def test_another_host_warns_and_sigterm_stops(work, tmp_path) -> None:
@@ -429,7 +622,8 @@ def test_another_host_warns_and_sigterm_stops(work, tmp_path) -> None:
     try:
         assert url.startswith("http://127.0.0.2:")
         assert "warning: listening on 127.0.0.2" in log.read_text()
-        code, body, _ = fetch(f"{url}api/info")
+        base, token = split(url)
+        code, body, _ = fetch(f"{base}api/info", token=token)
         assert code == 200 and json.loads(body)["samples"] == []  # no --data: uploads only
     finally:
         stop_server(proc, signal.SIGTERM, log)

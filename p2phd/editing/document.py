@@ -143,6 +143,25 @@ class Document:
         self.redo_stack: list[State] = []
         self.version = 0
         self.lock = threading.RLock()
+        # The state as opened or last saved: a document still in it has nothing to lose.
+        self.saved_state = self.state
+
+    @property
+    def unsaved(self) -> bool:
+        """Has the state changed since it was opened or saved? (Undo back to it: no.)"""
+        return self.state is not self.saved_state
+
+    def mark_saved(self, s: State) -> None:
+        """``s`` (a snapshot) was written: the document is unsaved again only if it moved on."""
+        with self.lock:
+            self.saved_state = s
+
+    def restore(self, s: State, version: int) -> None:
+        """Come back as a dropped unedited document was (p2phd.editing.store): its state and
+        version, with no undo history."""
+        with self.lock:
+            self.state = self.saved_state = s
+            self.version = version
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -1,21 +1,23 @@
 """bin/edit: edit label maps in the browser and see the run's generator re-render them.
 
 ``bin/edit RUN [--clusters FILE] [--data MANIFEST] [--out DIR] [--port 8765] [--host 127.0.0.1]
-[--preview_size 256] [--onnx auto|FILE|''] [--engine auto|mindspore|onnxruntime|openvino]``
+[--token TOKEN | --no_token] [--preview_size 256] [--onnx auto|FILE|''] [--engine ...]``
 
-Starts a local web server (Flask on Werkzeug's threaded server) and prints its URL on stdout;
-Ctrl-C (SIGINT) or SIGTERM stops it, exit 0. The page picks a label map of ``--data`` or takes
+Starts a local web server (Flask on Werkzeug's threaded server) and prints its URL on stdout,
+with the start's token (``http://127.0.0.1:8765/?token=...``: p2phd.editing.guard says who is
+answered); Ctrl-C (SIGINT) or SIGTERM stops it, exit 0. The page picks a label map of ``--data`` or takes
 an uploaded one, paints, fills, changes, deletes, moves and adds objects, chooses each object's
 style among its class's cluster centres (feature runs), and saves the maps, the synthesized PNG
 and the styles so that ``bin/prepare`` + ``bin/render --styles`` reproduce the PNG
 (p2phd.editing.saving). Listening on anything but 127.0.0.1 prints a warning: whoever reaches
-the port can read the run's renders and write into ``--out``.
+the port and has the token can read the run's renders and write into ``--out``.
 
 The run's ONNX export (``<run>/<run-name>.onnx``, ``make export-onnx``) renders when it exists
 and was made from the run's G.ckpt (p2phd.editing.engines; announced on stderr): onnxruntime or
 OpenVINO, and no MindSpore import or set-up at all; Save's commands then name the same engine.
 """
 
+import os
 import signal
 import sys
 import threading
@@ -24,7 +26,7 @@ from pathlib import Path
 from p2phd.core import lock, runtime
 from p2phd.core.cli import UsageError, check_writable, emit, log, log_dry_run, parse_options
 from p2phd.data.dataset import Dataset
-from p2phd.editing import engines
+from p2phd.editing import engines, guard
 from p2phd.editing.model import Model, RunInfo, open_run
 from p2phd.editing.options import LOCALHOST, EditOptions
 
@@ -43,8 +45,29 @@ def _open_data(path: str, info: RunInfo) -> Dataset:
     return ds
 
 
+def _token(o: EditOptions) -> str:
+    """--token, else $P2PHD_EDIT_TOKEN, else a new random one; '' only with --no_token."""
+    if o.no_token:
+        log(
+            "edit: WARNING: --no_token: requests are answered without a token: every program "
+            "and user of this machine (and of the network, with --host) can read the run and "
+            "write into --out"
+        )
+        return ""
+    given, where = o.token, "--token"
+    if not given and os.environ.get(guard.TOKEN_ENV):
+        given, where = os.environ[guard.TOKEN_ENV], f"${guard.TOKEN_ENV}"
+    if not given:
+        return guard.new_token()
+    try:
+        return guard.check_token(given)
+    except ValueError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     o = parse_options(EditOptions, argv, "edit", (__doc__ or "").split("\n")[0])
+    token = _token(o)
     info = open_run(o.run, o.clusters, o.seed)
     info.engine = engines.resolve(o, info)
     out = check_writable(Path(o.out) if o.out else info.run_dir / "edits", "--out", folder=True)
@@ -52,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if o.host != LOCALHOST:
         log(
             f"edit: warning: listening on {o.host}, not {LOCALHOST}: anyone who can reach this "
-            f"port can render with {info.run_dir} and write into {out}"
+            f"port and has the token can render with {info.run_dir} and write into {out}"
         )
     if o.dry_run:
         log_dry_run(
@@ -65,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     with lock.hold(out, "bin/edit --out"):
         if info.engine.onnx is None:  # the ONNX engines need no MindSpore (start-up time)
             runtime.setup(o.device_target, o.pynative, o.seed, o.verbose, data_parallel=False)
-        return serve(o, info, out, ds)
+        return serve(o, info, out, ds, token)
 
 
-def serve(o: EditOptions, info: RunInfo, out: Path, ds: Dataset | None) -> int:
+def serve(o: EditOptions, info: RunInfo, out: Path, ds: Dataset | None, token: str) -> int:
     """Load the model, start the server on a thread, print the URL, wait for SIGINT/SIGTERM."""
     import logging
 
@@ -80,7 +103,8 @@ def serve(o: EditOptions, info: RunInfo, out: Path, ds: Dataset | None) -> int:
     # The weights are loaded before the URL is printed, so a broken checkpoint is an error here.
     model = Model(info, o.preview_size, info.engine.generator(info))
     ws = Workspace(model, out, ds, o.max_upload_pixels)
-    app = create_app(ws, o.max_upload_bytes)
+    gate = guard.Guard(token, o.host)
+    app = create_app(ws, gate, o.max_upload_bytes)
     if not o.verbose:  # Werkzeug logs every request on stderr; keep errors only
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
     try:
@@ -94,10 +118,13 @@ def serve(o: EditOptions, info: RunInfo, out: Path, ds: Dataset | None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     thread = threading.Thread(target=server.serve_forever, name="edit-server", daemon=True)
     thread.start()
-    host = f"[{o.host}]" if ":" in o.host else o.host
-    url = f"http://{host}:{server.server_port}/"
+    gate.port = server.server_port
+    url = gate.url()
     emit(url)
-    log(f"edit: {info.run_dir} ({info.mode}) at {url}; saves go to {out}; Ctrl-C stops")
+    log(
+        f"edit: {info.run_dir} ({info.mode}) at http://{guard.url_host(o.host)}:{gate.port}/ "
+        f"(open the URL printed on stdout: it holds the token); saves go to {out}; Ctrl-C stops"
+    )
     try:
         while not stop.wait(0.5) and thread.is_alive():
             pass
@@ -105,6 +132,7 @@ def serve(o: EditOptions, info: RunInfo, out: Path, ds: Dataset | None) -> int:
         server.shutdown()
         thread.join(timeout=10)
         server.server_close()
+        ws.documents.cleanup()
         if ds is not None:
             ds.close()
     log("edit: stopped")

@@ -23,8 +23,21 @@ class EditOptions(RuntimeOptions):
     out: str = opt("", "folder Save writes into; '' = <run>/edits", metavar="DIR")
     host: str = opt(
         LOCALHOST,
-        "address to listen on; anything but 127.0.0.1 lets other machines read the run and "
-        "write into --out (a warning is printed)",
+        "address to listen on; anything but 127.0.0.1 lets other machines that have the token "
+        "read the run and write into --out (a warning is printed)",
+    )
+    token: str = opt(
+        "",
+        "the secret every request must carry (the printed URL has it; scripts send "
+        "'Authorization: token TOKEN'); '' = $P2PHD_EDIT_TOKEN if set, else a new random one "
+        "per start; at least 16 URL-safe characters; other users of the machine can read it "
+        "in `ps`, the environment variable they cannot",
+        metavar="TOKEN",
+    )
+    no_token: bool = opt(
+        False,
+        "DANGEROUS: answer requests without a token, so every local user and program (and "
+        "with --host, everyone who reaches the port) can read the run and write into --out",
     )
     port: int = opt(8765, "TCP port; 0 = any free port (the URL printed says which)")
     preview_size: int = opt(
@@ -67,6 +80,8 @@ class EditOptions(RuntimeOptions):
             raise UsageError("RUN is required (the run folder written by bin/train)")
         if not 0 <= self.port <= 65535:
             raise UsageError(f"--port must be 0..65535, got {self.port}")
+        if self.no_token and self.token:
+            raise UsageError("--no_token and --token contradict each other: give one")
         if self.threads < 0:
             raise UsageError(f"--threads must be 0 or more, got {self.threads}")
         for name in ("preview_size", "max_upload_bytes", "max_upload_pixels"):

@@ -4,6 +4,7 @@
 | --- | --- |
 | GET / | the editor page (``static/index.html``; ``/static/*``: its script, style) |
 | GET /api/info | run, classes (id, name, colour, thing, clusters), sample names, limits |
+| GET /api/documents | the open documents: id, name, version, unsaved, held in memory |
 | POST /api/documents | ``{"sample": ROW}``: open a sample of ``--data`` -> state (201) |
 | POST /api/uploads | multipart ``label`` PNG, optional ``inst`` PNG, ``name`` -> state (201) |
 | GET /api/documents/ID | state: size, version, can_undo/redo, objects (class, box, style) |
@@ -12,10 +13,14 @@
 | GET /api/documents/ID/preview.png | the state rendered (``X-Version``, ``X-Render-Ms``); |
 | GET /api/documents/ID/full.png | ... at full size, as bin/render would |
 | POST /api/documents/ID/save | write the files (``saving.py``) -> files and batch commands |
+| DELETE /api/documents/ID | close it, unsaved edits and all (the page asks first) |
 | GET /api/swatches/C/K.png | class C's cluster centre K rendered by G |
 
-Every error is JSON ``{"error": "<one line>"}`` with a 4xx (bad input) or 500 status: never an
-HTML traceback page. Request bodies are capped by ``MAX_CONTENT_LENGTH`` (413).
+Every request first passes ``guard.py`` (Host, token, and for state changes Origin and
+Content-Type: ``application/json`` everywhere but the upload). Every error is JSON
+``{"error": "<one line>"}`` with a 4xx (bad input) or 500 status: never an HTML traceback page.
+Request bodies are capped by ``MAX_CONTENT_LENGTH`` (413). A document that cannot be held
+because every slot has unsaved edits is a 409 (``store.py``).
 """
 
 import re
@@ -28,7 +33,9 @@ from flask import Flask, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException, NotFound
 
 from p2phd.editing.document import Document, EditError
+from p2phd.editing.guard import Guard
 from p2phd.editing.options import MAX_UPLOAD_BYTES
+from p2phd.editing.store import Full
 from p2phd.editing.workspace import TooLarge, Workspace
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -44,7 +51,7 @@ def _error(message: str, status: int) -> tuple[Response, int]:
 
 
 def _json_body() -> Any:
-    body = request.get_json(force=True, silent=True)
+    body = request.get_json(silent=True)  # the guard let only application/json through
     if body is None:
         raise EditError('the request body must be JSON (e.g. {"op": "undo"})')
     return body
@@ -58,8 +65,13 @@ def _png(data: bytes, version: int, ms: float = 0.0) -> Response:
     return r
 
 
-def create_app(ws: Workspace, max_body: int = MAX_UPLOAD_BYTES) -> Flask:
-    """The Flask app serving ``ws``; bodies over ``max_body`` bytes get a 413."""
+def _gone(doc_id: str) -> NotFound:
+    return NotFound(f"no document {doc_id!r} (ids come from /api/documents or /api/uploads)")
+
+
+def create_app(ws: Workspace, guard: Guard, max_body: int = MAX_UPLOAD_BYTES) -> Flask:
+    """The Flask app serving ``ws`` to whom ``guard`` lets in; bodies over ``max_body`` bytes
+    get a 413."""
     app = Flask("p2phd.editing", static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = max_body
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -67,12 +79,30 @@ def create_app(ws: Workspace, max_body: int = MAX_UPLOAD_BYTES) -> Flask:
     def document(doc_id: str) -> Document:
         doc = ws.get(doc_id) if _DOC_ID.fullmatch(doc_id) else None
         if doc is None:
-            raise NotFound(f"no document {doc_id!r} (ids come from /api/documents or /api/uploads)")
+            raise _gone(doc_id)
         return doc
+
+    def known(doc_id: str) -> str:
+        if not _DOC_ID.fullmatch(doc_id):
+            raise _gone(doc_id)
+        return doc_id
+
+    @app.before_request
+    def check():  # before the URL's route runs, also for unknown URLs and static files
+        refused = guard.refusal(request)
+        return _error(refused[1], refused[0]) if refused else None
+
+    @app.after_request
+    def headers(response: Response) -> Response:
+        return guard.after(request, response)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         return _error(f"{exc.name}: {exc.description}", exc.code or 500)
+
+    @app.errorhandler(Full)
+    def full(exc: Full):
+        return _error(str(exc), 409)
 
     @app.errorhandler(TooLarge)
     def too_large(exc: TooLarge):
@@ -100,6 +130,10 @@ def create_app(ws: Workspace, max_body: int = MAX_UPLOAD_BYTES) -> Flask:
     @app.get("/api/info")
     def info():
         return jsonify(ws.info())
+
+    @app.get("/api/documents")
+    def listing():
+        return jsonify(ws.documents.listing())
 
     @app.post("/api/documents")
     def open_sample():
@@ -136,9 +170,17 @@ def create_app(ws: Workspace, max_body: int = MAX_UPLOAD_BYTES) -> Flask:
 
     @app.post("/api/documents/<doc_id>/edits")
     def edit(doc_id: str):
-        doc = document(doc_id)
-        doc.apply(_json_body())
+        op = _json_body()
+        doc = ws.edit(known(doc_id), op)
+        if doc is None:
+            raise _gone(doc_id)
         return jsonify(ws.state(doc))
+
+    @app.delete("/api/documents/<doc_id>")
+    def close(doc_id: str):
+        if not ws.close(known(doc_id)):
+            raise _gone(doc_id)
+        return jsonify(closed=doc_id)
 
     @app.get("/api/documents/<doc_id>/<kind>.png")
     def render(doc_id: str, kind: str):
@@ -148,7 +190,10 @@ def create_app(ws: Workspace, max_body: int = MAX_UPLOAD_BYTES) -> Flask:
 
     @app.post("/api/documents/<doc_id>/save")
     def save(doc_id: str):
-        return jsonify(ws.save(document(doc_id)))
+        saved = ws.save(known(doc_id))
+        if saved is None:
+            raise _gone(doc_id)
+        return jsonify(saved)
 
     @app.get("/api/swatches/<int:c>/<int:k>.png")
     def swatch(c: int, k: int):

@@ -11,7 +11,6 @@ import io
 import secrets
 import threading
 import warnings
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,7 @@ from p2phd.editing import saving
 from p2phd.editing.document import CITYSCAPES_THINGS, Document, EditError
 from p2phd.editing.model import Model
 from p2phd.editing.options import MAX_UPLOAD_PIXELS
-
-MAX_DOCUMENTS = 8  # open documents kept; the least recently used one is dropped beyond
+from p2phd.editing.store import Store
 
 
 class TooLarge(EditError):
@@ -76,7 +74,7 @@ class Workspace:
         self.out = out
         self.dataset = dataset
         self.max_pixels = max_pixels
-        self.documents: OrderedDict[str, Document] = OrderedDict()
+        self.documents = Store(self._document)
         self.lock = threading.Lock()
         self.save_lock = threading.Lock()
         self.renders: dict[tuple[str, str], tuple[int, bytes]] = {}
@@ -117,24 +115,30 @@ class Workspace:
 
     # -- documents ----------------------------------------------------------------------------
 
-    def _add(self, name: str, label: np.ndarray, inst: np.ndarray) -> Document:
+    def _document(self, name: str, label: np.ndarray, inst: np.ndarray) -> Document:
         k = self.model.clusters_k if self.model.info.mode == "clusters" else None
-        doc = Document(name, label, inst, self.label_nc, k, self.model.info.style_by)
-        doc_id = secrets.token_hex(8)
-        with self.lock:
-            self.documents[doc_id] = doc
-            doc.id = doc_id
-            while len(self.documents) > MAX_DOCUMENTS:
-                old, _ = self.documents.popitem(last=False)
-                self.renders = {key: v for key, v in self.renders.items() if key[0] != old}
+        return Document(name, label, inst, self.label_nc, k, self.model.info.style_by)
+
+    def _add(self, name: str, label: np.ndarray, inst: np.ndarray) -> Document:
+        doc = self._document(name, label, inst)
+        doc.id = secrets.token_hex(8)
+        self.documents.add(doc)  # may drop an unedited document (or refuse: store.Full)
+        held = self.documents.ids()
+        self.renders = {key: v for key, v in self.renders.items() if key[0] in held}
         return doc
 
     def get(self, doc_id: str) -> Document | None:
-        with self.lock:
-            doc = self.documents.get(doc_id)
+        return self.documents.get(doc_id)
+
+    def edit(self, doc_id: str, op: Any) -> Document | None:
+        """Apply one operation to a document held in memory meanwhile; None if unknown."""
+        with self.documents.using(doc_id) as doc:
             if doc is not None:
-                self.documents.move_to_end(doc_id)
+                doc.apply(op)
             return doc
+
+    def close(self, doc_id: str) -> bool:
+        return self.documents.close(doc_id)
 
     def open_sample(self, row: Any) -> Document:
         n = len(self.dataset) if self.dataset is not None else 0
@@ -189,6 +193,7 @@ class Workspace:
             "version": version,
             "can_undo": bool(doc.undo_stack),
             "can_redo": bool(doc.redo_stack),
+            "unsaved": doc.unsaved,
             "objects": objects,
         }
 
@@ -218,11 +223,16 @@ class Workspace:
         Image.fromarray(self.model.swatch(c, k)).save(buf, format="PNG")
         return buf.getvalue()
 
-    def save(self, doc: Document) -> dict[str, Any]:
-        """Render the current state at full size and write it with its maps and styles."""
-        s, version = doc.snapshot()
-        picture = self.model.full(doc.name, s)
-        chosen = self.model.chosen(doc.name, s)[0] if self.model.info.mode == "clusters" else []
-        with self.save_lock:
-            result = saving.save(self.out, doc.name, s, picture, chosen, self.model.info)
-        return {**result, "version": version}
+    def save(self, doc_id: str) -> dict[str, Any] | None:
+        """Render the current state at full size and write it with its maps and styles (None:
+        no such document). Saved, the document may be dropped (it comes back as saved)."""
+        with self.documents.using(doc_id) as doc:
+            if doc is None:
+                return None
+            s, version = doc.snapshot()
+            picture = self.model.full(doc.name, s)
+            chosen = self.model.chosen(doc.name, s)[0] if self.model.info.mode == "clusters" else []
+            with self.save_lock:
+                result = saving.save(self.out, doc.name, s, picture, chosen, self.model.info)
+            doc.mark_saved(s)
+        return {**result, "version": version, "unsaved": doc.unsaved}

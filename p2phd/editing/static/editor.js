@@ -18,21 +18,38 @@ function busy(delta) {
   document.body.dataset.busy = ui.busy > 0 ? "1" : "0";
 }
 
-// fetch + JSON errors as one line on the page
+// The page says so, in a banner, when the server no longer answers for it or its document.
+function banner(text) {
+  $("banner").textContent = text;
+  $("banner").hidden = false;
+}
+
+// fetch + JSON errors as one line on the page. Everything but a GET sends JSON (uploads:
+// multipart): the server refuses other content types, so no other site's form can post here.
 async function call(method, path, body, raw = false) {
   busy(1);
   try {
     const opts = { method };
     if (body instanceof FormData) opts.body = body;
-    else if (body !== undefined) {
-      opts.body = JSON.stringify(body);
+    else if (method !== "GET") {
+      opts.body = JSON.stringify(body === undefined ? {} : body);
       opts.headers = { "Content-Type": "application/json" };
     }
     const r = await fetch(path, opts);
     if (!r.ok) {
       let msg = r.status + " " + r.statusText;
       try { msg = (await r.json()).error; } catch (e) { /* not JSON */ }
-      throw new Error(msg);
+      if (r.status === 401 || r.status === 403) {
+        banner(`bin/edit refused this page (${msg}). Open the URL it printed, with its ?token=.`);
+        document.body.dataset.gone = "refused";
+      } else if (r.status === 404 && msg.includes("no document") && ui.doc && path.includes(ui.doc.id)) {
+        banner(`${ui.doc.name} is no longer on the server (closed, or bin/edit was restarted): ` +
+          "its edits since the last save are not there. Open or upload a map to go on.");
+        document.body.dataset.gone = "document";
+      }
+      const err = new Error(msg);
+      err.status = r.status;
+      throw err;
     }
     return raw ? r : await r.json();
   } finally {
@@ -81,7 +98,10 @@ function pickClass(c) {
 async function showDoc(state) {
   const first = !ui.doc || ui.doc.id !== state.id;
   ui.doc = state;
+  $("unsaved").hidden = !state.unsaved;
   if (first) {
+    $("banner").hidden = true;
+    delete document.body.dataset.gone;
     ui.W = state.width;
     ui.H = state.height;
     const canvas = $("label");
@@ -259,11 +279,35 @@ function onUp(ev) {
 }
 
 // ---- start-up -----------------------------------------------------------------------------
+function closeDoc(doc) {
+  return call("DELETE", `/api/documents/${doc.id}`).catch(() => { /* already gone */ });
+}
+
+// Open another document in place of this one: its unsaved edits go only if the user says so
+// (the server keeps a document with unsaved edits until it is saved or closed, and refuses to
+// open more with a 409 when all its slots hold one: then this one is closed first).
+async function switchTo(open) {
+  const old = document.body.dataset.gone ? null : ui.doc;  // a gone one has nothing to ask
+  if (old && old.unsaved && !confirm(`Discard the unsaved edits of ${old.name}?`)) return false;
+  let state;
+  try {
+    state = await open();
+  } catch (e) {
+    if (!old || e.status !== 409) throw e;
+    await closeDoc(old);
+    state = await open();
+  }
+  await showDoc(state);
+  if (old && old.id !== state.id) closeDoc(old);
+  return true;
+}
+
 async function openSample() {
   await guarded(async () => {
     const row = +$("sample").value;
-    await showDoc(await call("POST", "/api/documents", { sample: row }));
-    setStatus(`opened ${ui.doc.name}`);
+    if (await switchTo(() => call("POST", "/api/documents", { sample: row }))) {
+      setStatus(`opened ${ui.doc.name}`);
+    }
   });
 }
 
@@ -276,14 +320,17 @@ async function upload(ev) {
     form.append("label", label);
     if ($("upload-inst").files[0]) form.append("inst", $("upload-inst").files[0]);
     if ($("upload-name").value) form.append("name", $("upload-name").value);
-    await showDoc(await call("POST", "/api/uploads", form));
-    setStatus(`uploaded ${ui.doc.name}`);
+    if (await switchTo(() => call("POST", "/api/uploads", form))) {
+      setStatus(`uploaded ${ui.doc.name}`);
+    }
   });
 }
 
 async function save() {
   await guarded(async () => {
-    const r = await call("POST", docPath("/save"));
+    const r = await call("POST", docPath("/save"), {});
+    ui.doc.unsaved = r.unsaved;
+    $("unsaved").hidden = !r.unsaved;
     $("saved").hidden = false;
     $("saved").textContent = `saved v${r.version} into ${r.folder}:\n  ${r.files.join("\n  ")}\n` +
       `reproduce with:\n  ${r.commands.join("\n  ")}`;
@@ -306,6 +353,8 @@ function keys(ev) {
 }
 
 async function init() {
+  // The token has become a cookie: keep it out of the address bar, history and bookmarks.
+  if (location.search) history.replaceState(null, "", location.pathname);
   ui.info = await call("GET", "/api/info");
   $("run").textContent = `${ui.info.run} (${ui.info.mode}, ${ui.info.engine})`;
   buildClasses();
@@ -335,6 +384,16 @@ async function init() {
   canvas.addEventListener("pointermove", onMove);
   canvas.addEventListener("pointerup", onUp);
   document.addEventListener("keydown", keys);
+  window.addEventListener("beforeunload", (ev) => {
+    if (ui.doc && ui.doc.unsaved) ev.preventDefault();  // the browser asks "leave the page?"
+  });
+  // Leaving the page closes its document: nothing else could reach it again.
+  window.addEventListener("pagehide", () => {
+    if (ui.doc && !document.body.dataset.gone) {
+      fetch(docPath(""), { method: "DELETE", keepalive: true, body: "{}",
+        headers: { "Content-Type": "application/json" } });
+    }
+  });
   if (ui.info.samples.length) await openSample();
   else setStatus("upload a label map to start");
 }
