@@ -21,7 +21,7 @@ import sys
 import threading
 from pathlib import Path
 
-from p2phd.core import lock, runtime
+from p2phd.core import extras, lock, runtime
 from p2phd.core.cli import UsageError, check_writable, emit, log, log_dry_run, parse_options
 from p2phd.data.dataset import Dataset
 from p2phd.editing import engines
@@ -45,6 +45,7 @@ def _open_data(path: str, info: RunInfo) -> Dataset:
 
 def main(argv: list[str] | None = None) -> int:
     o = parse_options(EditOptions, argv, "edit", (__doc__ or "").split("\n")[0])
+    extras.require("edit", "bin/edit")
     info = open_run(o.run, o.clusters, o.seed)
     info.engine = engines.resolve(o, info)
     out = check_writable(Path(o.out) if o.out else info.run_dir / "edits", "--out", folder=True)
