@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
-	@echo 'variables: DATA RUN MODE SIZE NGF JOBS NPROC NODES DEVICE VGG INCEPTION TB EXTRA ... (README: Make variables)'
+	@echo 'variables: DATA DEMO RUN MODE SIZE NGF JOBS NPROC NODES DEVICE VGG INCEPTION TB EXTRA ... (README: Make variables)'
 
 setup: $(STAMP) ## create .venv and install p2phd with every extra and the tested versions (requirements-lock.txt; quick when done)
 	@$(PY) tests/browser.py
@@ -259,7 +259,7 @@ demo: | $(STAMP) ## every mode end to end on a generated toy Cityscapes (or DATA
 	@for m in 512p 1024p 512p-feat; do echo "  $(CURDIR)/outputs/$(DEMO_TAG)-$$m/render-test/index.html" >&2; done
 	@echo "demo: its runs, next (MODE: 512p, 1024p, 512p-feat or 1024p-feat):" >&2
 	@echo "  make edit $(DEMO_ARGS) MODE=512p-feat     # paint label maps in the browser" >&2
-	@echo "  make evaluate-test $(DEMO_ARGS) MODE=1024p INCEPTION=pt_inception-2015-12-05-6726825d.pth   # FID" >&2
+	@echo "  make evaluate-test $(DEMO_ARGS) MODE=1024p  # FID (INCEPTION=: pytorch-fid's weights)" >&2
 	@echo "  make export-onnx $(DEMO_ARGS) MODE=1024p  # or: make export ... (MindIR)" >&2
 	@echo "$(CURDIR)/outputs/$(DEMO_TAG)-1024p-feat/render-test/index.html"
 
