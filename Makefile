@@ -10,13 +10,15 @@ STAMP := $(VENV)/.installed
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
-	@echo 'variables: DATA RUN MODE SIZE NGF JOBS NPROC NODES DEVICE VGG INCEPTION TB EXTRA ... (docs/training.md: Make variables)'
+	@echo 'variables: DATA DEMO RUN MODE SIZE NGF JOBS NPROC NODES DEVICE VGG INCEPTION TB EXTRA ... (docs/training.md: Make variables)'
 
-setup: $(STAMP) ## create .venv and install p2phd with pinned dependencies (quick when done)
+setup: $(STAMP) ## create .venv and install p2phd with every extra and the tested versions (requirements-lock.txt; quick when done)
+	@$(PY) tests/browser.py
 
-$(STAMP): pyproject.toml
+# pyproject.toml's ranges, held at the exact versions the suite passed with
+$(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements-lock.txt -e '.[all,dev]'
 	touch $@
 
 # The suite on TEST_JOBS pytest-xdist workers, one test file per worker at a time (module
@@ -45,7 +47,19 @@ lint: $(STAMP) ## ruff check
 # ---------------------------------------------------------------------------------------------
 BIN := bin
 DEMO_DATA := outputs/demo-data
+# ---- make demo's settings: its sub-make gets them, and DEMO=1 gives them to any target (the
+# demo's data and runs: make evaluate-test DEMO=1 MODE=1024p, make edit DEMO=1 MODE=512p-feat, ...)
+DEMO_SETTINGS := SIZE=128 NGF=16 NITER_512=30 DECAY_512=30 NITER_1024=2 DECAY_1024=2 FIX_GLOBAL=1 N_CLUSTERS=3
+DEMO_EXTRA := --n_downsample_global 3 --n_blocks_global 3 --n_blocks_local 1 --ndf 16 --nef 8 --n_layers_D 2
+DEMO_TAG = $(if $(filter $(DEMO_DATA),$(DATA)),demo,demo-$(notdir $(abspath $(DATA))))
+DEMO_RUNS = DATASET=$(DEMO_TAG) RUN_512p=$(DEMO_TAG)-512p RUN_1024p=$(DEMO_TAG)-1024p \
+	RUN_512p-feat=$(DEMO_TAG)-512p-feat RUN_1024p-feat=$(DEMO_TAG)-1024p-feat
+DEMO ?=#                           DEMO=1: act on make demo's data and runs, with its settings
 DATA ?= $(DEMO_DATA)#              Cityscapes tree (leftImg8bit/, gtFine/) or pix2pixHD folders
+ifeq ($(DEMO),1)
+$(foreach s,$(DEMO_SETTINGS) $(DEMO_RUNS),$(eval $(s)))
+EXTRA = $(DEMO_EXTRA)
+endif
 DATASET ?= $(if $(filter $(DEMO_DATA),$(DATA)),demo,$(notdir $(abspath $(DATA))))#  manifest names
 RUN ?= label2city#                 run names: $(RUN)_512p, $(RUN)_1024p, ..._feat
 RUN_512p ?= $(RUN)_512p
@@ -56,7 +70,7 @@ MODE ?= 1024p#                     run that render-* uses: 512p, 1024p, 512p-fea
 SIZE ?= 1024#                      512p load width (pixels); the 1024p modes use twice that
 NGF ?= 64#                         512p generator width; the 1024p local enhancer uses NGF/2
 JOBS ?= 0#                         prepare worker processes (0 = all cores)
-NPROC ?= 1#                        workers (devices) per node: train, precompute, render under msrun
+NPROC ?= 1#                        workers (devices) per node: train-*, precompute, render-test/val/train under msrun
 NODES ?= 1#                        nodes (machines) of one msrun job: NPROC*NODES workers in all
 NODE_RANK ?= 0#                    this node's number, 0..NODES-1 (node 0 runs the scheduler)
 MASTER_ADDR ?= 127.0.0.1#          node 0's address (every node gives the same)
@@ -81,12 +95,13 @@ N_CLUSTERS ?= 10
 
 # Without DATA these targets would train the seed's full configuration (ngf 64, 200 epochs,
 # images upscaled to 1024 wide) on the toy data: stop at once. `make demo` keeps its own data and
-# settings (its sub-make runs at MAKELEVEL 1).
+# settings (its sub-make runs at MAKELEVEL 1); DEMO=1 asks for the demo's.
 NEEDS_DATA := prepare train-512p train-1024p train-512p-feat train-1024p-feat precompute cluster \
-	render-test render-val render-train edit
-ifeq ($(origin DATA)$(MAKELEVEL),file0)
+	render-test render-val render-train edit export export-onnx evaluate-test evaluate-val \
+	render-nvidia demo-renders
+ifeq ($(origin DATA)$(MAKELEVEL)$(DEMO),file0)
 ifneq ($(filter $(NEEDS_DATA),$(MAKECMDGOALS)),)
-$(error $(firstword $(filter $(NEEDS_DATA),$(MAKECMDGOALS))) needs a dataset: make $(firstword $(filter $(NEEDS_DATA),$(MAKECMDGOALS))) DATA=/path/to/cityscapes (a Cityscapes tree or pix2pixHD folders); or `make demo` for every mode on generated toy data)
+$(error $(firstword $(filter $(NEEDS_DATA),$(MAKECMDGOALS))) needs a dataset: make $(firstword $(filter $(NEEDS_DATA),$(MAKECMDGOALS))) DATA=/path/to/cityscapes (a Cityscapes tree or pix2pixHD folders); or `make demo` for every mode on generated toy data, then DEMO=1 for its runs)
 endif
 endif
 
@@ -201,7 +216,7 @@ $(foreach mode,$(MODES),$(eval $(call onnx_rule,$(mode))))
 .PHONY: export-onnx
 # ---- evaluate: FID (and KID) of a render against the split's real photos; with SEG= also the
 # segmentation score (mIoU, pixel accuracy) against its label maps --------------------------------
-metrics = $(call run_dir,$(1))/render-$(2)/metrics.json# mode, split
+metrics = $(call run_dir,$(1))/render-$(2)$(ENGINE_SUFFIX)/metrics.json# mode, split (ENGINE=onnx: the -onnx render)
 evaluate-test: $(call metrics,$(MODE),test) ## FID (INCEPTION=pt_inception-...pth) and, with SEG=drn-d-105_ms_cityscapes.pth, mIoU/accuracy of render-test
 evaluate-val: $(call metrics,$(MODE),val) ## the same for render-val
 evaluate-nvidia: ## the same for render-nvidia's folder (NV_RUN/render-test): the published table's row
@@ -216,7 +231,7 @@ EVAL_SCORES = $(if $(SEG),--seg $(SEG) --seg_size $(SEG_SIZE) $(if $(inception_g
 # than the file holds; the real photos' FID features come from the cache.
 define evaluate_rule
 $(call metrics,$(1),$(2)): $(call page,$(1),$(2)) FORCE
-	$(BIN)/evaluate $(call run_dir,$(1))/render-$(2) $(EVAL_SCORES) \
+	$(BIN)/evaluate $(call run_dir,$(1))/render-$(2)$(ENGINE_SUFFIX) $(EVAL_SCORES) \
 		--device_target $(DEVICE) $(EVAL_EXTRA)
 endef
 $(foreach mode,$(MODES),$(foreach split,test val,$(eval $(call evaluate_rule,$(mode),$(split)))))
@@ -228,22 +243,24 @@ DEMO_TRAIN ?= 12
 DEMO_TEST ?= 4
 DEMO_WIDTH ?= 256
 DEMO_HEIGHT ?= 128
-DEMO_TAG := $(if $(filter $(DEMO_DATA),$(DATA)),demo,demo-$(notdir $(abspath $(DATA))))
 DEMO_TIMER := outputs/$(DEMO_TAG)-started
 # A demo setting unless the same variable was given on make's command line.
 demo_var = $(1)=$(if $(filter command line,$(origin $(1))),$($(1)),$(2))
-DEMO_VARS = DATASET=$(DEMO_TAG) RUN_512p=$(DEMO_TAG)-512p RUN_1024p=$(DEMO_TAG)-1024p \
-	RUN_512p-feat=$(DEMO_TAG)-512p-feat RUN_1024p-feat=$(DEMO_TAG)-1024p-feat \
-	$(call demo_var,SIZE,128) $(call demo_var,NGF,16) $(call demo_var,NITER_512,30) \
-	$(call demo_var,DECAY_512,30) $(call demo_var,NITER_1024,2) $(call demo_var,DECAY_1024,2) \
-	$(call demo_var,FIX_GLOBAL,1) $(call demo_var,N_CLUSTERS,3) \
-	'$(call demo_var,EXTRA,--n_downsample_global 3 --n_blocks_global 3 --n_blocks_local 1 --ndf 16 --nef 8 --n_layers_D 2)'
+DEMO_VARS = $(DEMO_RUNS) \
+	$(foreach s,$(DEMO_SETTINGS),$(call demo_var,$(firstword $(subst =, ,$(s))),$(lastword $(subst =, ,$(s))))) \
+	'$(call demo_var,EXTRA,$(DEMO_EXTRA))'
+# DEMO=1 on the next commands when the demo ran on the generated data; its DATA too otherwise
+DEMO_ARGS = DEMO=1$(if $(filter $(DEMO_DATA),$(DATA)),, DATA=$(DATA))
 
-demo: | $(STAMP) ## every mode end to end on a generated toy Cityscapes (or DATA=...) in ~9 min on 2 cores; prints the render page
+demo: | $(STAMP) ## every mode end to end on a generated toy Cityscapes (or DATA=...) in ~9 min on 2 cores; prints the render page and the next commands (DEMO=1)
 	@mkdir -p outputs && date +%s > $(DEMO_TIMER)
 	$(MAKE) --no-print-directory demo-renders $(DEMO_VARS)
 	@echo "demo: done in $$(( $$(date +%s) - $$(cat $(DEMO_TIMER)) )) s; render pages:" >&2; rm -f $(DEMO_TIMER)
 	@for m in 512p 1024p 512p-feat; do echo "  $(CURDIR)/outputs/$(DEMO_TAG)-$$m/render-test/index.html" >&2; done
+	@echo "demo: its runs, next (MODE: 512p, 1024p, 512p-feat or 1024p-feat):" >&2
+	@echo "  make edit $(DEMO_ARGS) MODE=512p-feat     # paint label maps in the browser" >&2
+	@echo "  make evaluate-test $(DEMO_ARGS) MODE=1024p  # FID (INCEPTION=: pytorch-fid's weights)" >&2
+	@echo "  make export-onnx $(DEMO_ARGS) MODE=1024p  # or: make export ... (MindIR)" >&2
 	@echo "$(CURDIR)/outputs/$(DEMO_TAG)-1024p-feat/render-test/index.html"
 
 demo-renders: $(foreach mode,$(MODES),$(call page,$(mode),test)) ## render the test split with all four modes (what demo runs, with its settings)
@@ -306,6 +323,7 @@ render-nvidia: $(call man,test,$(SIZE2)) ## render DATA's test split (Cityscapes
 		--device_target $(DEVICE) $(RENDER_EXTRA)
 
 bench-import: | $(STAMP) ## bin/import time and peak RSS for the full-size label2city_1024p G in NV_FULL; with NVIDIA= TORCH_PYTHON=, its 2048x1024 renders against NVIDIA's (relative error, PNG pixels that differ)
+	@test -n "$(NV_FULL)" || { echo "make bench-import: give NV_FULL=path/to/checkpoints/label2city_1024p" >&2; exit 2; }
 	$(PY) bench/bench_import.py $(NV_FULL) $(if $(NVIDIA),--nvidia $(NVIDIA) --torch-python $(TORCH_PYTHON))
 
 .PHONY: import render-nvidia bench-import

@@ -2,10 +2,12 @@
 
 - ``sample_root`` / ``sample_dir()``: the sample in the pix2pixHD layout: 8 train frames with
   photos (``aachen_00000{0..7}_000019``), 15 test frames without (``frankfurt_...``), Cityscapes
-  file names, labelIds and instanceIds. It is ../shared/data/cityscapes-sample (2048x1024 real
-  frames) when present; otherwise, or with ``P2PHD_SAMPLE=generated``, a stand-in with the same
-  folders, names and counts, drawn by p2phd.data.demo at ``SAMPLE_SIZE`` (512x256, the same 2:1
-  aspect), generated once per test session. So a fresh clone runs every test.
+  file names, labelIds and instanceIds. It is the folder ``P2PHD_SAMPLE`` names (default: the
+  checkout's ``../shared/data/cityscapes-sample``; 2048x1024 real frames) when it holds one;
+  otherwise a stand-in with the same folders, names and counts, drawn by p2phd.data.demo at
+  ``SAMPLE_SIZE`` (512x256, the same 2:1 aspect), generated once per test session. So a fresh
+  clone runs every test but those marked ``needs_sample`` (real photos compared with reference
+  numbers), which skip with ``NO_SAMPLE`` as their reason.
 - ``tiny_cityscapes``: a tiny dataset made in the test, pix2pixHD layout, Cityscapes file names:
   ``train_label``/``train_inst``/``train_img`` (3 frames) and ``test_label``/``test_inst``
   (2 frames), 128x64 (W x H). Labels are Cityscapes labelIds (uint8 PNG, 0..33); instance maps
@@ -64,10 +66,19 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_SAMPLE = (REPO / ".." / "shared" / "data" / "cityscapes-sample").resolve()
-USE_REAL = (
-    os.environ.get("P2PHD_SAMPLE", "") != "generated" and (REAL_SAMPLE / "train_label").is_dir()
+# Where the real Cityscapes sample is: the one setting, P2PHD_SAMPLE (a folder in the pix2pixHD
+# layout; any path without train_label/, e.g. P2PHD_SAMPLE=none, runs on the generated stand-in).
+SAMPLE_ENV = "P2PHD_SAMPLE"
+REAL_SAMPLE = Path(
+    os.environ.get(SAMPLE_ENV) or REPO.parent / "shared" / "data" / "cityscapes-sample"
+).resolve()
+USE_REAL = (REAL_SAMPLE / "train_label").is_dir()
+# The reason every test that needs the real photos skips with (they cannot be redistributed).
+NO_SAMPLE = (
+    f"needs the real Cityscapes sample (none at {REAL_SAMPLE}): set {SAMPLE_ENV}=/path/to/"
+    "cityscapes-sample (8 aachen train frames and 15 frankfurt val frames, pix2pixHD layout)"
 )
+needs_sample = pytest.mark.skipif(not USE_REAL, reason=NO_SAMPLE)
 # (width, height) of the sample's frames: the real 2048x1024, or the stand-in's 512x256.
 SAMPLE_SIZE = (2048, 1024) if USE_REAL else (512, 256)
 SAMPLE_TRAIN = [f"aachen_{i:06d}_000019" for i in range(8)]

@@ -1,4 +1,5 @@
-"""bin/edit for real: the server as a user starts it, driven by Debian's chromium (Playwright).
+"""bin/edit for real: the server as a user starts it, driven by Chromium through Playwright
+(Debian's or Playwright's own: tests/browser.py; the browser tests skip without either).
 
 The browser opens the page, paints a stroke of sidewalk over the road, draws a new car, picks
 another car and gives it another cluster centre, and saves. The saved image must differ from
@@ -30,6 +31,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from browser import MISSING, find_chromium
 from conftest import REPO
 from edit_util import (
     ARCH,
@@ -50,7 +52,6 @@ from PIL import Image
 pytestmark = pytest.mark.slow  # a real browser against bin/edit servers: not in make test-fast
 
 BIN = REPO / "bin"
-CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags chromium tries to reach Google's services, and on a
 # closed network those attempts are refused and slow the start down.
 CHROMIUM_ARGS = [
@@ -172,22 +173,30 @@ def fetch(
         return e.code, e.read(), e.headers.get_content_type()
 
 
-def browser(pw, tmp_path: Path):
-    """Debian's chromium, headless, with a fresh profile in the test's folder."""
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path = find_chromium()
+    if path is None:
+        pytest.skip(MISSING)
+    return path
+
+
+def browser(pw, tmp_path: Path, chromium: str):
+    """That Chromium, headless, with a fresh profile in the test's folder."""
     return pw.chromium.launch_persistent_context(
         tempfile.mkdtemp(dir=tmp_path, prefix="chromium-profile-"),
-        executable_path=CHROMIUM,
+        executable_path=chromium,
         headless=True,
         args=CHROMIUM_ARGS,
         viewport={"width": 1300, "height": 720},
     )
 
 
-def test_browser_paint_restyle_save_and_batch_rerender(server, work, tmp_path) -> None:
+def test_browser_paint_restyle_save_and_batch_rerender(chromium, server, work, tmp_path) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        ctx = browser(pw, tmp_path)
+        ctx = browser(pw, tmp_path, chromium)
         try:
             page = ctx.new_page()
             errors: list[str] = []
@@ -299,7 +308,7 @@ def test_browser_paint_restyle_save_and_batch_rerender(server, work, tmp_path) -
     assert (Path(rendered) / saved_png.name).read_bytes() == saved_png.read_bytes()
 
 
-def test_browser_on_the_runs_onnx_export(work, tmp_path) -> None:
+def test_browser_on_the_runs_onnx_export(chromium, work, tmp_path) -> None:
     """A run with an export where make export-onnx writes it: bin/edit finds it, says so,
     renders through onnxruntime without MindSpore in the process, and the commands that Save
     records (bin/render --onnx ... --engine onnxruntime) reproduce the saved PNG byte for byte."""
@@ -324,7 +333,7 @@ def test_browser_on_the_runs_onnx_export(work, tmp_path) -> None:
     try:
         assert f"rendering with the ONNX export {model} through onnxruntime" in log.read_text()
         with sync_playwright() as pw:
-            ctx = browser(pw, tmp_path)
+            ctx = browser(pw, tmp_path, chromium)
             try:
                 page = ctx.new_page()
                 page.goto(url)

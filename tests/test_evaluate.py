@@ -214,8 +214,16 @@ def test_wrong_or_missing_weights(pth, tmp_path):
     ):
         feats.load_inception(tmp_path / "pt_inception-2015-12-05-6726825d.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a pickle at all")
-    with pytest.raises(UsageError, match="not a readable .pth"):
+    with pytest.raises(UsageError, match="not a readable .pth") as err:
         feats.load_inception(tmp_path / "junk.pth")
+    # one clean line that names the file and the reason once
+    msg = str(err.value)
+    assert "\n" not in msg and msg.count("junk.pth") == 1 and msg.count("not a readable") == 1
+    (tmp_path / "cut.pth").write_bytes(b"")  # an interrupted download: EOFError
+    with pytest.raises(UsageError) as err:
+        feats.load_inception(tmp_path / "cut.pth")
+    assert str(err.value).startswith(f"{tmp_path / 'cut.pth'}: not a readable .pth (EOFError")
+    assert str(err.value).count("cut.pth") == 1
     # a state dict of the right network with one changed shape, or torchvision's 1000 classes
     from p2phd.interop.pth import read_state_dict
     from p2phd.metrics.inception import FIDInception, WeightsError, check_state_dict

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import REAL_SAMPLE, USE_REAL
+from conftest import REAL_SAMPLE, needs_sample
 from PIL import Image
 
 import p2phd  # noqa: F401
@@ -49,7 +49,7 @@ TOL = 1e-5
 # had before was off by 0.22 (G) and 4.1e-4 (D) here, and its losses by up to 3.2e-4.
 GRAD_TOL = {"G": 1e-2, "D": 1e-3}
 pytestmark = [
-    pytest.mark.skipif(not USE_REAL, reason="needs the real Cityscapes sample"),
+    needs_sample,  # NVIDIA's numbers are on a real frame
     pytest.mark.slow,  # 2048x1024 networks and a training step: not in make test-fast
 ]
 

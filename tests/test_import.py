@@ -414,3 +414,40 @@ def test_feature_run_without_its_encoder_exits_2(tmp_path, capsys):
     assert _import(folder, "--checkpoints_dir", tmp_path / "out") == 2
     assert f"{folder}: a feature run" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_onnx_export_of_an_imported_run_needs_no_size(imported, tmp_path, capsys):
+    """An imported run has no training manifest, and an ONNX graph takes any H, W (multiples of
+    the stride): bin/export --format ONNX needs no --size (sidecar size null, no HxW in the
+    name) and the file runs at two sizes; a MindIR (one fixed size) still asks for --size, and
+    --size still fixes the size ONNX's sidecar records."""
+    import onnxruntime as ort
+
+    from p2phd.deploy import export
+
+    run = tmp_path / "global"
+    shutil.copytree(imported["global"], run)
+    assert run_verb(export.main, ["--run", str(run), "--format", "ONNX"]) == 0
+    model = Path(capsys.readouterr().out.strip())
+    assert model == run / "global.onnx"
+    side = json.loads(model.with_name(model.name + ".json").read_text())
+    assert side["size"] is None and side["inputs"][0]["shape"][-2:] == ["H", "W"]
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    stride = side["stride"]
+    # at least 2 pixels deep inside G: its reflection pads need two
+    for h, w in ((2 * stride, 4 * stride), (4 * stride, 6 * stride)):
+        feeds = {
+            s["name"]: rng.integers(0, side["label_nc"], (1, h, w)).astype(s["dtype"])
+            for s in side["inputs"]
+        }
+        (image,) = session.run(["image"], feeds)
+        assert image.shape == (1, side["output_nc"], h, w) and np.isfinite(image).all()
+    assert run_verb(export.main, ["--run", str(run)]) == 2  # MINDIR: which size?
+    assert "--size HxW" in capsys.readouterr().err
+    fixed = ["--run", str(run), "--format", "ONNX", "--size", f"{2 * stride}x{4 * stride}"]
+    assert run_verb(export.main, fixed) == 0
+    model = Path(capsys.readouterr().out.strip())
+    assert model.name == f"global-{2 * stride}x{4 * stride}.onnx"
+    side = json.loads(model.with_name(model.name + ".json").read_text())
+    assert side["size"] == [2 * stride, 4 * stride]

@@ -135,16 +135,8 @@ def test_knobs_msrun_vgg_device_extra(data: Path, tmp_path: Path) -> None:
 def test_demo_plan_uses_demo_names_and_small_sizes() -> None:
     plan = make("-n", "demo")
     assert "demo-renders" in plan and "SIZE=128" in plan
-    sub = make(
-        "-n",
-        "demo-renders",
-        "DATASET=demo",
-        "RUN_512p=demo-512p",
-        "RUN_1024p=demo-1024p",
-        "RUN_512p-feat=demo-512p-feat",
-        "RUN_1024p-feat=demo-1024p-feat",
-        "SIZE=128",
-    )
+    sub = make("-n", "demo-renders", "DEMO=1")  # DEMO=1: the settings the demo's sub-make gets
+    assert "--ngf 16 " in sub and "--niter 30 " in sub and "--n_blocks_global 3 " in sub
     for path in re.findall(r"(?:manifests|outputs)/[\w.-]+", sub):
         assert path.split("/")[1].startswith("demo"), path
 
@@ -159,8 +151,11 @@ def test_demo_on_given_data_names_everything_after_it(data: Path) -> None:
 
 @pytest.mark.parametrize(
     "target",
-    ["prepare", "train-512p", "train-1024p-feat", "precompute", "cluster", "render-test"],
-)
+    [
+        "prepare", "train-512p", "train-1024p-feat", "precompute", "cluster", "render-test",
+        "edit", "export", "export-onnx", "evaluate-test", "evaluate-val", "render-nvidia",
+    ],
+)  # fmt: skip
 def test_data_targets_without_data_stop_at_once(target: str) -> None:
     """A fresh clone's `make train-512p` would train ngf 64 for 200 epochs on the toy data."""
     r = subprocess.run(
@@ -174,3 +169,46 @@ def test_data_targets_without_data_stop_at_once(target: str) -> None:
     (line,) = r.stderr.splitlines()
     assert f"{target} needs a dataset: make {target} DATA=/path/to/cityscapes" in line
     assert "make demo" in line
+
+
+def _demo_next_commands(*data: str) -> list[list[str]]:
+    """The make commands `make demo` prints last (as `make -n` shows its echo lines)."""
+    plan = subprocess.run(
+        ["make", "-n", "--no-print-directory", "-C", str(ROOT), "demo", *data],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    lines = re.findall(r'echo "  (make [^"#]+?)\s*(?:#[^"]*)?" >&2', plan)
+    return [ln.split() for ln in lines]
+
+
+def test_demo_prints_make_commands_that_reach_its_runs() -> None:
+    """After `make demo`, its last lines name the next steps (DEMO=1): each is planned on the
+    demo's manifests and runs, never the full-size defaults, and trains nothing new."""
+    commands = _demo_next_commands()
+    assert [c[1] for c in commands] == ["edit", "evaluate-test", "export-onnx"], commands
+    for cmd in commands:
+        assert "DEMO=1" in cmd
+        plan = make("-n", *cmd[1:])
+        paths = re.findall(r"(?:manifests|outputs)/[\w.-]+", plan)
+        assert paths and all(p.split("/")[1].startswith("demo") for p in paths), (cmd, paths)
+    edit = make("-n", "edit", "DEMO=1", "MODE=512p-feat")
+    assert "bin/edit outputs/demo-512p-feat " in edit
+    assert "--data manifests/demo-test-128.h5" in edit  # the demo's SIZE, not 1024
+    assert "--clusters manifests/demo-512p-feat-clusters.h5" in edit
+
+
+def test_demo_on_given_data_prints_its_data_too(data: Path) -> None:
+    for cmd in _demo_next_commands(f"DATA={data}"):
+        assert "DEMO=1" in cmd and f"DATA={data}" in cmd
+    plan = make("-n", "export", "DEMO=1", data=data)
+    assert "bin/export --run outputs/demo-mkdata-1024p " in plan
+
+
+def test_evaluate_with_the_onnx_engine_scores_the_onnx_render(data: Path) -> None:
+    plan = make("-n", "evaluate-test", "ENGINE=onnx", data=data)
+    assert "--out outputs/label2city_1024p/render-test-onnx " in plan
+    assert "bin/evaluate outputs/label2city_1024p/render-test-onnx " in plan
+    plain = make("-n", "evaluate-test", data=data)
+    assert "bin/evaluate outputs/label2city_1024p/render-test " in plain

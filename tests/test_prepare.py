@@ -1,6 +1,7 @@
 """bin/prepare: layouts, pairing, resizing rule, bad inputs (exit 2, file named, nothing left)."""
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -221,7 +222,10 @@ def test_bin_prepare_stdout_is_the_path(tiny_cityscapes: Path, tmp_path: Path) -
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"{out}\n"
-    assert "prepare: 100%" in proc.stderr  # tqdm bar on stderr
+    # stderr is a pipe, not a terminal: progress as whole plain lines (core.bars), the last one
+    # when the work ends; no carriage-return redraws or bar characters in a log file
+    assert re.search(r"^prepare: 3/3 img \[", proc.stderr, re.M), proc.stderr
+    assert "\r" not in proc.stderr and "\u2588" not in proc.stderr
     assert out.is_file()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import USE_REAL
+from conftest import needs_sample
 from PIL import Image
 from seg_util import (
     C26,
@@ -58,10 +58,7 @@ def _run_net(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return net(x).asnumpy(), Predict(net)(x).asnumpy()
 
 
-@pytest.mark.skipif(
-    not USE_REAL,
-    reason="needs the Cityscapes sample's real photos: set P2PHD_SAMPLE to the sample folder",
-)
+@needs_sample  # fyu/drn's D-105 numbers are on a real photo
 def test_drn_d105_matches_fyu_drn_on_a_sample_photo(ref, runtime_cpu):
     photo = reference_photo(ref)
     logits, pred = _run_net(D105, photo[None])

@@ -19,7 +19,6 @@ before then is reported by the timeout.
 
 import json
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -150,36 +149,12 @@ def wait_for_ranks(
 # progress: one line per rank
 
 
-class _Lines:
-    """A file for tqdm that turns each redraw (``\\r...``) into one whole line.
-
-    msrun tails every worker's log to the console; whole lines from two ranks stay readable
-    where their carriage-return bars would overwrite each other.
-    """
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-
-    def write(self, text: str) -> None:
-        text = text.replace("\r", "").strip()
-        if text:
-            self.stream.write(text + "\n")
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
 def progress_bar(place: Place, total: int, desc: str, unit: str = "img") -> Any:
-    """tqdm on stderr: the usual bar alone, one line every ~10 s per rank under msrun."""
-    from tqdm import tqdm
+    """core.bars' bar on stderr; under msrun plain lines naming the rank (msrun tails every
+    worker's log to the console: whole lines from two ranks stay readable where their
+    carriage-return bars would overwrite each other)."""
+    from p2phd.core import bars
 
     if not place.distributed:
-        return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
-    return tqdm(
-        total=total,
-        desc=f"{desc} {place}",
-        unit=unit,
-        file=_Lines(sys.stderr),
-        ncols=100,
-        mininterval=float(os.environ.get("P2PHD_PROGRESS_SECONDS", "10")),
-    )
+        return bars.bar(total, desc, unit)
+    return bars.bar(total, f"{desc} {place}", unit, plain=True)

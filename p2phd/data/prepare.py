@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from joblib import Parallel, delayed
-from tqdm import tqdm
 
-from p2phd.core import lock, manifest
+from p2phd.core import bars, lock, manifest
 from p2phd.core.cli import (
     UsageError,
     check_writable,
@@ -166,14 +165,7 @@ def write_manifest(
         )
         hashes: dict[str, str] = {}
         try:
-            for res in tqdm(
-                results,
-                total=len(found.samples),
-                desc="prepare",
-                unit="img",
-                file=sys.stderr,
-                dynamic_ncols=True,
-            ):
+            for res in bars.iterate(results, len(found.samples), "prepare"):
                 if isinstance(res, Problem):
                     raise UsageError(str(res))
                 record, file_hashes = res

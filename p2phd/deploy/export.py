@@ -15,7 +15,9 @@
 - ``--format ONNX`` (opset 17): the same function written with the ``onnx`` library from the
   loaded Cells (``p2phd.deploy.onnx_graph``/``onnx_ops``; MindSpore 2.10's own ONNX exporter has
   no converter for PadV3, MirrorPad, the norm or AvgPool3D). Batch, height and width are dynamic
-  (H, W multiples of the stride); ``--size`` is then the size the sidecar records as the run's.
+  (H, W multiples of the stride); ``--size`` is then the size the sidecar records as the run's,
+  and without it on a run whose training manifest is not here (one made by bin/import) the
+  sidecar's size is null and the default name has no HxW.
   ``--half``: float16 weights and activations, norms in float32. The file passes onnx's full
   checker and strict shape inference before it is renamed into place.
 """
@@ -29,7 +31,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from p2phd.core import manifest, runs
+from p2phd.core import extras, manifest, runs
 from p2phd.core.cli import (
     UsageError,
     emit,
@@ -51,7 +53,12 @@ class ExportOptions(RuntimeOptions):
     run: str = opt(
         "", "run folder (bin/train or bin/import): options.json and G.ckpt", metavar="RUN"
     )
-    size: str = opt("", "H x W of the exported inputs; '' = the run's training size", metavar="HxW")
+    size: str = opt(
+        "",
+        "H x W of the exported inputs; '' = the run's training size (ONNX: any, when the run's "
+        "training manifest is not here, as for imported runs)",
+        metavar="HxW",
+    )
     batch_size: int = opt(1, "samples per call (the graph's fixed batch dimension N)")
     format: str = opt("MINDIR", "file format", choices=FORMATS)
     uint8: bool = opt(False, "output uint8 RGB (N,H,W,3) instead of float32 in [-1,1]")
@@ -75,6 +82,10 @@ class ExportOptions(RuntimeOptions):
             raise UsageError("--half applies to --format ONNX (a MindIR keeps float32)")
 
 
+# (H, W) of the exported inputs; None: an ONNX graph for any size (the run's is not known)
+Size = tuple[int, int] | None
+
+
 def parse_size(spec: str) -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", spec)
     if not m or int(m[1]) < 1 or int(m[2]) < 1:
@@ -82,18 +93,16 @@ def parse_size(spec: str) -> tuple[int, int]:
     return int(m[1]), int(m[2])
 
 
-def training_size(arch: Any, doc: dict[str, Any], run_dir: Path) -> tuple[int, int]:
-    """The (H, W) render gives G for the run's training manifest (its most common size)."""
+def training_size(arch: Any, doc: dict[str, Any]) -> tuple[int, int] | None:
+    """The (H, W) render gives G for the run's training manifest (its most common size), or
+    None when that manifest is not here (an imported run has none)."""
     from p2phd.data.pipeline import target_size
 
     if arch.resize_or_crop == "resize_and_crop":
         return arch.load_size, arch.load_size
     path = (doc.get("dataset") or {}).get("path", "")
     if not path or not Path(path).is_file():
-        raise UsageError(
-            f"{run_dir}: cannot tell the training size (its dataset manifest {path or '(none)'} "
-            "is not here); pass --size HxW"
-        )
+        return None
     from p2phd.data.dataset import Dataset
 
     with Dataset(path) as ds:
@@ -120,8 +129,29 @@ def check_size(size: tuple[int, int], arch: Any) -> None:
     )
 
 
-def default_out(run_dir: Path, size: tuple[int, int], o: ExportOptions) -> Path:
-    name = f"{run_dir.resolve().name}-{size[0]}x{size[1]}"
+def export_size(o: ExportOptions, arch: Any, doc: dict[str, Any], run_dir: Path) -> Size:
+    """--size, else the training size; an ONNX graph takes any H, W (multiples of the stride),
+    so it needs neither: None then."""
+    size = parse_size(o.size) if o.size else training_size(arch, doc)
+    if size is None and o.format != "ONNX":
+        path = (doc.get("dataset") or {}).get("path") or "(none)"
+        raise UsageError(
+            f"{o.run}: cannot tell the training size (its dataset manifest {path} is not "
+            "here); pass --size HxW (a MindIR has one fixed size; --format ONNX takes any)"
+        )
+    if size is not None:
+        check_size(size, arch)
+    return size
+
+
+def describe_size(size: Size, arch: Any) -> str:
+    if size is None:
+        return f"any HxW (multiples of {arch.generator_stride()})"
+    return f"{size[0]}x{size[1]}"
+
+
+def default_out(run_dir: Path, size: Size, o: ExportOptions) -> Path:
+    name = run_dir.resolve().name + (f"-{size[0]}x{size[1]}" if size else "")
     name += (f"-b{o.batch_size}" if o.batch_size > 1 else "") + ("-uint8" if o.uint8 else "")
     name += "-half" if o.half else ""
     return run_dir / (name + SUFFIX[o.format])
@@ -147,18 +177,19 @@ def check_out(out: Path, fmt: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     o = parse_options(ExportOptions, raw, "export", (__doc__ or "").split("\n")[0])
+    if o.format == "ONNX":
+        extras.require("onnx", "bin/export --format ONNX", ("onnx",))
     run_dir = Path(o.run)
     doc = runs.read_options(run_dir)
     arch = runs.arch_from_dict(doc["options"])
     ckpt = runs.trained_snapshot(run_dir)
-    size = parse_size(o.size) if o.size else training_size(arch, doc, run_dir)
-    check_size(size, arch)
+    size = export_size(o, arch, doc, run_dir)
     out = Path(o.out) if o.out else default_out(run_dir, size, o)
     check_out(out, o.format)
     if o.dry_run:
         log_dry_run(
             o,
-            f"would export {run_dir} ({arch.netG}, ngf {arch.ngf}) at {size[0]}x{size[1]}, "
+            f"would export {run_dir} ({arch.netG}, ngf {arch.ngf}) at {describe_size(size, arch)}, "
             f"batch {o.batch_size}, to {out} and {sidecar.path_for(out)}",
         )
         return 0
@@ -173,7 +204,7 @@ def export(
     doc: dict[str, Any],
     arch: Any,
     ckpt: Path,
-    size: tuple[int, int],
+    size: Size,
     out: Path,
     argv: list[str],
 ) -> None:
@@ -184,8 +215,10 @@ def export(
 
     ckpt_sha = manifest.sha256_file(ckpt)
     G, _, _, meta = runs.load_inference(run_dir)
-    inputs = graph.input_spec(arch, size, o.batch_size)
-    output = graph.output_spec(arch, size, o.batch_size, o.uint8)
+    # ONNX without a size: any stride multiple stands in (its H and W become symbolic below)
+    spec_size = size or (arch.generator_stride(),) * 2
+    inputs = graph.input_spec(arch, spec_size, o.batch_size)
+    output = graph.output_spec(arch, spec_size, o.batch_size, o.uint8)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{SUFFIX[o.format]}")
     side_tmp = sidecar.path_for(tmp)
     t0 = time.perf_counter()
@@ -207,7 +240,7 @@ def export(
                 "file": out.name,
                 "sha256": manifest.sha256_file(tmp),
                 "bytes": tmp.stat().st_size,
-                "size": list(size),
+                "size": list(size) if size else None,
                 "batch_size": o.batch_size,
                 "uint8": o.uint8,
                 "label_nc": arch.label_nc,
@@ -242,7 +275,7 @@ def export(
             junk.unlink(missing_ok=True)
     log(
         f"export: {out} ({out.stat().st_size / 2**20:.1f} MiB, {o.format}"
-        f"{', float16' if o.half else ''}, {size[0]}x{size[1]}, batch {o.batch_size}) "
+        f"{', float16' if o.half else ''}, {describe_size(size, arch)}, batch {o.batch_size}) "
         f"in {seconds:.1f} s"
     )
 

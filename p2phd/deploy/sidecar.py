@@ -9,7 +9,8 @@
 
 ONNX files add ``opset``, ``half`` and ``dynamic_axes`` ({"N", "H", "W"}: what each dynamic
 dimension accepts); their input/output shapes name those dimensions ("N", "H", "W") where a
-MindIR has numbers, and ``size``/``batch_size`` are the run's training size and the batch asked.
+MindIR has numbers, and ``size``/``batch_size`` are the run's training size and the batch asked
+(``size`` is null when neither --size nor the run's training manifest gave one: an imported run).
 
 Read without MindSpore (render's plan and bin/edit check it before anything loads;
 ``verify`` compares the file's SHA-256 with the sidecar's).

@@ -23,7 +23,7 @@ import sys
 import threading
 from pathlib import Path
 
-from p2phd.core import lock, runtime
+from p2phd.core import extras, lock, runtime
 from p2phd.core.cli import UsageError, check_writable, emit, log, log_dry_run, parse_options
 from p2phd.data.dataset import Dataset
 from p2phd.editing import engines, guard
@@ -67,6 +67,7 @@ def _token(o: EditOptions) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     o = parse_options(EditOptions, argv, "edit", (__doc__ or "").split("\n")[0])
+    extras.require("edit", "bin/edit")
     token = _token(o)
     info = open_run(o.run, o.clusters, o.seed)
     info.engine = engines.resolve(o, info)

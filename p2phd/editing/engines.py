@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from p2phd.core import extras
 from p2phd.core.cli import UsageError, log
 
 AUTO = "auto"
@@ -106,6 +107,9 @@ def resolve(o: Any, info: Any) -> Engine:
         engine = Engine()
     else:
         name = "onnxruntime" if o.engine == AUTO else o.engine
+        extras.require(
+            extras.ENGINE_EXTRA[name], f"bin/edit through the ONNX export {path}", (name,)
+        )
         engine = Engine(name, path, check_export(path, info), o.providers, o.threads)
         if name == "onnxruntime":  # a provider this onnxruntime lacks: exit 2 before loading
             from p2phd.deploy.onnx_run import providers
@@ -121,6 +125,9 @@ def _export_path(o: Any, run_dir: Path) -> Path | None:
     if o.onnx != AUTO:
         return Path(o.onnx)
     found = default_export(run_dir)
+    if found.is_file() and not extras.available("onnx", ("onnxruntime",)):
+        log(f"edit: {found} is not used: onnxruntime is not installed (pip install 'p2phd[onnx]')")
+        return None
     return found if found.is_file() else None
 
 

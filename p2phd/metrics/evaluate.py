@@ -357,11 +357,10 @@ def images_sha256(p: Pairs) -> str:
 
 
 def _features(net, get, p: Pairs, batch_size: int, what: str) -> np.ndarray:
-    from tqdm import tqdm
-
+    from p2phd.core import bars
     from p2phd.metrics.features import extract
 
-    with tqdm(total=len(p.names), desc=f"evaluate: {what}", unit="img", file=sys.stderr) as bar:
+    with bars.bar(len(p.names), f"evaluate: {what}") as bar:
         return extract(net, get, len(p.names), p.sizes, batch_size, bar.update)
 
 

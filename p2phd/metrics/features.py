@@ -36,7 +36,7 @@ def load_pth_net(
     try:
         state = read_state_dict(path)
     except PthError as exc:
-        raise UsageError(f"{path}: not a readable .pth: {exc}") from None
+        raise UsageError(str(exc)) from None  # it names the file and what is wrong with it
     try:
         return build(state)
     except errors as exc:

@@ -21,7 +21,6 @@ The protocol (SPADE-era Cityscapes tables: DRN-D-105, ``drn-d-105_ms_cityscapes.
   per-class IoU.
 """
 
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from p2phd.core import extras
 from p2phd.core.cli import UsageError, log
 from p2phd.metrics import DRN_WEIGHTS_NAME, DRN_WEIGHTS_URL
 from p2phd.metrics.segscore import (
@@ -136,9 +136,12 @@ def resized(img: np.ndarray, size: tuple[int, int], nearest: bool) -> np.ndarray
 def resolve_engine(engine: str, device_target: str) -> str:
     """``auto`` -> onnxruntime on the CPU (measured faster there: bench-evaluate), MindSpore on
     a GPU or Ascend (the ONNX engines here run on the CPU only); any other name as given."""
-    if engine != "auto":
-        return engine
-    return "onnxruntime" if device_target == "CPU" else "mindspore"
+    if engine == "auto":  # without the onnx extra: MindSpore, which gives the same classes
+        cpu = device_target == "CPU" and extras.available("onnx")
+        return "onnxruntime" if cpu else "mindspore"
+    if engine != "mindspore":  # the graph is written with onnx, then run by the engine
+        extras.require(extras.ENGINE_EXTRA[engine], f"--seg_engine {engine}", ("onnx", engine))
+    return engine
 
 
 def engine_record(engine: str) -> dict[str, str]:
@@ -183,13 +186,13 @@ def predict_all(
     """Sum of the confusion matrices of images 0..count-1; ``get(i)`` -> (uint8 HxWx3 image,
     uint8 HxW classes) at the segmentation size ``sizes[i]``. Batches hold one size; the last
     one is padded with copies of its first image (inference BatchNorm: images are independent)."""
-    from tqdm import tqdm
+    from p2phd.core import bars
 
     total = np.zeros((classes, classes), np.int64)
     by_size: dict[tuple[int, int], list[int]] = {}
     for i in range(count):
         by_size.setdefault(tuple(sizes[i]), []).append(i)
-    with tqdm(total=count, desc=f"evaluate: segmenting {what}", unit="img", file=sys.stderr) as bar:
+    with bars.bar(count, f"evaluate: segmenting {what}") as bar:
         for idx in by_size.values():
             n = min(batch_size, len(idx))
             for start in range(0, len(idx), n):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from p2phd.core import manifest, runs
+from p2phd.core import extras, manifest, runs
 from p2phd.core.cli import UsageError, check_writable
 from p2phd.data.dataset import Dataset
 from p2phd.rendering import cityscapes as cs
@@ -208,6 +208,10 @@ def model_source(o: RenderOptions) -> tuple[Path, dict[str, Any], Path, dict[str
         from p2phd.deploy import sidecar
 
         side = sidecar.read(o.exported, "ONNX" if o.onnx else "MINDIR")
+        if o.onnx:
+            extras.require(
+                extras.ENGINE_EXTRA[o.engine], f"--onnx with --engine {o.engine}", (o.engine,)
+            )
         if o.onnx and o.engine == "onnxruntime":  # a provider it lacks: exit 2 before any work
             from p2phd.deploy.onnx_run import providers
 

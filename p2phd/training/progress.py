@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from p2phd.core import cli
+from p2phd.core import bars, cli
 from p2phd.training import curves, schedule, webpage
 
 STATS_FILE = "stats.jsonl"
@@ -81,17 +81,9 @@ class Progress:
         self._t_last, self._steps_since = time.perf_counter(), 0
         if not self.is_main:
             return
-        from tqdm import tqdm
-
         total = schedule.total_epochs(self.o.niter, self.o.niter_decay)
-        self.bar = tqdm(
-            total=self.spe,
-            initial=epoch_step,
-            desc=f"epoch {epoch}/{total}",
-            unit="step",
-            mininterval=2.0,
-            dynamic_ncols=True,
-            leave=False,
+        self.bar = bars.bar(
+            self.spe, f"epoch {epoch}/{total}", "step", initial=epoch_step, transient=True
         )
 
     def close_epoch(self) -> None:

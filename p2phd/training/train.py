@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from p2phd.core import cli, lock, runs
+from p2phd.core import cli, extras, lock, runs
 from p2phd.core.cli import UsageError
 from p2phd.core.options import (
     DataOptions,
@@ -258,6 +258,8 @@ def _group(name: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     o = cli.parse_options(TrainOptions, argv, "train", __doc__.split("\n")[0])
     o.manifest = cli.resolve_input(o.manifest)
+    if o.tensorboard:
+        extras.require("board", "bin/train --tensorboard")
     cli.check_writable(o.run_dir(), "run folder (--checkpoints_dir/--name)", folder=True)
     ds, feats = open_inputs(o)
     ds_sha = ds.sha256()
