@@ -1,6 +1,6 @@
 """What every verb shares at the command line: parsing, errors, exit codes, stdout discipline.
 
-Contract (../shared/DESIGN.md): stdout carries only the path of the artifact a verb wrote; logs
+Contract (docs/verbs.md): stdout carries only the path of the artifact a verb wrote; logs
 and progress go to stderr; exit 0 when done, 2 on bad usage or bad input (one line saying what and
 where), 1 on anything else.
 """

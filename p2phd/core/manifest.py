@@ -1,4 +1,4 @@
-"""HDF5 manifest conventions shared by every verb (../shared/DESIGN.md, "Manifests").
+"""HDF5 manifest conventions shared by every verb (docs/layouts.md).
 
 Root attributes on every manifest: ``schema`` ("p2phd.<kind>/<version>"), ``created_by``, ``argv``,
 ``options`` (JSON), ``created_at`` (UTC ISO), ``versions`` (JSON) and ``inputs`` (JSON list of

@@ -20,7 +20,7 @@ The verb's own options always win: a verb that has an option of the same name (i
 NVIDIA's meaning takes (``clash``: render ``--engine g.trt``, a TensorRT file, is refused).
 ``--name`` (+ ``--checkpoints_dir``) on a verb that takes ``--run`` names the run folder, as in
 NVIDIA's test.py.
-The aliases are not argparse options, so ``--help`` lists only p2phd's names; README lists these.
+The aliases are not argparse options, so ``--help`` lists only p2phd's names; docs/nvidia.md lists these.
 """
 
 import dataclasses
@@ -72,7 +72,7 @@ RULES: dict[str, Rule] = {
         True,
         refuse="p2phd has no device list: choose the device type with --device_target "
         "CPU|GPU|Ascend (NVIDIA's -1 is --device_target CPU) and one worker per device with "
-        "msrun (make NPROC=N; README: Several devices)",
+        "msrun (make NPROC=N; docs/training.md: Several devices)",
     ),
     "model": Rule(
         True,
@@ -99,7 +99,7 @@ RULES: dict[str, Rule] = {
     "local_rank": Rule(
         True,
         refuse="msrun gives every worker its rank: start the verb under msrun "
-        "(make NPROC=N; README: Several devices), not torch.distributed.launch",
+        "(make NPROC=N; docs/training.md: Several devices), not torch.distributed.launch",
     ),
     # sizes and data
     "batchSize": Rule(

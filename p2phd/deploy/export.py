@@ -65,7 +65,7 @@ class ExportOptions(RuntimeOptions):
     half: bool = opt(
         False,
         "ONNX only: float16 weights and activations (norms float32); inputs and output as "
-        "without it. README: Deploying, for its measured pixel error",
+        "without it. docs/benchmarks.md: its measured pixel error",
     )
     out: str = opt(
         "",

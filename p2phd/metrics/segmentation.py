@@ -16,7 +16,7 @@ The protocol (SPADE-era Cityscapes tables: DRN-D-105, ``drn-d-105_ms_cityscapes.
   ``--seg_batch_size`` (images of one size per call), by ``--seg_engine``: MindSpore, or the
   ONNX graph ``drn_onnx`` writes from the same loaded Cells in onnxruntime or OpenVINO
   (``auto``: onnxruntime on a CPU, 0.83x MindSpore's CPU time at 256x512; MindSpore on a
-  GPU/Ascend, where it runs on the device; README: the segmentation score).
+  GPU/Ascend, where it runs on the device; docs/evaluating.md).
 - Score: one confusion matrix over all images (``segscore``): mean IoU, pixel accuracy,
   per-class IoU.
 """

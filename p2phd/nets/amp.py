@@ -10,7 +10,7 @@
   all finite is skipped and halves the scale; 1000 finite steps in a row double it.
 
 fp16 pays on Ascend/GPU; on this CPU (oneDNN, no fp16 convolution kernels that are faster than
-fp32) it is no faster (../shared/research/mindspore-cpu.md §6): here it is only proven correct.
+fp32) it is no faster (measured with MindSpore 2.10): here it is only proven correct.
 """
 
 import mindspore as ms

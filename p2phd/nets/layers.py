@@ -1,7 +1,7 @@
 """Building blocks equal in function to the PyTorch layers pix2pixHD uses.
 
-Each spelling here was checked against PyTorch on the CPU target (../shared/research/
-mindspore-cpu.md §2) and is tested against NumPy in tests/test_nets_layers.py:
+Each spelling here was checked against PyTorch on the CPU target (MindSpore 2.10) and is
+tested against NumPy in tests/test_nets_layers.py:
 
 - ``InstanceNorm``: InstanceNorm2d(affine=False, eps=1e-5), biased variance, true gradients,
   with statistics exact at full-size planes (row sums, centring, its own backward; the CPU

@@ -9,9 +9,9 @@ One step (``Trainer.step``), as NVIDIA's train.py does it:
    loss_D = 0.5 (D_fake + D_real), with D's pre-step weights (G's update does not touch D).
 Both losses therefore use the pre-step weights, as NVIDIA's single forward does.
 
-Speed (../shared/research/mindspore-cpu.md §3): GRAPH_MODE and a plain Python step around
+Speed (measured on the CPU target, MindSpore 2.10): GRAPH_MODE and a plain Python step around
 ``ms.value_and_grad`` Cells and the two Adam optimisers, not one ms.jit holding both.
-Data parallel (§4): gradients go through nn.DistributedGradReducer (mean) before each optimiser;
+Data parallel: gradients go through nn.DistributedGradReducer (mean) before each optimiser;
 the parallel context alone does not average functional gradients.
 """
 
