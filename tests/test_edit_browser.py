@@ -547,7 +547,9 @@ def _plain(log: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", log)
 
 
-def test_a_page_on_another_local_port_cannot_open_edit_or_save(server, work, tmp_path) -> None:
+def test_a_page_on_another_local_port_cannot_open_edit_or_save(
+    chromium, server, work, tmp_path
+) -> None:
     """The browser holds the editor's cookie (its page is open in another tab); a page of
     another local port (same site, another origin) posts with fetch() and forms: every
     request reaches the server and is refused; no document opened, edited, closed or saved."""
@@ -574,7 +576,7 @@ def test_a_page_on_another_local_port_cannot_open_edit_or_save(server, work, tmp
 
     try:
         with sync_playwright() as pw:
-            ctx = browser(pw, tmp_path)
+            ctx = browser(pw, tmp_path, chromium)
             try:
                 editor = ctx.new_page()
                 editor.goto(server.url)
