@@ -42,7 +42,7 @@ def available(run_dir: Path, checkpoint_sha: str) -> bool:
     return os.access(folder, os.W_OK)
 
 
-def _valid(path: Path, checkpoint_sha: str) -> dict[str, Any] | None:
+def _valid(path: Path, checkpoint_sha: str, verb: str) -> dict[str, Any] | None:
     """The sidecar of a complete export of this checkpoint, else None."""
     from p2phd.deploy import sidecar
 
@@ -52,13 +52,17 @@ def _valid(path: Path, checkpoint_sha: str) -> dict[str, Any] | None:
         side = sidecar.read(path, "ONNX")
         sidecar.verify(path, side)
     except UsageError as exc:
-        log(f"render: {exc}; exporting again")
+        log(f"{verb}: {exc}; exporting again")
         return None
     return side if side["run"]["checkpoint_sha256"] == checkpoint_sha else None
 
 
 def ensure(
-    run_dir: Path, checkpoint_sha: str, size: tuple[int, int], device_target: str = "CPU"
+    run_dir: Path,
+    checkpoint_sha: str,
+    size: tuple[int, int],
+    device_target: str = "CPU",
+    verb: str = "render",
 ) -> tuple[Path, dict[str, Any]]:
     """The cached export of the run's G.ckpt (exported now if missing); see module doc."""
     path = path_for(run_dir, checkpoint_sha)
@@ -68,12 +72,12 @@ def ensure(
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log(f"render: waiting for another process exporting {path}")
+            log(f"{verb}: waiting for another process exporting {path}")
             fcntl.flock(fd, fcntl.LOCK_EX)
-        side = _valid(path, checkpoint_sha)
+        side = _valid(path, checkpoint_sha, verb)
         if side is None:
-            _export(Path(run_dir), size, path, device_target)
-            side = _valid(path, checkpoint_sha)
+            _export(Path(run_dir), size, path, device_target, verb)
+            side = _valid(path, checkpoint_sha, verb)
             if side is None:  # G.ckpt changed while exporting (training still writing it?)
                 raise RuntimeError(f"{path}: exported from another G.ckpt than hashed; rerun")
         return path, side
@@ -81,7 +85,7 @@ def ensure(
         os.close(fd)  # releases the flock
 
 
-def _export(run_dir: Path, size: tuple[int, int], out: Path, device_target: str) -> None:
+def _export(run_dir: Path, size: tuple[int, int], out: Path, device_target: str, verb: str) -> None:
     from p2phd.core import runs
     from p2phd.deploy import export
 
@@ -91,5 +95,5 @@ def _export(run_dir: Path, size: tuple[int, int], out: Path, device_target: str)
     doc = runs.read_options(run_dir)
     arch = runs.arch_from_dict(doc["options"])
     ckpt = runs.trained_snapshot(run_dir)
-    log(f"render: exporting {run_dir}'s generator to ONNX once ({out})")
-    export.export(o, run_dir, doc, arch, ckpt, size, out, ["render", "--engine", "auto"])
+    log(f"{verb}: exporting {run_dir}'s generator to ONNX once ({out})")
+    export.export(o, run_dir, doc, arch, ckpt, size, out, [verb, "--engine", "auto"])
