@@ -7,7 +7,9 @@ precision, reason) or a UsageError (exit 2, one line):
 - ``--engine mindspore|onnxruntime|openvino`` is taken as given; ``auto`` (the default) is
   MindSpore on Ascend/GPU (the device path), MindSpore where the ONNX graph cannot say what the
   run needs (``why_not_onnx``: the encoder of --use_encoded_image, --amp), and on the CPU the
-  ONNX engine of ``RULE`` below for the CPU's widest vector unit and the size.
+  ONNX engine of ``RULE`` below for the CPU's widest vector unit (``size`` and ``netG`` are
+  named in the reason: the measurements behind the rule covered 256x512 to 1024x2048);
+  onnxruntime when ``--providers`` asks for more than its CPU provider.
 - ``--precision bf16`` runs OpenVINO with bf16 inference precision, on CPUs with AMX-BF16 or
   AVX512_BF16 only (``core.cpu``; exit 2 naming the missing flag elsewhere, and for an engine
   that is not auto or openvino).
@@ -29,21 +31,20 @@ ONNX_ENGINES = (ONNXRUNTIME, OPENVINO)
 FP32, BF16 = "fp32", "bf16"
 PRECISIONS = (FP32, BF16)
 
-# auto's fp32 engine on the CPU, by the widest vector unit (core.cpu.isa_class) and the pixels
-# of one G input (H*W). Measured (interleaved, s/frame, random weights, batch 1; the same ONNX
-# export in both engines, OpenVINO with its full ISA: onnx_run.openvino_isa) on an Intel Xeon
-# (Sapphire Rapids: avx2 avx512f avx512_bf16 amx_bf16), 2 cores, 2026-12-06:
-#   512p global G, ngf 64, 512x1024:          MindSpore ?  onnxruntime ?  OpenVINO ?
-#   1024p local G (global ngf 64), 1024x2048: MindSpore ?  onnxruntime ?  OpenVINO ?
-# On an AVX2-only AMD EPYC OpenVINO led onnxruntime at both sizes (bench-vs-nvidia's earlier
-# rows; docs/render-engines.md).
-LARGE = 1024 * 2048  # from this many pixels per G input the large-size column applies
-RULE: dict[str, tuple[str, str]] = {  # isa class -> (engine below LARGE, engine from LARGE)
-    "amx": (ONNXRUNTIME, OPENVINO),
-    "avx512": (ONNXRUNTIME, OPENVINO),
-    "avx2": (OPENVINO, OPENVINO),
-    "other": (ONNXRUNTIME, ONNXRUNTIME),  # OpenVINO's CPU plugin is x86/ARM only
-}
+# auto's fp32 engine on the CPU, by its widest vector unit (core.cpu.isa_class). Measured in one
+# process per shape, interleaved, random weights, batch 1, the same ONNX export in both ONNX
+# engines (OpenVINO at the CPU's full ISA: onnx_run.openvino_isa), median s/frame (CPU s) on an
+# Intel Xeon (Sapphire Rapids: avx2 avx512f avx512_bf16 amx_bf16), 2 cores, 2026-12-06, a busy
+# machine (ratios, not absolute times):
+#   global G ngf 64, 256x512:         onnxruntime 2.19 (2.19)   OpenVINO 1.92 (1.88)
+#   global G ngf 64, 512x1024:        MindSpore 40.6 (15.8)  onnxruntime 20.8 (9.08)
+#                                     OpenVINO 19.2 (7.83)  [OpenVINO bf16 3.85 (1.59)]
+#   local G (ngf 32, global 64), 1024x2048: MindSpore 19.9 (32.0)  onnxruntime 11.0 (18.4)
+#                                     OpenVINO 8.84 (15.2)  [OpenVINO bf16 1.96 (3.54)]
+# OpenVINO led at every size, so the size does not enter the rule. On the AVX2-only AMD EPYC of
+# earlier development OpenVINO also led onnxruntime (bench-vs-nvidia rows of that machine).
+# OpenVINO's CPU plugin is for x86 (and ARM, unmeasured): elsewhere onnxruntime.
+RULE: dict[str, str] = {"amx": OPENVINO, "avx512": OPENVINO, "avx2": OPENVINO, "other": ONNXRUNTIME}
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def choose(
     netG: str,
     size: tuple[int, int],
     why_not_onnx: str = "",
+    providers: str = "CPU",
 ) -> Choice:
     """The engine and precision that render (see module doc); UsageError for impossible asks."""
     if engine not in ENGINES:
@@ -102,8 +104,8 @@ def choose(
         return Choice(MINDSPORE, FP32, f"MindSpore runs on the {device_target} device")
     if why_not_onnx:
         return Choice(MINDSPORE, FP32, f"the ONNX export has no {why_not_onnx}")
+    if providers.strip().upper() != "CPU":  # execution providers are onnxruntime's
+        return Choice(ONNXRUNTIME, FP32, f"--providers {providers}")
     isa = cpu.isa_class()
-    large = size[0] * size[1] >= LARGE
-    name = RULE[isa][large]
     h, w = size
-    return Choice(name, FP32, f"fastest measured for {isa} CPUs at {h}x{w} ({netG} G)")
+    return Choice(RULE[isa], FP32, f"fastest measured on {isa} CPUs ({netG} G, {h}x{w})")

@@ -114,7 +114,9 @@ def resolve(o: Any, info: Any) -> Engine:
     stride = info.arch.generator_stride()
     w = max(stride, o.preview_size // stride * stride)  # the rule's size: the previews'
     size = (max(stride, w // 2 // stride * stride), w)
-    choice = choice_of.choose(o.engine, o.precision, o.device_target, info.arch.netG, size)
+    choice = choice_of.choose(
+        o.engine, o.precision, o.device_target, info.arch.netG, size, "", o.providers
+    )
     path = _export_path(o, info.run_dir)
     name = choice.engine if choice.onnx else "onnxruntime"  # a file on Ascend/GPU: onnxruntime
     if path is not None:

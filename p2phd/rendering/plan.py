@@ -311,7 +311,9 @@ def resolve_engine(p: Plan) -> Any:
         choice = engines.Choice(engines.MINDSPORE, engines.FP32, "--mindir runs in MindSpore")
     else:
         why_not = "" if fmt else _why_not_onnx(p, sizes)
-        choice = engines.choose(o.engine, o.precision, o.device_target, p.arch.netG, size, why_not)
+        choice = engines.choose(
+            o.engine, o.precision, o.device_target, p.arch.netG, size, why_not, o.providers
+        )
         if fmt and choice.engine == engines.MINDSPORE:  # auto on a device with an --onnx file
             choice = engines.Choice(engines.ONNXRUNTIME, choice.precision, "--onnx")
         if not fmt and choice.onnx:
