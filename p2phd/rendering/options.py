@@ -21,8 +21,8 @@ class RenderOptions(RuntimeOptions):
     )
     onnx: str = opt(
         "",
-        "render with an ONNX model exported by bin/export --format ONNX, through onnxruntime "
-        "(no MindSpore), instead of --run",
+        "render with an ONNX model exported by bin/export --format ONNX, in onnxruntime or "
+        "OpenVINO (--engine; no MindSpore), instead of --run",
         metavar="FILE",
     )
     providers: str = opt(

@@ -25,11 +25,16 @@
   single objects, as bin/edit saves them; ``--variants K`` renders K draws), or
   ``--use_encoded_image`` encodes the real photo with the run's encoder.
 - PNG encoding and writing run on ``--write_threads`` threads while G computes the next batch.
+- ``--engine auto`` (default): on the CPU the run's generator, exported to ONNX once into
+  ``<run>/engine-cache/``, runs in the engine measured fastest for the CPU (p2phd.deploy.engines,
+  deploy.cache; docs/render-engines.md), pixels within one level of ``--engine mindspore``;
+  MindSpore on Ascend/GPU. ``--precision bf16``: OpenVINO in bfloat16 on CPUs with AMX-BF16 or
+  AVX512_BF16. The engine and precision are recorded; only the precision is compared on reruns.
 - ``--mindir FILE`` or ``--onnx FILE`` instead of ``--run``: render with a model written by
   bin/export (its sidecar gives the run's options and the file's SHA-256, checked; see
   p2phd.deploy). Same files, page and manifest; default output ``<file stem>-render-<split>/``
-  beside the file. ``--onnx`` runs onnxruntime with ``--providers`` (CPU by default) and
-  ``--threads``, without loading MindSpore.
+  beside the file. ``--onnx`` runs onnxruntime (``--providers``, CPU by default) or OpenVINO
+  with ``--threads``, without loading MindSpore.
 - Under ``msrun`` (N workers, one node or several) rank r renders rows r, r+N, ... on its own
   device and rank 0 writes the complete page and manifest once every rank's PNGs are on disk
   (rendering/ranked.py); a rank that fails fails the run, naming itself.
