@@ -19,6 +19,7 @@ stay within one level of ``--engine mindspore`` (test_engines). MindSpore's CPU 
 the reference and the device path.
 """
 
+import importlib.util
 from dataclasses import dataclass
 
 from p2phd.core import cpu
@@ -65,6 +66,22 @@ class Choice:
         return f"{self.engine}{bf16}: {self.reason}" if self.reason else f"{self.engine}{bf16}"
 
 
+def installed(engine: str) -> bool:
+    """Whether the packages an engine needs are importable (the ONNX ones are optional extras:
+    the export needs ``onnx``, running it ``onnxruntime`` or ``openvino``)."""
+    if engine == MINDSPORE:
+        return True
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", engine))
+
+
+def _require(engine: str) -> None:
+    if not installed(engine):
+        raise UsageError(
+            f"--engine {engine} needs the onnx and {engine} packages: pip install "
+            f"'p2phd[{'openvino' if engine == OPENVINO else 'onnx'}]', or --engine mindspore"
+        )
+
+
 def check_precision(precision: str, engine: str, device_target: str = "CPU") -> None:
     """bf16 needs OpenVINO (auto picks it) on a CPU that computes bf16 (UsageError otherwise)."""
     if precision == FP32:
@@ -97,15 +114,23 @@ def choose(
         what = f"--engine {engine}" if engine != AUTO else "--precision bf16"
         raise UsageError(f"{what} runs an ONNX export, which has no {why_not_onnx}")
     if engine != AUTO:
+        _require(engine)
         return Choice(engine, precision, "--engine")
     if precision == BF16:
+        _require(OPENVINO)
         return Choice(OPENVINO, BF16, "--precision bf16 runs on OpenVINO")
     if device_target != "CPU":
         return Choice(MINDSPORE, FP32, f"MindSpore runs on the {device_target} device")
     if why_not_onnx:
         return Choice(MINDSPORE, FP32, f"the ONNX export has no {why_not_onnx}")
     if providers.strip().upper() != "CPU":  # execution providers are onnxruntime's
+        _require(ONNXRUNTIME)
         return Choice(ONNXRUNTIME, FP32, f"--providers {providers}")
     isa = cpu.isa_class()
     h, w = size
-    return Choice(RULE[isa], FP32, f"fastest measured on {isa} CPUs ({netG} G, {h}x{w})")
+    best = RULE[isa]
+    usable = [e for e in (best, *ONNX_ENGINES) if installed(e)]
+    if not usable:  # a base install without the onnx extras: the reference engine
+        return Choice(MINDSPORE, FP32, "no ONNX engine installed (pip install 'p2phd[onnx]')")
+    why = f"fastest measured on {isa} CPUs ({netG} G, {h}x{w})"
+    return Choice(usable[0], FP32, why if usable[0] == best else f"{best} not installed")
