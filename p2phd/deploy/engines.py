@@ -51,7 +51,7 @@ RULE: dict[str, str] = {"amx": OPENVINO, "avx512": OPENVINO, "avx2": OPENVINO, "
 @dataclass(frozen=True)
 class Choice:
     """What runs G: ``engine`` (mindspore, onnxruntime, openvino), ``precision`` (fp32, bf16),
-    ``reason`` (why, for the log line and render-settings.json)."""
+    ``reason`` (why, for the log line on stderr)."""
 
     engine: str
     precision: str = FP32
