@@ -51,6 +51,24 @@ def test_auto_rule_per_cpu_device_and_mode(monkeypatch) -> None:
         choose("auto", "bf16", "CPU", "global", small)
 
 
+def test_auto_without_the_optional_engines(monkeypatch) -> None:
+    """A base install without the onnx extras (pretended: the packages' presence is what
+    engines.installed reports): auto takes the other ONNX engine, then MindSpore; an explicit
+    engine or bf16 exits 2 naming the extra."""
+    monkeypatch.setenv("P2PHD_CPU_FLAGS", "avx2 avx512f amx_bf16")
+    have = {"mindspore", "onnxruntime"}
+    monkeypatch.setattr(engines, "installed", lambda e: e in have)
+    small = (512, 1024)
+    got = engines.choose("auto", "fp32", "CPU", "global", small)
+    assert got.engine == "onnxruntime" and "openvino not installed" in got.reason
+    with pytest.raises(UsageError, match=r"pip install 'p2phd\[openvino\]'"):
+        engines.choose("auto", "bf16", "CPU", "global", small)
+    have.discard("onnxruntime")
+    assert engines.choose("auto", "fp32", "CPU", "global", small).engine == "mindspore"
+    with pytest.raises(UsageError, match=r"p2phd\[onnx\]"):
+        engines.choose("onnxruntime", "fp32", "CPU", "global", small)
+
+
 # ---- renders of the system chain's runs (tiny nets, 128x64 and 256x128 label maps) ----------
 
 
