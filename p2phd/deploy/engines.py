@@ -38,8 +38,8 @@ PRECISIONS = (FP32, BF16)
 # Intel Xeon (Sapphire Rapids: avx2 avx512f avx512_bf16 amx_bf16), 2 cores, 2026-12-06, a busy
 # machine (ratios, not absolute times):
 #   global G ngf 64, 256x512:         onnxruntime 2.19 (2.19)   OpenVINO 1.92 (1.88)
-#   global G ngf 64, 512x1024:        MindSpore 40.6 (15.8)  onnxruntime 20.8 (9.08)
-#                                     OpenVINO 19.2 (7.83)  [OpenVINO bf16 3.85 (1.59)]
+#   global G ngf 64, 512x1024:        MindSpore 17.3 (16.3)  onnxruntime 10.5 (9.87)
+#                                     OpenVINO 8.18 (7.60)  [OpenVINO bf16 1.80 (1.52)]
 #   local G (ngf 32, global 64), 1024x2048: MindSpore 19.9 (32.0)  onnxruntime 11.0 (18.4)
 #                                     OpenVINO 8.84 (15.2)  [OpenVINO bf16 1.96 (3.54)]
 # OpenVINO led at every size, so the size does not enter the rule. On the AVX2-only AMD EPYC of
