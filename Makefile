@@ -80,7 +80,7 @@ VGG ?=#                            VGG19 checkpoint; default ./vgg19.ckpt if pre
 TB ?=#                             TB=1: bin/train --tensorboard (event files in each run's tensorboard/)
 EXTRA ?=#                          extra bin/train options (last, so they override)
 RENDER_EXTRA ?=#                   extra bin/render options (e.g. --style car=3 --variants 4)
-ENGINE ?= mindspore#               render-* engine: mindspore (the run's G.ckpt) or onnx (the MODE run's ONNX export, onnxruntime); edit: onnx exports first (bin/edit uses an export that exists on its own)
+ENGINE ?= auto#                    render-*, edit: bin/render --engine (auto: the run's cached ONNX export in the engine fastest for this CPU, MindSpore on Ascend/GPU; mindspore, onnxruntime, openvino), or onnx (the MODE run's export-onnx file through onnxruntime, into render-<split>-onnx)
 EXPORT_EXTRA ?=#                   extra bin/export options (e.g. --uint8 --batch_size 4 --size 512x1024)
 INCEPTION ?= pt_inception-2015-12-05-6726825d.pth#  pytorch-fid's FID Inception weights (bin/evaluate)
 EVAL_EXTRA ?=#                     extra bin/evaluate options (e.g. --kid, --real MANIFEST)
@@ -186,7 +186,7 @@ $(CLUSTERS): $(FEATURES)
 	$(BIN)/cluster $< --n_clusters $(N_CLUSTERS) --out $@
 
 # ENGINE=onnx: the same render from the run's ONNX export through onnxruntime, into render-<split>-onnx
-render_source = $(if $(ENGINE_SUFFIX),--onnx $(call onnx_file,$(1)),--run $(call run_dir,$(1)))
+render_source = $(if $(ENGINE_SUFFIX),--onnx $(call onnx_file,$(1)),--run $(call run_dir,$(1)) --engine $(ENGINE))
 define render_rule
 $(call page,$(1),$(2)): $(if $(ENGINE_SUFFIX),$(call onnx_file,$(1)),$(call run_done,$(1))) $(call man,$(2),$(SIZE_$(1))) $(if $(findstring feat,$(1)),$(CLUSTERS))
 	$$(call msrun_cmd,$(call run_dir,$(1))/render-$(2)$(ENGINE_SUFFIX)-msrun-logs,$(BIN)/render) $(call render_source,$(1)) $(call man,$(2),$(SIZE_$(1))) \
@@ -198,7 +198,7 @@ $(foreach mode,$(MODES),$(foreach split,train test val,$(eval $(call render_rule
 # ---- bin/edit: the MODE run in the browser on DATA's test label maps (a server: prints its URL)
 EDIT_EXTRA ?=#                     extra bin/edit options (e.g. --port 0 --preview_size 256 --out DIR)
 edit: $(call run_done,$(MODE)) $(if $(ENGINE_SUFFIX),$(call onnx_file,$(MODE))) $(call man,test,$(SIZE_$(MODE))) $(if $(findstring feat,$(MODE)),$(CLUSTERS)) ## edit DATA's test label maps in the browser with the MODE run, through its ONNX export when there is one (ENGINE=onnx: export first); prints the URL, Ctrl-C stops
-	$(BIN)/edit $(call run_dir,$(MODE)) $(if $(ENGINE_SUFFIX),--onnx $(call onnx_file,$(MODE))) --data $(call man,test,$(SIZE_$(MODE))) \
+	$(BIN)/edit $(call run_dir,$(MODE)) $(if $(ENGINE_SUFFIX),--onnx $(call onnx_file,$(MODE)),--engine $(ENGINE)) --data $(call man,test,$(SIZE_$(MODE))) \
 		$(if $(findstring feat,$(MODE)),--clusters $(CLUSTERS)) --device_target $(DEVICE) $(EDIT_EXTRA)
 .PHONY: edit
 

@@ -310,15 +310,19 @@ def test_browser_paint_restyle_save_and_batch_rerender(chromium, server, work, t
 
 def test_browser_on_the_runs_onnx_export(chromium, work, tmp_path) -> None:
     """A run with an export where make export-onnx writes it: bin/edit finds it, says so,
-    renders through onnxruntime without MindSpore in the process, and the commands that Save
-    records (bin/render --onnx ... --engine onnxruntime) reproduce the saved PNG byte for byte."""
+    renders through auto's ONNX engine for this CPU without MindSpore in the process, and the
+    commands that Save records (bin/render --onnx ... --engine E) reproduce the saved PNG byte
+    for byte."""
     import shlex
     import shutil
 
     from playwright.sync_api import sync_playwright
 
+    from p2phd.core import cpu
     from p2phd.core.cli import run_verb
-    from p2phd.deploy import export
+    from p2phd.deploy import engines, export
+
+    engine = engines.RULE[cpu.isa_class()]  # bin/render's and bin/edit's auto on this CPU
 
     run = tmp_path / "onnxrun"
     shutil.copytree(work["run"], run)
@@ -331,14 +335,14 @@ def test_browser_on_the_runs_onnx_export(chromium, work, tmp_path) -> None:
         "--preview_size", "128", log=log,
     )  # fmt: skip
     try:
-        assert f"rendering with the ONNX export {model} through onnxruntime" in log.read_text()
+        assert f"rendering with the ONNX export {model} through {engine}" in log.read_text()
         with sync_playwright() as pw:
             ctx = browser(pw, tmp_path, chromium)
             try:
                 page = ctx.new_page()
                 page.goto(url)
                 page.wait_for_selector("#synth[data-version='0']", timeout=60_000)
-                assert "onnxruntime" in page.inner_text("#run")
+                assert engine in page.inner_text("#run")
                 box = page.locator("#label").bounding_box()
                 scale = box["width"] / 256
                 page.click(f"#classes button[data-cls='{SIDEWALK}']")
@@ -352,11 +356,11 @@ def test_browser_on_the_runs_onnx_export(chromium, work, tmp_path) -> None:
             finally:
                 ctx.close()
         maps = Path(f"/proc/{proc.pid}/maps").read_text()
-        assert "onnxruntime" in maps and "mindspore" not in maps.lower()
+        assert engine in maps and "mindspore" not in maps.lower()
     finally:
         stop_server(proc, signal.SIGINT, log)
     commands = json.loads((out / "styles.json").read_text())["commands"]
-    assert f"bin/render --onnx {model} --engine onnxruntime " in commands[1]
+    assert f"bin/render --onnx {model} --engine {engine} " in commands[1]
     for command in commands:
         res = subprocess.run(
             [sys.executable, *shlex.split(command)],

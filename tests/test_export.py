@@ -76,9 +76,10 @@ def _export(*args: str) -> Path:
 
 
 def _same_renders(run: Path, model: Path, man: Path, tmp: Path, *extra: str) -> Path:
-    """Render from the checkpoint and from the MindIR; the PNGs must be byte-identical."""
+    """Render from the checkpoint and from the MindIR, both in MindSpore: byte-identical PNGs."""
     a, b = tmp / "from-ckpt", tmp / "from-mindir"
-    assert run_verb(render.main, ["--run", str(run), str(man), "--out", str(a), *extra]) == 0
+    ckpt = ["--run", str(run), "--engine", "mindspore"]
+    assert run_verb(render.main, [*ckpt, str(man), "--out", str(a), *extra]) == 0
     assert run_verb(render.main, ["--mindir", str(model), str(man), "--out", str(b), *extra]) == 0
     pa, pb = _synth(a), _synth(b)
     assert len(pa) == len(Dataset(man)) and pa.keys() == pb.keys()

@@ -88,7 +88,12 @@ def test_render_test_plan_prepares_trains_renders(data: Path) -> None:
     full = "\n".join(plan)
     assert "--load_pretrain outputs/zz_mk_512p" in full
     assert f"--dataroot {data} --phase test --load_size 2048" in full
-    assert "bin/render --run outputs/zz_mk_1024p manifests/mkdata-test-2048.h5" in full
+    # bin/render's fastest exact engine by default (ENGINE=auto; docs/render-engines.md)
+    assert (
+        "bin/render --run outputs/zz_mk_1024p --engine auto manifests/mkdata-test-2048.h5" in full
+    )
+    again = make("-n", "render-test", "RUN=zz_mk", "ENGINE=mindspore", data=data)
+    assert "bin/render --run outputs/zz_mk_1024p --engine mindspore manifests/" in again
 
 
 def test_feature_mode_plan(data: Path) -> None:

@@ -285,7 +285,8 @@ def test_render_onnx_refuses_bad_file_and_missing_provider(
     for engine in ("onnxruntime", "openvino"):
         assert run_verb(render.main, ["--onnx", str(copy), *args[2:], "--engine", engine]) == 2
         assert "does not match the sha256 in its sidecar" in capsys.readouterr().err
-    assert run_verb(render.main, ["--run", str(run), *args[2:], "--engine", "openvino"]) == 2
+    assert run_verb(render.main, [*args, "--engine", "mindspore"]) == 2  # --onnx is ONNX's
+    assert "--onnx runs in an ONNX engine" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

@@ -179,12 +179,14 @@ def test_renders_every_test_label_map(
         want = np.clip(np.round(scaled), 0, 255).astype(np.uint8)
         got = np.asarray(Image.open(reference / f"{ds.names[i]}_synthesized.png"))
         assert got.dtype == np.uint8 and got.shape == (64, 128, 3)
-        # G compiled here and G in render's graph may differ by a float32 rounding step, which
-        # flips a level only where the value sits on a .5 boundary: equal everywhere else.
-        on_boundary = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-3
+        # G compiled here and G in render's engine (the default: an ONNX engine on the CPU,
+        # docs/render-engines.md) sum in another order: float32 steps of ~1e-6 (OpenVINO's up to
+        # a few 1e-5) of G's output, i.e. < 1e-2 of a level (1/127.5). That flips a level only
+        # where the value sits that close to a .5 boundary: equal everywhere else.
+        on_boundary = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-2
         np.testing.assert_array_equal(got[~on_boundary], want[~on_boundary])
         assert np.abs(got.astype(int) - want)[on_boundary].max(initial=0) <= 1
-        assert on_boundary.mean() < 0.01
+        assert on_boundary.mean() < 0.05
         truncated = ((y + 1) / 2 * 255).astype(np.uint8).transpose(1, 2, 0)
         differs_from_truncation |= bool((truncated != got).any())
         label_png = np.asarray(Image.open(reference / f"{ds.names[i]}_label.png"))

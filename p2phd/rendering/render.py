@@ -28,11 +28,16 @@
   photos beside ``gtFine/<split>/<city>/`` label, instance, colour and trainId maps at the
   photo's size (rendering/cityscapes.py), for segmentation trainers; all of the above holds.
 - PNG encoding and writing run on ``--write_threads`` threads while G computes the next batch.
+- ``--engine auto`` (default): on the CPU the run's generator, exported to ONNX once into
+  ``<run>/engine-cache/``, runs in the engine measured fastest for the CPU (p2phd.deploy.engines,
+  deploy.cache; docs/render-engines.md), pixels within one level of ``--engine mindspore``;
+  MindSpore on Ascend/GPU. ``--precision bf16``: OpenVINO in bfloat16 on CPUs with AMX-BF16 or
+  AVX512_BF16. The engine and precision are recorded; only the precision is compared on reruns.
 - ``--mindir FILE`` or ``--onnx FILE`` instead of ``--run``: render with a model written by
   bin/export (its sidecar gives the run's options and the file's SHA-256, checked; see
   p2phd.deploy). Same files, page and manifest; default output ``<file stem>-render-<split>/``
-  beside the file. ``--onnx`` runs onnxruntime with ``--providers`` (CPU by default) and
-  ``--threads``, without loading MindSpore.
+  beside the file. ``--onnx`` runs onnxruntime (``--providers``, CPU by default) or OpenVINO
+  with ``--threads``, without loading MindSpore.
 - Under ``msrun`` (N workers, one node or several) rank r renders rows r, r+N, ... on its own
   device and rank 0 writes the complete page and manifest once every rank's PNGs are on disk
   (rendering/ranked.py); a rank that fails fails the run, naming itself.
@@ -69,6 +74,8 @@ def finish(p: Plan, style_cache: dict[int, list[str]], argv: list[str] | None) -
         )
     records = [sample_record(p, r, style_cache) for r in p.rows]
     ckpt_meta = _checkpoint_meta(p)
+    # the engine of the last render into the folder (--merge itself renders nothing)
+    engine = (rf.read_settings(p.out) or {}).get("engine", p.choice.engine).split()[0]
     attrs = {
         "run": str(p.run_dir.resolve()),
         "checkpoint": str(p.checkpoint.resolve()),
@@ -80,6 +87,8 @@ def finish(p: Plan, style_cache: dict[int, list[str]], argv: list[str] | None) -
         "dataset_sha256": p.ds.sha256(),
         "split": p.ds.split,
         "mode": p.mode,
+        "engine": engine,
+        "precision": p.choice.precision,
         "seed": p.o.seed,
         "style": {str(c): k for c, k in p.choices.items()},
         "styles": str(Path(p.o.styles).resolve()) if p.o.styles else "",
@@ -112,6 +121,7 @@ def finish(p: Plan, style_cache: dict[int, list[str]], argv: list[str] | None) -
         f"epoch {ckpt_meta.get('epoch', '?')}, step {ckpt_meta.get('step', '?')})",
         "dataset": str(p.ds.path),
         "mode": p.mode,
+        "engine": f"{engine}, {p.choice.precision}",
     }
     if p.o.layout != "flat":
         info["layout"] = p.o.layout
