@@ -3,8 +3,8 @@
 from p2phd.core.cli import UsageError
 from p2phd.core.options import RuntimeOptions, flat_options, opt, positional
 from p2phd.core.ranks import parse_shard
-from p2phd.rendering.cityscapes import LAYOUTS
 from p2phd.deploy.engines import AUTO, ENGINES, FP32, MINDSPORE, PRECISIONS
+from p2phd.rendering.cityscapes import LAYOUTS
 
 
 @flat_options

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from p2phd.core import extras, manifest, runs
+from p2phd.core import manifest, runs
 from p2phd.core.cli import UsageError, check_writable
 from p2phd.data.dataset import Dataset
 from p2phd.rendering import cityscapes as cs
