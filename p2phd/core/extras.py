@@ -43,6 +43,11 @@ def require(extra: str, what: str, modules: tuple[str, ...] = ()) -> None:
     """UsageError (exit 2) naming ``pip install 'p2phd[extra]'`` unless ``what`` can run."""
     gone = missing(extra, modules)
     if gone:
-        raise UsageError(
-            f"{what} needs {' and '.join(gone)}, not installed here: pip install 'p2phd[{extra}]'"
-        )
+        raise refusal(extra, what, gone)
+
+
+def refusal(extra: str, what: str, gone: list[str] | tuple[str, ...]) -> UsageError:
+    """The one-line exit-2 error for ``what`` without ``gone``, naming the pip install."""
+    return UsageError(
+        f"{what} needs {' and '.join(gone)}, not installed here: pip install 'p2phd[{extra}]'"
+    )

@@ -77,7 +77,7 @@ def installed(engine: str) -> bool:
 def _require(engine: str) -> None:
     """Exit 2 naming the extra that installs ``engine`` (core.extras: the one home of extras)."""
     if not installed(engine):
-        extras.require(extras.ENGINE_EXTRA[engine], f"--engine {engine}", ("onnx", engine))
+        raise extras.refusal(extras.ENGINE_EXTRA[engine], f"--engine {engine}", ("onnx", engine))
 
 
 def check_precision(precision: str, engine: str, device_target: str = "CPU") -> None:
