@@ -85,17 +85,21 @@ def render_pair(ctx: Context, run: Path, man: Path, size: str, maps: int) -> dic
     outs = {p: ctx.work / f"{run.name}-{p}" for p in ("fp32", "bf16")}
     common = [str(man), "--max_samples", str(maps), "--overwrite"]
     onnx = "" if ctx.engine_options else _export_at(ctx, run, size)
+    # before the auto engine: p2phd's import sets ONEDNN_MAX_CPU_ISA=AVX2 for MindSpore, which
+    # OpenVINO's oneDNN reads too (no AVX-512/AMX; bf16 deconvolutions fail to compile); these
+    # --onnx renders run no MindSpore, so both precisions get the CPU's full ISA
+    isa_env = {**render_rows._env(), "ONEDNN_MAX_CPU_ISA": "ALL"}
     for precision, out in outs.items():
         if ctx.engine_options:
             src = ["--run", str(run), "--engine", "openvino", "--precision", precision]
             r = _p2phd(ctx, "p2phd.render", *src, *common, "--out", str(out), lock=True)
-        elif precision == "fp32":
-            src = ["--onnx", onnx, "--engine", "openvino", *common, "--out", str(out)]
-            r = _p2phd(ctx, "p2phd.render", *src, lock=True)
-        else:
-            src = ["--onnx", onnx, "--engine", "openvino", *common, "--out", str(out)]
+            _checked(r, f"render {precision}")
+            continue
+        src = ["--onnx", onnx, "--engine", "openvino", *common, "--out", str(out)]
+        cmd = [sys.executable, "-m", "p2phd.render", *src]
+        if precision == "bf16":
             cmd = [sys.executable, __file__, "--bf16-render", *src]
-            r = run_measured(cmd, render_rows._env(), ctx.lock)
+        r = run_measured(cmd, isa_env, ctx.lock)
         _checked(r, f"render {precision}")
     return outs
 

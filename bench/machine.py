@@ -7,7 +7,9 @@ The ISA flags listed are the ones that decide which kernels the engines use for 
 here: AVX2 (every engine's fp32 baseline), AVX-512F (wider fp32 kernels), AVX512_BF16 and
 AMX-BF16/AMX-TILE (bf16 inference: OpenVINO's bf16 precision, PyTorch's bf16 autocast).
 Linux reads them from /proc/cpuinfo; elsewhere the model comes from the platform module and the
-flags are reported as unknown. Stdlib only: the torch-side scripts import it too.
+flags are reported as unknown. Stdlib only, and it must not import p2phd: the torch-side scripts
+import it too, and ``import p2phd`` sets ONEDNN_MAX_CPU_ISA=AVX2 in the process, which the
+children (NVIDIA's PyTorch among them) would inherit.
 """
 
 import os
@@ -73,7 +75,12 @@ def header(extra: str = "") -> str:
     ident = f" ({c['ident']})" if c["ident"] else ""
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load = f", load {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    tail = f"; {extra}" if extra else ""
+    # p2phd's engine choice reads P2PHD_CPU_FLAGS instead of /proc/cpuinfo when it is set
+    told = os.environ.get("P2PHD_CPU_FLAGS")
+    told = (
+        f"; P2PHD_CPU_FLAGS={told!r} (what p2phd's engine choice sees)" if told is not None else ""
+    )
+    tail = told + (f"; {extra}" if extra else "")
     return f"# machine: {c['model']}{ident}, {c['cores']} cores; {isa}; {stamp}{load}{tail}"
 
 

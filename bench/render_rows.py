@@ -27,7 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 BIN = ROOT / "bin"
 FRAMES_PER_SPLIT = 500  # Cityscapes val: the whole-split figure
 
@@ -113,27 +114,12 @@ def heavy(lock: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-# MindSpore's load_checkpoint refuses a .ckpt larger than the *free* memory (SC_AVPHYS_PAGES,
-# page cache not counted), so a 730 MB G.ckpt fails now and then on a machine whose memory is
-# mostly page cache: such a run is repeated (the retries are reported).
-_CKPT_FREE_MEMORY = "_CheckpointProtobufSizeError"
-RETRIES = 3
-
-
 def run_measured(
     cmd: list[str], env: dict | None = None, lock: str = "", watch: Path | None = None
 ) -> dict:
     """Run cmd to the end: wall and CPU s, peak RSS of its process tree, its output; with
     `watch`, (wall s, tree CPU s, count) each time the count of *_synthesized.png there grows."""
-    for attempt in range(RETRIES + 1):
-        r = _run_once(cmd, env, lock, watch)
-        r["retries"] = attempt
-        if not (r["rc"] and _CKPT_FREE_MEMORY in r["stderr"]) or attempt == RETRIES:
-            return r
-        print(f"  (MindSpore refused the checkpoint: too little free memory; retry {attempt + 1})",
-              flush=True)  # fmt: skip
-        time.sleep(20)
-    return r
+    return _run_once(cmd, env, lock, watch)
 
 
 def _run_once(cmd: list[str], env: dict | None, lock: str, watch: Path | None) -> dict:
@@ -196,7 +182,9 @@ _IMAGES = re.compile(r"render: (\d+) images in")
 
 
 def _error(r: dict) -> str:
-    return (r["stderr"].strip().splitlines() or ["?"])[-1][:160]
+    """The end of a failed process's stderr: the error's message (some span several lines)."""
+    tail = [ln.strip() for ln in r["stderr"].strip().splitlines()[-4:] if ln.strip()]
+    return " / ".join(tail)[-400:] or f"exit {r['rc']}"
 
 
 def render_result(label: str, r: dict) -> Result:
@@ -213,8 +201,6 @@ def render_result(label: str, r: dict) -> Result:
         res.error = "no first/steady times in render's log"
         return res
     res.s_frame = float(steady[1])
-    if r.get("retries"):
-        res.notes.append(f"ran {r['retries'] + 1} times: MindSpore refused G.ckpt (free memory)")
     from_pngs = steady_from_marks(r["marks"])
     if from_pngs:  # CPU per frame: the process tree's CPU between the first and last PNG
         res.cpu_frame = from_pngs[1]
@@ -246,7 +232,9 @@ def render_help() -> str:
 
 
 def _env() -> dict:
-    return dict(os.environ, PYTHONPATH=str(ROOT))
+    """p2phd's processes: the checkout, and ckpt_memory/sitecustomize.py (MindSpore's checkpoint
+    size guard against available rather than free memory; see that file)."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE / "ckpt_memory")]))
 
 
 def sample_maps(sample: Path) -> list[str]:
@@ -346,37 +334,50 @@ def _nvidia_line(ctx: Context, name: str, run: Path, precision: str) -> Result:
     return json_result(label, run_measured(cmd, lock=ctx.lock), ctx.runs)
 
 
-def _render(ctx: Context, label: str, source: list[str], man: Path, frames: int) -> Result:
+def _render(
+    ctx: Context, label: str, source: list[str], man: Path, frames: int, env: dict | None = None
+) -> Result:
     out = ctx.work / "out"
     cmd = [sys.executable, "-m", "p2phd.render", *source, str(man), "--out", str(out),
            "--overwrite", "--max_samples", str(frames)]  # fmt: skip
-    r = run_measured(cmd, _env(), ctx.lock, watch=out)
+    r = run_measured(cmd, {**_env(), **(env or {})}, ctx.lock, watch=out)
     for png in out.glob("*.png"):
         png.unlink()
     return render_result(label, r)
 
 
-def p2phd_lines(ctx: Context, name: str, run: Path, man: Path) -> list[tuple[str, list[str]]]:
-    """(label, render source + options) of p2phd's lines, in the order they run.
+Line = tuple[str, list[str], dict[str, str]]  # label, render's source + options, extra env
+
+
+def p2phd_lines(ctx: Context, name: str, run: Path, man: Path) -> list[Line]:
+    """p2phd's lines, in the order they run.
 
     With the auto engine merged (ctx.engine_options) every engine runs from the run folder;
-    before it, the default path is MindSpore and the other engines run an ONNX export."""
+    before it, the default path is MindSpore and the other engines run an ONNX export, and one
+    more line runs OpenVINO with the CPU's full ISA: ``import p2phd`` sets ONEDNN_MAX_CPU_ISA=AVX2
+    (for MindSpore's oneDNN), which OpenVINO's oneDNN reads as well."""
     row, src = ROWS[name], ["--run", str(run)]
     if ctx.engine_options:
-        lines = [("p2phd default (render --run)", src)]
+        lines: list[Line] = [("p2phd default (render --run)", src, {})]
         if row.bf16:
-            lines.append(("p2phd default --precision bf16", [*src, "--precision", "bf16"]))
+            lines.append(("p2phd default --precision bf16", [*src, "--precision", "bf16"], {}))
         for engine in ("mindspore", "onnxruntime", "openvino"):
-            lines.append((f"p2phd --engine {engine}", [*src, "--engine", engine]))
+            lines.append((f"p2phd --engine {engine}", [*src, "--engine", engine], {}))
         if row.bf16:
             bf16 = [*src, "--engine", "openvino", "--precision", "bf16"]
-            lines.append(("p2phd --engine openvino --precision bf16", bf16))
+            lines.append(("p2phd --engine openvino --precision bf16", bf16, {}))
         return lines
     onnx = _export(ctx, run, row)
+    ov = ["--onnx", onnx, "--engine", "openvino"]
     return [
-        ("p2phd default (render --run: MindSpore)", src),
-        ("p2phd --onnx (onnxruntime)", ["--onnx", onnx]),
-        ("p2phd --onnx --engine openvino", ["--onnx", onnx, "--engine", "openvino"]),
+        ("p2phd default (render --run: MindSpore)", src, {}),
+        ("p2phd --onnx (onnxruntime)", ["--onnx", onnx], {}),
+        ("p2phd --onnx --engine openvino (AVX2 cap of import p2phd)", ov, {}),
+        (
+            "p2phd --onnx --engine openvino, ONEDNN_MAX_CPU_ISA=ALL",
+            ov,
+            {"ONEDNN_MAX_CPU_ISA": "ALL"},
+        ),
     ]
 
 
@@ -437,8 +438,8 @@ def measure_row(ctx: Context, name: str) -> list[Result]:
         first = _render(ctx, "p2phd default, first use (1 frame)", lines[0][1], man, 1)
         results.append(first)
         print(f"  {table_line(first)}", flush=True)
-    for i, (label, source) in enumerate(lines):
-        results.append(_render(ctx, label, source, man, frames))
+    for i, (label, source, env) in enumerate(lines):
+        results.append(_render(ctx, label, source, man, frames, env))
         print(f"  {table_line(results[-1])}", flush=True)
         if i == 0 and ROWS[name].bf16:
             results.append(_nvidia_line(ctx, name, run, "bf16"))
