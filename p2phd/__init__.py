@@ -16,6 +16,8 @@ import sys
 
 __version__ = "0.1.0"
 
+# whether the user chose oneDNN's ISA (then OpenVINO keeps it too: deploy.onnx_run.openvino_isa)
+USER_ONEDNN_ISA = "ONEDNN_MAX_CPU_ISA" in os.environ
 os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 if "--verbose" not in sys.argv:
     os.environ.setdefault("GLOG_v", "3")

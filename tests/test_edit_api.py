@@ -312,7 +312,9 @@ def test_api_load_edit_render_save_and_batch_rerender(app, client, work) -> None
         str(man),
     ]
     assert run_verb(prepare.main, args) == 0
+    # the session renders G.ckpt in MindSpore (Model's default engine): so does this render
     args = ["--run", str(work["run"]), str(man), "--clusters", str(work["clusters"])]
+    args += ["--engine", "mindspore"]
     assert (
         run_verb(
             render.main, [*args, "--styles", str(out / "styles.json"), "--out", str(out / "r")]
@@ -439,7 +441,8 @@ def test_a_run_without_features_edits_saves_and_rerenders(work, tmp_path) -> Non
     man = out / "edited-test.h5"
     args = ["--dataroot", str(out), "--phase", "test", "--load_size", "0", "--jobs", "1"]
     assert run_verb(prepare.main, [*args, "--out", str(man)]) == 0
-    assert run_verb(render.main, ["--run", str(run), str(man), "--out", str(out / "r")]) == 0
+    args = ["--run", str(run), str(man), "--engine", "mindspore", "--out", str(out / "r")]
+    assert run_verb(render.main, args) == 0  # the session's engine: MindSpore (Model's default)
     png = f"{NAMES[0]}_synthesized.png"
     assert (out / "r" / png).read_bytes() == (out / "synthesized" / png).read_bytes()
 
@@ -534,7 +537,9 @@ def test_onnx_export_choice_and_refusals(work, onnx_file, tmp_path) -> None:
     assert code == "0" and "rendering with G.ckpt through MindSpore\n" in err
     other = make_run(tmp_path / "other", seed=6)  # same architecture, other weights
     code, err = _edit(str(other), *clusters)
-    assert code == "0" and "G.ckpt through MindSpore (no ONNX export" in err
+    assert code == "0" and "(the run's cached export, made once;" in err  # bin/render's choice
+    code, err = _edit(str(other), *clusters, "--onnx", "")
+    assert code == "0" and "rendering with G.ckpt through MindSpore\n" in err
     stale = other / "other.onnx"
     shutil.copy(onnx_file, stale)
     shutil.copy(f"{onnx_file}.json", f"{stale}.json")

@@ -217,8 +217,9 @@ def test_own_option_of_nvidias_name_keeps_its_values() -> None:
     """render's --engine names a runtime (NVIDIA's a TensorRT file: refused above)."""
     o = _parse(RenderOptions, "data.h5 --onnx g.onnx --engine openvino".split(), "render")
     assert o.engine == "openvino"
-    with pytest.raises(UsageError, match="--engine openvino runs an --onnx file"):
-        _parse(RenderOptions, "data.h5 --run r --engine=openvino".split(), "render")
+    assert _parse(RenderOptions, "data.h5 --run r --engine=openvino".split(), "render").run
+    with pytest.raises(UsageError, match="a --mindir file runs in MindSpore"):
+        _parse(RenderOptions, "data.h5 --mindir m --engine=openvino".split(), "render")
 
 
 def test_notes_flags_and_the_seed_spelling(capsys) -> None:

@@ -11,8 +11,12 @@
   NumPy arrays -> NumPy output, the same arguments render gives a MindSpore generator.
   ``engine`` ``onnxruntime`` (default) or ``openvino`` (OpenVINO's CPU plugin reads the same
   file; measured faster on this AVX2 CPU: README: Deploying). OpenVINO ignores ``providers``.
+  ``precision`` ``bf16`` runs OpenVINO in bfloat16 (deploy.engines decides who may ask).
 """
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,20 +82,49 @@ def session_options(threads: int = 0, arena: bool = False, spin: bool = True) ->
 ENGINES = ("onnxruntime", "openvino")
 
 
+# OpenVINO's inference precision per --precision. Its CPU plugin computes in bf16 by default on
+# CPUs with AMX, so fp32 (exact, the default) must be asked for explicitly.
+OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+
+
+@contextmanager
+def openvino_isa() -> Iterator[None]:
+    """OpenVINO's CPU plugin with the CPU's full ISA while it compiles.
+
+    p2phd sets ONEDNN_MAX_CPU_ISA=AVX2 for MindSpore's oneDNN (p2phd/__init__.py); OpenVINO's own
+    oneDNN reads it too, the first time it compiles in a process: capped at AVX2 it loses
+    AVX-512 and AMX, and refuses bf16 deconvolutions. So p2phd's value (not a user's) is lifted
+    for that moment and put back, so MindSpore code run later in the process still sees it.
+    """
+    import p2phd
+
+    ours = not p2phd.USER_ONEDNN_ISA and "ONEDNN_MAX_CPU_ISA" in os.environ
+    saved = os.environ.pop("ONEDNN_MAX_CPU_ISA") if ours else None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["ONEDNN_MAX_CPU_ISA"] = saved
+
+
 class OpenVINOSession:
     """A file (or the bytes of a model) compiled by OpenVINO for its CPU plugin (latency hint,
-    fp32 as exported: this CPU has no bf16, and a --half file's fp16 weights are computed in
-    fp32 here); ``run`` as onnxruntime's session."""
+    ``precision`` fp32 or bf16: OV_PRECISION; a --half file's fp16 weights are computed in the
+    precision asked); ``run`` as onnxruntime's session."""
 
-    def __init__(self, model: str | Path | bytes, threads: int) -> None:
+    def __init__(self, model: str | Path | bytes, threads: int, precision: str = "fp32") -> None:
         import openvino as ov
 
         core = ov.Core()
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": OV_PRECISION[precision],
+        }
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         source = model if isinstance(model, bytes) else str(model)
-        self.model = core.compile_model(core.read_model(source), "CPU", config)
+        with openvino_isa():
+            self.model = core.compile_model(core.read_model(source), "CPU", config)
         self.request = self.model.create_infer_request()
 
     def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -113,9 +146,10 @@ class OnnxGenerator:
         provider_names: list[str],
         threads: int = 0,
         engine: str = "onnxruntime",
+        precision: str = "fp32",
     ) -> None:
         if engine == "openvino":
-            self.session: Any = OpenVINOSession(path, threads)
+            self.session: Any = OpenVINOSession(path, threads, precision)
         else:
             import onnxruntime as ort
 

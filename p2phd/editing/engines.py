@@ -1,11 +1,15 @@
-"""Which engine renders for bin/edit: the run's G.ckpt in MindSpore, or its ONNX export.
+"""Which engine renders for bin/edit: the run's G.ckpt in MindSpore, or an ONNX export.
 
-``resolve(o, info)`` decides from ``--onnx`` and ``--engine`` and checks before anything loads:
+``resolve(o, info)`` decides from ``--onnx``, ``--engine`` and ``--precision`` and checks before
+anything loads; the engine itself is bin/render's choice (``p2phd.deploy.engines``):
 
 - ``--onnx auto`` (default): the run's export ``<run>/<run-name>.onnx`` (what ``make
-  export-onnx`` writes) when it exists, else G.ckpt; ``--onnx FILE``: that file; ``--onnx ''``:
-  G.ckpt. ``--engine auto`` (default) runs a file in onnxruntime and G.ckpt in MindSpore;
-  ``onnxruntime``/``openvino`` need a file, ``mindspore`` ignores the automatic one.
+  export-onnx`` writes) when it exists, else, on the CPU, the run's cached export that bin/render
+  --engine auto makes (``deploy.cache``: exported once when the model loads); ``--onnx FILE``:
+  that file; ``--onnx ''``: G.ckpt. ``--engine auto`` (default) runs an export in the engine
+  ``deploy.engines.choose`` picks for this CPU at the preview size, and G.ckpt in MindSpore
+  (Ascend/GPU); ``onnxruntime``/``openvino`` need an export, ``mindspore`` ignores the
+  automatic one. ``--precision bf16``: OpenVINO in bfloat16 (CPUs with AMX-BF16/AVX512_BF16).
 - An export is used only if it is what render --onnx would accept (its sidecar's SHA-256 is the
   file's, ``deploy.sidecar.verify``) and comes from this run: its sidecar's checkpoint SHA-256 is
   the run's G.ckpt's and its architecture the run's. A stale export exits 2 naming the file,
@@ -23,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from p2phd.core.cli import UsageError, log
-
-AUTO = "auto"
-ENGINES = (AUTO, "mindspore", "onnxruntime", "openvino")
+from p2phd.deploy import engines as choice_of
+from p2phd.deploy.engines import AUTO, ENGINES, FP32, PRECISIONS  # noqa: F401 (options)
 
 
 @dataclass
@@ -37,26 +40,31 @@ class Engine:
     sidecar: dict[str, Any] = field(default_factory=dict)
     providers: str = "CPU"
     threads: int = 0
+    precision: str = FP32
+    cached: Path | None = None  # the run folder whose cached export this is (deploy.cache)
 
     @property
     def stride(self) -> int:
         """The multiple the ONNX file's H and W must be (0: any size, the checkpoint)."""
         return int(self.sidecar["stride"]) if self.onnx is not None else 0
 
-    def render_args(self) -> list[str]:
-        """bin/render's options for the same engine (a run folder is passed apart for MindSpore)."""
-        if self.onnx is None:
-            return []
-        args = ["--onnx", str(self.onnx.resolve()), "--engine", self.name]
+    def render_args(self, run_dir: Path) -> list[str]:
+        """bin/render's options for the same engine, so its PNGs are these byte for byte."""
+        if self.onnx is None or self.cached is not None:
+            args = ["--run", str(run_dir.resolve()), "--engine", self.name]
+        else:
+            args = ["--onnx", str(self.onnx.resolve()), "--engine", self.name]
         if self.name == "onnxruntime" and self.providers != "CPU":
             args += ["--providers", self.providers]
+        args += ["--precision", self.precision] if self.precision != FP32 else []
         return args + (["--threads", str(self.threads)] if self.threads else [])
 
     def describe(self) -> str:
         if self.onnx is None:
             return "G.ckpt through MindSpore"
         half = ", float16" if self.sidecar.get("half") else ""
-        return f"the ONNX export {self.onnx} through {self.name}{half}"
+        bf16 = ", bf16" if self.precision != FP32 else ""
+        return f"the ONNX export {self.onnx} through {self.name}{half}{bf16}"
 
     def generator(self, info: Any) -> Any:
         """The model callable: (label, index[, feat]) NumPy -> output NumPy."""
@@ -64,8 +72,16 @@ class Engine:
             return mindspore_generator(info)
         from p2phd.deploy.onnx_run import OnnxGenerator, providers
 
+        if self.cached is not None:  # exported now if it is not there yet
+            from p2phd.deploy import cache
+
+            sha = manifest_sha(info)
+            size = tuple(self.sidecar["size"])
+            self.onnx, self.sidecar = cache.ensure(info.run_dir, sha, size, verb="edit")
         names = providers(self.providers) if self.name == "onnxruntime" else []
-        return OnnxGenerator(self.onnx, self.sidecar, names, self.threads, self.name)
+        return OnnxGenerator(
+            self.onnx, self.sidecar, names, self.threads, self.name, self.precision
+        )
 
 
 def mindspore_generator(info: Any) -> Any:
@@ -92,27 +108,49 @@ def default_export(run_dir: Path) -> Path:
 
 
 def resolve(o: Any, info: Any) -> Engine:
-    """The engine of ``--onnx``/``--engine``, its export checked (UsageError, exit 2)."""
+    """The engine of ``--onnx``/``--engine``/``--precision``, its export checked (UsageError)."""
     if o.engine == "mindspore" and o.onnx not in ("", AUTO):
         raise UsageError(f"--engine mindspore renders G.ckpt; it does not run --onnx {o.onnx}")
+    stride = info.arch.generator_stride()
+    w = max(stride, o.preview_size // stride * stride)  # the rule's size: the previews'
+    size = (max(stride, w // 2 // stride * stride), w)
+    choice = choice_of.choose(o.engine, o.precision, o.device_target, info.arch.netG, size)
     path = _export_path(o, info.run_dir)
-    if path is None:
-        if o.engine in ("onnxruntime", "openvino"):
-            where = "--onnx ''" if o.onnx == "" else f"no {default_export(info.run_dir)}"
-            raise UsageError(
-                f"--engine {o.engine} runs an ONNX export ({where}): make one with bin/export "
-                f"--run {info.run_dir} --format ONNX --out {default_export(info.run_dir)}"
-            )
-        engine = Engine()
-    else:
-        name = "onnxruntime" if o.engine == AUTO else o.engine
-        engine = Engine(name, path, check_export(path, info), o.providers, o.threads)
-        if name == "onnxruntime":  # a provider this onnxruntime lacks: exit 2 before loading
-            from p2phd.deploy.onnx_run import providers
+    name = choice.engine if choice.onnx else "onnxruntime"  # a file on Ascend/GPU: onnxruntime
+    if path is not None:
+        side = check_export(path, info)
+        engine = Engine(name, path, side, o.providers, o.threads, choice.precision)
+    elif choice.onnx and o.onnx == AUTO and _cache_usable(info):
+        from p2phd.deploy import cache
 
-            providers(o.providers)
+        sha = manifest_sha(info)
+        side = {"stride": stride, "size": list(size)}
+        engine = Engine(name, cache.path_for(info.run_dir, sha), side, o.providers, o.threads)
+        engine.precision, engine.cached = choice.precision, info.run_dir
+    elif o.engine in ("onnxruntime", "openvino") or choice.precision != FP32:
+        what = f"--engine {o.engine}" if o.engine != AUTO else "--precision bf16"
+        where = "--onnx ''" if o.onnx == "" else f"{info.run_dir} not writable for its export"
+        raise UsageError(f"{what} runs an ONNX export ({where})")
+    else:
+        engine = Engine()
+    if engine.name == "onnxruntime" and engine.onnx is not None:  # a provider it lacks: exit 2
+        from p2phd.deploy.onnx_run import providers
+
+        providers(o.providers)
     log(f"edit: rendering with {engine.describe()}{_hint(o, info, engine)}")
     return engine
+
+
+def manifest_sha(info: Any) -> str:
+    from p2phd.core import manifest, runs
+
+    return manifest.sha256_file(runs.trained_snapshot(info.run_dir))
+
+
+def _cache_usable(info: Any) -> bool:
+    from p2phd.deploy import cache
+
+    return cache.available(info.run_dir, manifest_sha(info))
 
 
 def _export_path(o: Any, run_dir: Path) -> Path | None:
@@ -126,6 +164,8 @@ def _export_path(o: Any, run_dir: Path) -> Path | None:
 
 def _hint(o: Any, info: Any, engine: Engine) -> str:
     """Why this engine, and how to get the other one (the rest of the announcement)."""
+    if engine.cached is not None:
+        return " (the run's cached export, made once; --engine mindspore renders G.ckpt instead)"
     if engine.onnx is not None:
         how = "found automatically" if o.onnx == AUTO else "--onnx"
         return f" ({how}; --engine mindspore renders G.ckpt instead)"

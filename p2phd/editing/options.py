@@ -2,7 +2,7 @@
 
 from p2phd.core.cli import UsageError
 from p2phd.core.options import RuntimeOptions, flat_options, opt, positional
-from p2phd.editing.engines import AUTO, ENGINES
+from p2phd.editing.engines import AUTO, ENGINES, FP32, PRECISIONS
 
 LOCALHOST = "127.0.0.1"
 MAX_UPLOAD_BYTES = 16 * 2**20  # request bodies (a Cityscapes label + instance PNG: < 1 MB)
@@ -36,15 +36,21 @@ class EditOptions(RuntimeOptions):
     onnx: str = opt(
         AUTO,
         "ONNX export (bin/export --format ONNX) to render with: auto = <run>/<run-name>.onnx "
-        "(make export-onnx) if it exists, else G.ckpt; '' = G.ckpt; it must come from the run's "
-        "G.ckpt (sidecar)",
+        "(make export-onnx) if it exists, else on the CPU the run's cached export (as bin/render "
+        "--engine auto); '' = G.ckpt; it must come from the run's G.ckpt (sidecar)",
         metavar="FILE",
     )
     engine: str = opt(
         AUTO,
-        "what renders: auto = onnxruntime for an ONNX export, else MindSpore on G.ckpt; "
-        "onnxruntime or openvino need an export; mindspore = G.ckpt",
+        "what renders: auto = an ONNX export in the engine bin/render picks for this CPU "
+        "(docs/render-engines.md), MindSpore on Ascend/GPU; onnxruntime or openvino need an "
+        "export; mindspore = G.ckpt",
         choices=ENGINES,
+    )
+    precision: str = opt(
+        FP32,
+        "fp32 (exact); bf16: OpenVINO in bfloat16 on CPUs with AMX-BF16 or AVX512_BF16",
+        choices=PRECISIONS,
     )
     providers: str = opt(
         "CPU",

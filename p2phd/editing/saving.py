@@ -89,7 +89,7 @@ def commands(out: Path, info: Any) -> list[str]:
         f"bin/prepare --dataroot {q(out)} --phase test --load_size 0 "
         f"--label_nc {info.arch.label_nc} --out {q(out / MANIFEST_NAME)}"
     )
-    source = info.engine.render_args() or ["--run", str(info.run_dir.resolve())]
+    source = info.engine.render_args(info.run_dir)
     render = f"bin/render {shlex.join(source)} {q(out / MANIFEST_NAME)}"
     if info.clusters is not None:
         render += f" --clusters {q(info.clusters.path)} --styles {q(out / STYLES_FILE)}"
@@ -100,10 +100,12 @@ def engine_record(engine: Any) -> dict[str, Any]:
     """What rendered the saved images (a note in styles.json; render reads only the samples)."""
     if engine.onnx is None:
         return {"engine": engine.name}
+    bf16 = {"precision": engine.precision} if engine.precision != "fp32" else {}
     return {
         "engine": engine.name,
         "onnx": str(engine.onnx.resolve()),
         "onnx_sha256": engine.sidecar["sha256"],
+        **bf16,
     }
 
 

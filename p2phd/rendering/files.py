@@ -133,13 +133,19 @@ def read_settings(out: Path) -> dict[str, Any] | None:
         ) from None
 
 
+_UNCOMPARED = ("paths", "batch_size", "engine")
+
+
 def settings_key(settings: dict[str, Any]) -> dict[str, Any]:
     """The part of the settings that decides the pixels (paths may move, hashes may not).
 
-    --batch_size is recorded but not compared: another batch size changes at most a few pixels
-    by 1/255 (float rounding), which should not force re-rendering a whole split.
+    --batch_size and the engine are recorded but not compared: another batch size or engine
+    changes at most a few pixels by 1/255 (float rounding), which should not force re-rendering a
+    whole split. The precision is compared (bf16 moves pixels by levels); settings written
+    before it was recorded were fp32.
     """
-    return {k: v for k, v in settings.items() if k not in ("paths", "batch_size")}
+    key = {k: v for k, v in settings.items() if k not in _UNCOMPARED}
+    return {"precision": "fp32", **key}
 
 
 def check_settings(out: Path, settings: dict[str, Any], overwrite: bool) -> bool:
@@ -156,7 +162,7 @@ def check_settings(out: Path, settings: dict[str, Any], overwrite: bool) -> bool
         diff = sorted(
             k
             for k in set(old) | set(settings)
-            if k not in ("paths", "batch_size") and old.get(k) != settings.get(k)
+            if k not in _UNCOMPARED and settings_key(old).get(k) != settings_key(settings).get(k)
         )
         reason = f"renders made with other {', '.join(diff) or 'settings'}"
     if clash and not overwrite:

@@ -189,14 +189,21 @@ def build_net(p: Any, G: Any, E: Any) -> Any:
 
 
 def make_generator(p: Any) -> Callable[..., np.ndarray]:
-    """What render calls on each batch, NumPy in and out: the run's G.ckpt in build_net,
-    (--mindir) the exported graph as an nn.GraphCell, or (--onnx) the ONNX file in onnxruntime
-    (no MindSpore loaded); all take the same inputs and compute the same."""
-    if p.deployed is not None and p.deployed["format"] == "ONNX":
+    """What render calls on each batch, NumPy in and out, by ``p.choice`` (deploy.engines): an
+    ONNX engine on the --onnx file or on the run's cached export (deploy.cache; no MindSpore
+    loaded once it exists), or MindSpore on G.ckpt in build_net or (--mindir) the exported
+    graph as an nn.GraphCell; all take the same inputs and compute the same."""
+    if p.choice.onnx:
         from p2phd.deploy.onnx_run import OnnxGenerator, providers
 
-        names = providers(p.o.providers) if p.o.engine == "onnxruntime" else []
-        return OnnxGenerator(p.checkpoint, p.deployed, names, p.o.threads, p.o.engine)
+        if p.deployed is not None:
+            model, side = p.checkpoint, p.deployed
+        else:
+            from p2phd.deploy import cache
+
+            model, side = cache.ensure(p.run_dir, p.checkpoint_sha, p.g_size, p.o.device_target)
+        names = providers(p.o.providers) if p.choice.engine == "onnxruntime" else []
+        return OnnxGenerator(model, side, names, p.o.threads, p.choice.engine, p.choice.precision)
     from p2phd.core import runtime
 
     runtime.setup(p.o.device_target, p.o.pynative, p.o.seed, p.o.verbose, data_parallel=False)

@@ -3,6 +3,7 @@
 from p2phd.core.cli import UsageError
 from p2phd.core.options import RuntimeOptions, flat_options, opt, positional
 from p2phd.core.ranks import parse_shard
+from p2phd.deploy.engines import AUTO, ENGINES, FP32, MINDSPORE, PRECISIONS
 
 
 @flat_options
@@ -26,19 +27,27 @@ class RenderOptions(RuntimeOptions):
     )
     providers: str = opt(
         "CPU",
-        "--onnx: onnxruntime execution providers in priority order, comma-separated "
+        "onnxruntime: execution providers in priority order, comma-separated "
         "(CPU, CUDA, TensorRT, OpenVINO, ... or XExecutionProvider names)",
         metavar="LIST",
     )
     engine: str = opt(
-        "onnxruntime",
-        "--onnx: the runtime that runs the file (openvino: OpenVINO's CPU plugin, which ignores "
-        "--providers)",
-        choices=("onnxruntime", "openvino"),
+        AUTO,
+        "what runs G: auto = on the CPU the run's ONNX export (made once, cached in "
+        "<run>/engine-cache/) in the engine measured fastest for this CPU and size, MindSpore "
+        "on Ascend/GPU; mindspore = G.ckpt in MindSpore (the reference); onnxruntime, openvino "
+        "(docs/render-engines.md)",
+        choices=ENGINES,
+    )
+    precision: str = opt(
+        FP32,
+        "fp32 (exact); bf16: OpenVINO in bfloat16 on CPUs with AMX-BF16 or AVX512_BF16, "
+        "faster, pixels a few levels off (a different render setting)",
+        choices=PRECISIONS,
     )
     threads: int = opt(
         0,
-        "--onnx: the engine's inference threads; 0 = its own choice (physical cores)",
+        "onnxruntime, openvino: the engine's inference threads; 0 = its own choice (physical cores)",
         metavar="N",
     )
     clusters: str = opt("", "cluster manifest (bin/cluster) for feature runs", metavar="FILE")
@@ -113,8 +122,14 @@ class RenderOptions(RuntimeOptions):
             raise UsageError(
                 "--amp applies to --run; an exported model keeps the precision it was exported with"
             )
-        if self.engine != "onnxruntime" and not self.onnx:
-            raise UsageError(f"--engine {self.engine} runs an --onnx file")
+        if self.mindir and self.engine not in (AUTO, MINDSPORE):
+            raise UsageError(f"--engine {self.engine} runs ONNX; a --mindir file runs in MindSpore")
+        if self.onnx and self.engine == MINDSPORE:
+            raise UsageError(
+                "--engine mindspore runs --run or --mindir; --onnx runs in an ONNX engine"
+            )
+        if self.amp and self.engine not in (AUTO, MINDSPORE):
+            raise UsageError(f"--amp is MindSpore's float16; --engine {self.engine} has no --amp")
         if self.threads < 0:
             raise UsageError(f"--threads must be 0 or more, got {self.threads}")
         if not self.manifest:

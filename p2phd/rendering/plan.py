@@ -40,6 +40,8 @@ class Plan:
     settings: dict[str, Any] = field(default_factory=dict)
     deployed: dict[str, Any] | None = None  # --mindir/--onnx: the sidecar (checkpoint = the file)
     objects: dict[str, dict[int, tuple[str, int]]] = field(default_factory=dict)  # --styles
+    choice: Any = None  # deploy.engines.Choice: what runs G (resolve_engine)
+    g_size: tuple[int, int] = (0, 0)  # the largest (H, W) G gets (the engine's rule, the export)
 
     def choose_styles(self, label: Any, inst: Any, name: str, variant: int) -> tuple[list, Any]:
         """styles.choose_styles with this render's seed, --style and --styles choices."""
@@ -169,8 +171,12 @@ def make_settings(p: Plan) -> dict[str, Any]:
         "original_size": p.o.original_size,
         "batch_size": p.o.batch_size,
     }
-    if p.deployed is not None and p.deployed["format"] == "ONNX":  # engines round differently
-        s["engine"] = p.o.engine + ("" if p.o.engine == "openvino" else f" {p.o.providers}")
+    # bf16 moves pixels by levels: another render setting. The engine is recorded, not compared
+    # (files.settings_key): engines round within one level of each other, like --batch_size.
+    s["precision"] = p.choice.precision
+    s["engine"] = p.choice.engine + (
+        " " + p.o.providers if p.choice.engine == "onnxruntime" else ""
+    )
     if p.mode == "clusters":
         s.update(
             clusters_sha256=p.clusters.sha256(),
@@ -197,10 +203,6 @@ def model_source(o: RenderOptions) -> tuple[Path, dict[str, Any], Path, dict[str
         from p2phd.deploy import sidecar
 
         side = sidecar.read(o.exported, "ONNX" if o.onnx else "MINDIR")
-        if o.onnx and o.engine == "onnxruntime":  # a provider it lacks: exit 2 before any work
-            from p2phd.deploy.onnx_run import providers
-
-            providers(o.providers)
         return Path(side["run"]["path"]), side["run"]["options"], Path(o.exported), side
     run_dir = Path(o.run)
     doc = runs.read_options(run_dir)
@@ -289,8 +291,62 @@ def make_plan(o: RenderOptions, manifest_path: str) -> Plan:
         deployed=side,
     )
     plan.objects = resolve_styles(o, plan)
+    plan.choice = resolve_engine(plan)
     plan.settings = make_settings(plan)
     return plan
+
+
+def resolve_engine(p: Plan) -> Any:
+    """deploy.engines.choose for this render (UsageError for an impossible --engine/--precision);
+    announced on stderr."""
+    from p2phd.core.cli import log
+    from p2phd.data.pipeline import target_size
+    from p2phd.deploy import engines
+
+    o, fmt = p.o, (p.deployed or {}).get("format", "")
+    sizes = [target_size(p.arch, int(h), int(w)) for h, w in p.ds.sizes]
+    size = p.g_size = max(sizes, key=lambda s: s[0] * s[1], default=(0, 0))
+    if fmt == "MINDIR":
+        engines.check_precision(o.precision, engines.MINDSPORE)
+        choice = engines.Choice(engines.MINDSPORE, engines.FP32, "--mindir runs in MindSpore")
+    else:
+        why_not = "" if fmt else _why_not_onnx(p, sizes)
+        choice = engines.choose(o.engine, o.precision, o.device_target, p.arch.netG, size, why_not)
+        if fmt and choice.engine == engines.MINDSPORE:  # auto on a device with an --onnx file
+            choice = engines.Choice(engines.ONNXRUNTIME, choice.precision, "--onnx")
+        if not fmt and choice.onnx:
+            choice = _check_cache(p, choice)
+    if choice.engine == engines.ONNXRUNTIME:  # a provider it lacks: exit 2 before any work
+        from p2phd.deploy.onnx_run import providers
+
+        providers(o.providers)
+    log(f"render: engine {choice.describe()}")
+    return choice
+
+
+def _check_cache(p: Plan, choice: Any) -> Any:
+    """An ONNX engine for --run needs the cached export, or a run folder to write it into."""
+    from p2phd.deploy import cache, engines
+
+    if cache.available(p.run_dir, p.checkpoint_sha):
+        return choice
+    why = f"{p.run_dir} is not writable for the ONNX export ({cache.DIR}/)"
+    if p.o.engine != engines.AUTO or choice.precision == engines.BF16:
+        raise UsageError(f"{choice.describe()}: {why}; render with --engine mindspore")
+    return engines.Choice(engines.MINDSPORE, choice.precision, why)
+
+
+def _why_not_onnx(p: Plan, sizes: list[tuple[int, int]]) -> str:
+    """What of this --run render the ONNX export cannot compute ('' = it can all)."""
+    if p.mode == "encoded":
+        return "encoder (--use_encoded_image)"
+    if p.o.amp:
+        return "--amp (MindSpore's float16)"
+    stride = p.arch.generator_stride()
+    for gh, gw in sizes:
+        if gh % stride or gw % stride:
+            return f"input size {gh}x{gw} (not a multiple of its stride {stride})"
+    return ""
 
 
 def sample_styles(p: Plan, row: int) -> list[str]:

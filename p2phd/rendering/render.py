@@ -68,6 +68,8 @@ def finish(p: Plan, style_cache: dict[int, list[str]], argv: list[str] | None) -
         )
     records = [sample_record(p, r, style_cache) for r in p.rows]
     ckpt_meta = _checkpoint_meta(p)
+    # the engine of the last render into the folder (--merge itself renders nothing)
+    engine = (rf.read_settings(p.out) or {}).get("engine", p.choice.engine).split()[0]
     attrs = {
         "run": str(p.run_dir.resolve()),
         "checkpoint": str(p.checkpoint.resolve()),
@@ -79,6 +81,8 @@ def finish(p: Plan, style_cache: dict[int, list[str]], argv: list[str] | None) -
         "dataset_sha256": p.ds.sha256(),
         "split": p.ds.split,
         "mode": p.mode,
+        "engine": engine,
+        "precision": p.choice.precision,
         "seed": p.o.seed,
         "style": {str(c): k for c, k in p.choices.items()},
         "styles": str(Path(p.o.styles).resolve()) if p.o.styles else "",
@@ -110,6 +114,7 @@ def finish(p: Plan, style_cache: dict[int, list[str]], argv: list[str] | None) -
         f"epoch {ckpt_meta.get('epoch', '?')}, step {ckpt_meta.get('step', '?')})",
         "dataset": str(p.ds.path),
         "mode": p.mode,
+        "engine": f"{engine}, {p.choice.precision}",
     }
     if p.mode == "clusters":
         info.update(clusters=str(p.clusters.path), seed=p.o.seed, style=p.o.style or "(seeded)")
