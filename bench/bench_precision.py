@@ -11,10 +11,8 @@ only difference:
 - trained: a p2phd run given with --trained, or by default a short training on the sample's 8
   training frames (global G, ngf 32, 256x512, --train-epochs epochs, no VGG: a few minutes),
   rendered at its own size.
-With the auto engine merged (render has --precision), the pair is ``bin/render --run RUN
---engine openvino --precision fp32`` and ``... --precision bf16``. Before it, fp32 is ``bin/render
---onnx`` of the run's export with ``--engine openvino``, and bf16 the same render with OpenVINO's
-precision hint set to bf16 in the bench's render process (the only change).
+The pair is ``bin/render --run RUN --engine openvino --precision fp32`` and ``... --precision
+bf16`` (what ``--precision bf16`` alone runs on CPUs with AMX-BF16 or AVX512_BF16).
 
 Printed per model: mean and largest difference in levels of 255 (over all channel values), the
 share of pixels with a channel more than 1 level off and of identical pixels; with --inception
@@ -37,11 +35,20 @@ import numpy as np
 import render_rows
 from machine import header as machine_header  # CPU, ISA flags, cores, date above each table
 from PIL import Image
-from render_rows import ROOT, Context, _checked, _p2phd, run_measured
+from render_rows import ROOT, Context, _checked, _p2phd
 
 SAMPLE = os.environ.get("P2PHD_SAMPLE", str(ROOT.parent / "shared" / "data" / "cityscapes-sample"))
 TRAINED = ["--netG", "global", "--ngf", "32", "--num_D", "2", "--no_vgg_loss", "--load_size",
            "512", "--niter_decay", "0", "--save_epoch_freq", "1000"]  # fmt: skip
+
+
+def test_maps(ctx: Context, run: Path) -> Path:
+    """The sample's test maps prepared at the run's load_size (its options.json)."""
+    size = json.loads((run / "options.json").read_text())["options"]["load_size"]
+    man = ctx.work / f"test-{size}.h5"
+    _checked(_p2phd(ctx, "p2phd.prepare", "--dataroot", str(ctx.sample), "--phase", "test",
+                    "--load_size", str(size), "--jobs", "1", "--out", str(man)), "bin/prepare")  # fmt: skip
+    return man
 
 
 def train_short(ctx: Context, epochs: int) -> tuple[Path, Path]:
@@ -57,57 +64,15 @@ def train_short(ctx: Context, epochs: int) -> tuple[Path, Path]:
     return ctx.work / "runs" / "trained", test
 
 
-def bf16_render(argv: list[str]) -> int:
-    """bin/render with OpenVINO's inference precision set to bf16 (before render has
-    --precision): the one line of the session's config that differs from --onnx's fp32."""
-    import p2phd  # noqa: F401, I001  (env fixes first)
-    import openvino as ov
-
-    from p2phd.deploy import onnx_run
-
-    class BF16Session(onnx_run.OpenVINOSession):
-        def __init__(self, model, threads: int) -> None:
-            core = ov.Core()
-            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "bf16"}
-            source = model if isinstance(model, bytes) else str(model)
-            self.model = core.compile_model(core.read_model(source), "CPU", config)
-            self.request = self.model.create_infer_request()
-
-    onnx_run.OpenVINOSession = BF16Session
-    from p2phd.core.cli import run_verb
-    from p2phd.rendering.render import main
-
-    return run_verb(main, argv) or 0
-
-
-def render_pair(ctx: Context, run: Path, man: Path, size: str, maps: int) -> dict[str, Path]:
-    """fp32 and bf16 renders of the manifest's first `maps` rows, same engine (OpenVINO)."""
+def render_pair(ctx: Context, run: Path, man: Path, maps: int) -> dict[str, Path]:
+    """fp32 and bf16 renders of the manifest's first `maps` rows by the same engine (OpenVINO)."""
     outs = {p: ctx.work / f"{run.name}-{p}" for p in ("fp32", "bf16")}
-    common = [str(man), "--max_samples", str(maps), "--overwrite"]
-    onnx = "" if ctx.engine_options else _export_at(ctx, run, size)
-    # before the auto engine: p2phd's import sets ONEDNN_MAX_CPU_ISA=AVX2 for MindSpore, which
-    # OpenVINO's oneDNN reads too (no AVX-512/AMX; bf16 deconvolutions fail to compile); these
-    # --onnx renders run no MindSpore, so both precisions get the CPU's full ISA
-    isa_env = {**render_rows._env(), "ONEDNN_MAX_CPU_ISA": "ALL"}
     for precision, out in outs.items():
-        if ctx.engine_options:
-            src = ["--run", str(run), "--engine", "openvino", "--precision", precision]
-            r = _p2phd(ctx, "p2phd.render", *src, *common, "--out", str(out), lock=True)
-            _checked(r, f"render {precision}")
-            continue
-        src = ["--onnx", onnx, "--engine", "openvino", *common, "--out", str(out)]
-        cmd = [sys.executable, "-m", "p2phd.render", *src]
-        if precision == "bf16":
-            cmd = [sys.executable, __file__, "--bf16-render", *src]
-        r = run_measured(cmd, isa_env, ctx.lock)
+        src = ["--run", str(run), "--engine", "openvino", "--precision", precision]
+        r = _p2phd(ctx, "p2phd.render", *src, str(man), "--max_samples", str(maps),
+                   "--overwrite", "--out", str(out), lock=True)  # fmt: skip
         _checked(r, f"render {precision}")
     return outs
-
-
-def _export_at(ctx: Context, run: Path, size: str) -> str:
-    r = _p2phd(ctx, "p2phd.export", "--run", str(run), "--format", "ONNX", "--size", size,
-               lock=True)  # fmt: skip
-    return _checked(r, "bin/export")
 
 
 def pngs(folder: Path) -> dict[str, np.ndarray]:
@@ -210,41 +175,33 @@ def main() -> int:
     ap.add_argument("--seg", default="", help="fyu/drn's drn-d-105_ms_cityscapes.pth")
     ap.add_argument("--lock", default=os.environ.get("BENCH_LOCK", ""), help="flock file")
     ap.add_argument("--only", default="imported,trained", help="models: imported, trained")
-    ap.add_argument("--bf16-render", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     ap.add_argument("--fid", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.bf16_render:
-        return bf16_render(args.bf16_render)
     if args.fid:
         print(json.dumps(fid_main(*args.fid)))
         return 0
     print(machine_header(), flush=True)
-    engine_options = "--precision" in render_rows.render_help()
-    how = (
-        "render --run --engine openvino --precision fp32 / bf16"
-        if engine_options
-        else "render --onnx --engine openvino; bf16: the same with OpenVINO's precision hint bf16"
-    )
-    print(f"# fp32 vs bf16, both OpenVINO ({how})", flush=True)
+    print("# bin/render --run RUN --engine openvino --precision fp32 vs bf16", flush=True)
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
         ctx = Context(args.nvidia, args.torch_python, Path(args.sample), Path(tmp), 0,
-                      args.lock, engine_options)  # fmt: skip
+                      args.lock)  # fmt: skip
         models = []
         if "imported" in args.only and not (Path(args.nvidia) / "models" / "networks.py").is_file():
             print("# no imported model: give --nvidia (a pix2pixHD checkout) and --torch-python")
         elif "imported" in args.only:
             run, man = render_rows.prepare_row(ctx, "render-1024p-2048x1024")
-            models.append(("imported label2city_1024p (NVIDIA-shaped random weights)", run, man,
-                           "1024x2048"))  # fmt: skip
+            models.append(("imported label2city_1024p (NVIDIA-shaped random weights)", run, man))
         if "trained" in args.only:
             if args.trained:
-                raise SystemExit("--trained: give the run's manifest too (not built yet)")
-            run, man = train_short(ctx, args.train_epochs)
-            models.append((f"trained on the sample ({args.train_epochs} epochs, global ngf 32)",
-                           run, man, "256x512"))  # fmt: skip
-        for label, run, man, size in models:
-            outs = render_pair(ctx, run, man, size, args.maps)
+                run, man = Path(args.trained), test_maps(ctx, Path(args.trained))
+                models.append((f"trained: {run.name}", run, man))
+            else:
+                run, man = train_short(ctx, args.train_epochs)
+                label = f"trained on the sample ({args.train_epochs} epochs, global ngf 32)"
+                models.append((label, run, man))
+        for label, run, man in models:
+            outs = render_pair(ctx, run, man, args.maps)
             a, b = pngs(outs["fp32"]), pngs(outs["bf16"])
             r = level_stats(a, b)
             if args.inception:

@@ -311,11 +311,9 @@ def _big(name: str) -> bool:
 
 def _render_row(name: str, args: argparse.Namespace, tmp: Path) -> str:
     """One render row (bench/render_rows.py); returns its markdown table."""
-    engine_options = "--precision" in render_rows.render_help()
-    print(f"{name} (render has --engine/--precision for --run: {engine_options}):", flush=True)
+    print(f"{name}:", flush=True)
     ctx = render_rows.Context(
         args.nvidia, args.torch_python, Path(args.sample), tmp / name, args.runs, args.lock,
-        engine_options,
     )  # fmt: skip
     ctx.work.mkdir(parents=True)
     try:

@@ -224,13 +224,6 @@ def json_result(label: str, r: dict, runs: int) -> Result:
     return res
 
 
-def render_help() -> str:
-    """bin/render --help: which options this checkout's render has (--precision, --engine)."""
-    r = subprocess.run([sys.executable, "-m", "p2phd.render", "--help"],
-                       capture_output=True, text=True, env=_env())  # fmt: skip
-    return r.stdout
-
-
 def _env() -> dict:
     """p2phd's processes: the checkout, and ckpt_memory/sitecustomize.py (MindSpore's checkpoint
     size guard against available rather than free memory; see that file)."""
@@ -288,7 +281,6 @@ class Context:
     work: Path
     runs: int
     lock: str
-    engine_options: bool  # render has --engine for --run and --precision (the auto engine)
 
 
 def _p2phd(ctx: Context, *args: str, lock: bool = False) -> dict:
@@ -334,97 +326,31 @@ def _nvidia_line(ctx: Context, name: str, run: Path, precision: str) -> Result:
     return json_result(label, run_measured(cmd, lock=ctx.lock), ctx.runs)
 
 
-def _render(
-    ctx: Context, label: str, source: list[str], man: Path, frames: int, env: dict | None = None
-) -> Result:
+def _render(ctx: Context, label: str, source: list[str], man: Path, frames: int) -> Result:
     out = ctx.work / "out"
     cmd = [sys.executable, "-m", "p2phd.render", *source, str(man), "--out", str(out),
            "--overwrite", "--max_samples", str(frames)]  # fmt: skip
-    r = run_measured(cmd, {**_env(), **(env or {})}, ctx.lock, watch=out)
+    r = run_measured(cmd, _env(), ctx.lock, watch=out)
     for png in out.glob("*.png"):
         png.unlink()
     return render_result(label, r)
 
 
-Line = tuple[str, list[str], dict[str, str]]  # label, render's source + options, extra env
+Line = tuple[str, list[str]]  # label, render's source + options
 
 
-def p2phd_lines(ctx: Context, name: str, run: Path, man: Path) -> list[Line]:
-    """p2phd's lines, in the order they run.
-
-    With the auto engine merged (ctx.engine_options) every engine runs from the run folder;
-    before it, the default path is MindSpore and the other engines run an ONNX export, and one
-    more line runs OpenVINO with the CPU's full ISA: ``import p2phd`` sets ONEDNN_MAX_CPU_ISA=AVX2
-    (for MindSpore's oneDNN), which OpenVINO's oneDNN reads as well."""
+def p2phd_lines(name: str, run: Path) -> list[Line]:
+    """p2phd's lines, in the order they run: the default path, then each engine explicitly."""
     row, src = ROWS[name], ["--run", str(run)]
-    if ctx.engine_options:
-        lines: list[Line] = [("p2phd default (render --run)", src, {})]
-        if row.bf16:
-            lines.append(("p2phd default --precision bf16", [*src, "--precision", "bf16"], {}))
-        for engine in ("mindspore", "onnxruntime", "openvino"):
-            lines.append((f"p2phd --engine {engine}", [*src, "--engine", engine], {}))
-        if row.bf16:
-            bf16 = [*src, "--engine", "openvino", "--precision", "bf16"]
-            lines.append(("p2phd --engine openvino --precision bf16", bf16, {}))
-        return lines
-    onnx = _export(ctx, run, row)
-    ov = ["--onnx", onnx, "--engine", "openvino"]
-    return [
-        ("p2phd default (render --run: MindSpore)", src, {}),
-        ("p2phd --onnx (onnxruntime)", ["--onnx", onnx], {}),
-        ("p2phd --onnx --engine openvino (AVX2 cap of import p2phd)", ov, {}),
-        (
-            "p2phd --onnx --engine openvino, ONEDNN_MAX_CPU_ISA=ALL",
-            ov,
-            {"ONEDNN_MAX_CPU_ISA": "ALL"},
-        ),
-    ]
-
-
-def _export(ctx: Context, run: Path, row: RenderRow) -> str:
-    """The run's fp32 ONNX export at the row's size (bin/export), made once."""
-    size = f"{row.width // 2}x{row.width}"
-    if (run, size) not in _EXPORTS:
-        r = _p2phd(ctx, "p2phd.export", "--run", str(run), "--format", "ONNX", "--size", size,
-                   lock=True)  # fmt: skip
-        _EXPORTS[run, size] = _checked(r, "bin/export")
-    return _EXPORTS[run, size]
-
-
-_EXPORTS: dict[tuple[Path, str], str] = {}
-
-
-def _openvino_bf16(ctx: Context, name: str, run: Path) -> Result:
-    """Before render has --precision: the export in OpenVINO with bf16 inference precision,
-    G only (label and instance ids in, image out) on the row's maps, median of ctx.runs."""
-    row = ROWS[name]
-    cmd = [sys.executable, __file__, "--ov", _export(ctx, run, row), "bf16", str(ctx.runs),
-           str(row.width), *sample_maps(ctx.sample)[: ctx.runs + 1]]  # fmt: skip
-    label = "OpenVINO bf16, G only (render has no --precision yet)"
-    return json_result(label, run_measured(cmd, _env(), ctx.lock), ctx.runs)
-
-
-def openvino_child(path: str, precision: str, runs: str, width: str, *maps: str) -> dict:
-    """Time the ONNX file in OpenVINO's CPU plugin at `precision` (f32 or bf16) on the maps."""
-    import numpy as np
-    import openvino as ov
-    from bench_vs_nvidia import measure
-    from PIL import Image
-
-    def read(path: str) -> np.ndarray:
-        img = Image.open(path)
-        w = int(width)
-        img = img.resize((w, round(img.height * w / img.width)), Image.NEAREST)
-        return np.array(img, np.int32)[None]
-
-    core = ov.Core()
-    hint = {"fp32": "f32", "bf16": "bf16"}[precision]
-    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
-    model = core.compile_model(core.read_model(path), "CPU", config)
-    request = model.create_infer_request()
-    feeds = [{"label": read(a), "instance": read(b)} for a, b in (m.split(":") for m in maps)]
-    counter = iter(range(1 << 30))
-    return measure(lambda: request.infer(feeds[next(counter) % len(feeds)]), int(runs))
+    lines: list[Line] = [("p2phd default (render --run)", src)]
+    if row.bf16:
+        lines.append(("p2phd default --precision bf16", [*src, "--precision", "bf16"]))
+    for engine in ("mindspore", "onnxruntime", "openvino"):
+        lines.append((f"p2phd --engine {engine}", [*src, "--engine", engine]))
+    if row.bf16:
+        bf16 = [*src, "--engine", "openvino", "--precision", "bf16"]
+        lines.append(("p2phd --engine openvino --precision bf16", bf16))
+    return lines
 
 
 def measure_row(ctx: Context, name: str) -> list[Result]:
@@ -433,20 +359,17 @@ def measure_row(ctx: Context, name: str) -> list[Result]:
     frames = ctx.runs + 1
     results = [_nvidia_line(ctx, name, run, "fp32")]
     print(f"  {table_line(results[-1])}", flush=True)
-    lines = p2phd_lines(ctx, name, run, man)
-    if ctx.engine_options:  # the auto engine's first use exports to the run's cache: its cost
-        first = _render(ctx, "p2phd default, first use (1 frame)", lines[0][1], man, 1)
-        results.append(first)
-        print(f"  {table_line(first)}", flush=True)
-    for i, (label, source, env) in enumerate(lines):
-        results.append(_render(ctx, label, source, man, frames, env))
+    lines = p2phd_lines(name, run)
+    # auto's first use exports G to the run's engine cache: start-up and memory of that run
+    first = _render(ctx, "p2phd default, first use (exports; 1 frame)", lines[0][1], man, 1)
+    results.append(first)
+    print(f"  {table_line(first)}", flush=True)
+    for i, (label, source) in enumerate(lines):
+        results.append(_render(ctx, label, source, man, frames))
         print(f"  {table_line(results[-1])}", flush=True)
         if i == 0 and ROWS[name].bf16:
             results.append(_nvidia_line(ctx, name, run, "bf16"))
             print(f"  {table_line(results[-1])}", flush=True)
-    if ROWS[name].bf16 and not ctx.engine_options:
-        results.append(_openvino_bf16(ctx, name, run))
-        print(f"  {table_line(results[-1])}", flush=True)
     return results
 
 
@@ -459,10 +382,3 @@ def table_line(r: Result) -> str:
         f"first {fmt(r.first_s, 1)} s, "
         f"peak {fmt(r.peak_gb)} GB, load {os.getloadavg()[0]:.1f}"
     )
-
-
-if __name__ == "__main__":
-    import json
-
-    if sys.argv[1] == "--ov":
-        print(json.dumps(openvino_child(*sys.argv[2:])))
