@@ -271,7 +271,7 @@ bench-render: | $(STAMP) ## render's images/s on the 15 sample test maps, ngf 64
 bench-export: | $(STAMP) ## bin/export time, size and RSS (MindIR, ONNX, ONNX --half) for the full 512p and 1024p generators; render from MindIR vs checkpoint (~8 min)
 	$(PY) bench/bench_export.py
 .PHONY: bench-export
-bench-edit: | $(STAMP) ## bin/edit: start, edit -> preview latency (first, steady) with a 512p G (ngf 64, random), MindSpore vs its ONNX export in onnxruntime and OpenVINO, --preview_size 256 and 512; full size on demand (~15 min; ~3.3 GB: flock /work/heavy.lock)
+bench-edit: | $(STAMP) ## bin/edit: start, edit -> preview latency (first, steady) with a 512p G (ngf 64, random), MindSpore vs its ONNX export in onnxruntime and OpenVINO, --preview_size 256 and 512; full size on demand (~15 min; ~3.3 GB: run it alone on a shared machine)
 	$(PY) bench/bench_edit.py
 .PHONY: bench-edit
 bench-onnx: | $(STAMP) ## render --onnx (fp32, --half) vs --run at 512x1024, ngf 64: s/image, RSS, pixel differences in levels, FID change (INCEPTION_BENCH=real .pth; ~15 min)
