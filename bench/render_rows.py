@@ -43,14 +43,12 @@ class RenderRow:
     ngf: int
     width: int
     bf16: bool  # also the bf16 lines (NVIDIA autocast, OpenVINO bf16)
-    in_process_row: str = ""  # the in-process G row (bench_vs_nvidia.WORK) this one extends
 
 
 ROWS = {
     # label2city_512p: global G, ngf 64, scale_width 1024 -> 512x1024
     "render-g64-512x1024": RenderRow(
         "label2city_512p", "--netG global --ngf 64", "global", 64, 1024, False,
-        "infer-g64-512x1024",
     ),
     # label2city_1024p (NVIDIA's scripts/train_1024p_24G.sh): local G, ngf 32, full 2048x1024
     "render-1024p-2048x1024": RenderRow(
