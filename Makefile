@@ -300,9 +300,14 @@ bench-evaluate: | $(STAMP) ## FID Inception features/s at 299x299; DRN-D-105 seg
 NVIDIA ?=#                        NVIDIA/pix2pixHD checkout (bench-vs-nvidia, bench-import)
 TORCH_PYTHON ?= python3#           a Python with torch + torchvision (bench-vs-nvidia, bench-import)
 BENCH_EXTRA ?=#                    e.g. --big (512x1024 training rows), --only ROW,..., --runs N
-bench-vs-nvidia: | $(STAMP) ## p2phd vs NVIDIA's PyTorch networks, same shapes, interleaved: time and peak-memory ratios (NVIDIA=... TORCH_PYTHON=...)
-	$(PY) bench/bench_vs_nvidia.py --nvidia $(NVIDIA) --torch-python $(TORCH_PYTHON) $(BENCH_EXTRA)
+BENCH_LOCK ?=#                     a file every large bench process holds an exclusive flock on while it runs (shared machines)
+SEG_BENCH ?=#                      fyu/drn's drn-d-105_ms_cityscapes.pth for bench-precision's segmentation score
+bench-vs-nvidia: | $(STAMP) ## p2phd vs NVIDIA's PyTorch networks, same shapes, interleaved: time and peak-memory ratios; render rows: NVIDIA fp32/bf16 vs bin/render's default path and each engine at 512x1024 and 2048x1024 (1024p G), minutes for 500 frames (NVIDIA=... TORCH_PYTHON=...; ~30 min)
+	$(PY) bench/bench_vs_nvidia.py --nvidia $(NVIDIA) --torch-python $(TORCH_PYTHON) $(if $(BENCH_LOCK),--lock $(BENCH_LOCK)) $(BENCH_EXTRA)
 .PHONY: bench-vs-nvidia
+bench-precision: | $(STAMP) ## bf16 vs fp32 renders (OpenVINO) of the sample's 15 test maps: imported 1024p G (with NVIDIA=) and a briefly trained G: level differences; FID and segmentation change with INCEPTION_BENCH= SEG_BENCH= (~15 min)
+	$(PY) bench/bench_precision.py $(if $(NVIDIA),--nvidia $(NVIDIA) --torch-python $(TORCH_PYTHON)) $(if $(INCEPTION_BENCH),--inception $(INCEPTION_BENCH)) $(if $(SEG_BENCH),--seg $(SEG_BENCH)) $(if $(BENCH_LOCK),--lock $(BENCH_LOCK)) $(BENCH_EXTRA)
+.PHONY: bench-precision
 
 # bench-vs-nvidia needs an NVIDIA checkout and torch: part of `make bench` only when NVIDIA= is given
 bench: $(filter-out $(if $(NVIDIA),,bench-vs-nvidia),$(shell sed -nE 's/^(bench-[A-Za-z0-9_-]+):.*/\1/p' $(firstword $(MAKEFILE_LIST)))) ## run every benchmark (bench-*)

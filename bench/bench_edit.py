@@ -41,6 +41,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from machine import header as machine_header  # CPU, ISA flags, cores, date above each table
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -272,6 +273,7 @@ def main() -> None:
     ap.add_argument("--ngf", type=int, default=64, help="G's width (a small one checks the bench)")
     args = ap.parse_args()
     sizes = [int(v) for v in args.preview_sizes.split(",")]
+    print(machine_header(), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-edit-") as tmp_:
         tmp = Path(tmp_)
         run, clusters = make_run(tmp, args.ngf)

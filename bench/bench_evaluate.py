@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from machine import header as machine_header  # CPU, ISA flags, cores, date above each table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -229,7 +230,7 @@ def main() -> int:
         h, w, n = (int(v) for v in shape.split("x"))
         bench_seg_case(h, w, n, args.calls, engine)
         return 0
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+    print(machine_header(), flush=True)
     if args.only != "seg":
         bench_fid_part(args)
     if args.only != "fid":

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import header as machine_header  # CPU, ISA flags, cores, date above each table
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "cityscapes-sample"
 CASES = {  # name: (arch options, --size)
@@ -182,6 +184,7 @@ def main() -> None:
     )
     ap.add_argument("--no_render", action="store_true", help="skip the render comparison")
     args = ap.parse_args()
+    print(machine_header(), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
         cases = [c for c in args.cases.split(",") if c]
         bench_export(Path(tmp), cases, [f for f in args.formats.split(",") if f])

@@ -44,6 +44,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from machine import header as machine_header  # CPU, ISA flags, cores, date above each table
+
 REPO = Path(__file__).resolve().parents[1]
 # The tests' default place of the Cityscapes sample (tests/conftest.py), overridable the same way.
 SAMPLE = Path(
@@ -216,6 +218,7 @@ def main() -> None:
                 fid = fidelity(args, folder, run, Path(tmp) / "fidelity", py)
             shutil.rmtree(out)
     report = {
+        "machine": machine_header().removeprefix("# machine: "),
         "file": str(folder / "latest_net_G.pth"),
         "file_mb": round((folder / "latest_net_G.pth").stat().st_size / 2**20),
         "weights_mb": round(PARAMS * 4 / 2**20),

@@ -31,6 +31,8 @@ import subprocess
 import sys
 import time
 
+from machine import header as machine_header  # CPU, ISA flags, cores, date above each table
+
 CONFIGS = {"large": (64, 256, 512), "small": (32, 128, 256)}
 VARIANTS = {
     "base": "p2phd as it is: exact instance norm, nn.Pad REFLECT, GRAPH_MODE, no ms.jit",
@@ -392,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(*args.child, args.runs)))
         return 0
     kinds = args.kinds.split(",")
+    print(machine_header(), flush=True)
     if "norm" in kinds:
         _print_norms(args.runs)
     kinds = [k for k in kinds if k != "norm"]

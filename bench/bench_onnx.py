@@ -32,6 +32,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_export import SAMPLE, make_run, timed  # noqa: E402
+from machine import header as machine_header  # noqa: E402  (CPU, ISA flags, cores, date)
 
 _STEADY = re.compile(r"then ([\d.]+) s/image")
 
@@ -70,6 +71,7 @@ def main() -> None:
     ap.add_argument("--inception", default="", help="pytorch-fid's FID Inception .pth")
     ap.add_argument("--no_fid", action="store_true")
     args = ap.parse_args()
+    print(machine_header(), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
         work = Path(tmp)
         test = prepare(work, "test")

@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import header as machine_header  # noqa: E402  (CPU, ISA flags, cores, date)
+
 from p2phd.core.cli import run_verb  # noqa: E402
 from p2phd.data import prepare  # noqa: E402
 
@@ -113,6 +115,7 @@ def main() -> int:
     if n == 0:
         raise SystemExit(f"no training frames under {a.dataroot}")
     load0, par0 = os.getloadavg()[0], machine_parallelism()
+    print(machine_header(), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.h5"
         if a.copies > 1:

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from machine import header as machine_header  # CPU, ISA flags, cores, date above each table
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = (REPO / ".." / "shared" / "data" / "cityscapes-sample").resolve()
@@ -127,6 +128,7 @@ def main() -> int:
     ms.set_device("CPU")
     sys.path.insert(0, str(Path(__file__).parent))
     rng = np.random.default_rng(0)
+    print(machine_header(), flush=True)
     norms(rng)
     if SAMPLE.is_dir():
         pooling(rng)

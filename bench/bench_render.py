@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import header as machine_header  # CPU, ISA flags, cores, date above each table
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SAMPLE = ROOT.parent / "shared" / "data" / "cityscapes-sample"
@@ -137,6 +139,7 @@ def main() -> int:
         hw, orig = hw.removesuffix("+orig"), hw.endswith("+orig")
         h, w = (int(v) for v in hw.split("x"))
         cases.append(Case(h, w, shard, orig))
+    print(machine_header(), flush=True)
     print(
         f"bench-render: ngf {a.ngf}, random weights, load average {os.getloadavg()[0]:.2f} "
         f"(2 shared cores: +-20-30 % noise)",

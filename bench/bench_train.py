@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+from machine import header as machine_header  # CPU, ISA flags, cores, date above each table
 
 from p2phd.core import runtime  # noqa: E402  (env fixes before MindSpore)
 from p2phd.training.train import TrainOptions  # noqa: E402
@@ -138,6 +139,7 @@ def main() -> int:
         r["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         print(json.dumps(r), flush=True)
         return 0
+    print(machine_header(), flush=True)
     print(
         f"{'mode':<11} {'size':>8} {'s/step':>7} {'min':>6} {'max':>6} {'1st(s)':>7} "
         f"{'epoch h @size':>13} {'epoch h full':>12} {'RSS GB':>6}",

@@ -19,6 +19,15 @@ engine and NumPy only. Its inputs are raw label and instance
 ids (the graph encodes them), the others' the encoded condition. ``--ort-arena`` and
 ``--ort-fused-norm`` (InstanceNormalization instead of the exact norm) add comparison rows.
 
+Render rows (bench/render_rows.py: ``render-g64-512x1024``, ``render-1024p-2048x1024``, NVIDIA's
+label2city_512p and label2city_1024p generators): NVIDIA-shaped random weights made by NVIDIA's
+code, imported with bin/import, and the sample's real test label maps (``--sample``, default
+$P2PHD_SAMPLE or the checkout's ../shared/data/cityscapes-sample) at 512x1024 and 2048x1024:
+NVIDIA's inference in fp32 (and bf16 autocast at 2048x1024) against ``bin/render --run`` by its
+default path and by each engine, per frame, peak memory of the process tree, minutes for the 500
+frames of Cityscapes val. ``--lock FILE`` (or $BENCH_LOCK) makes every measured process hold an
+exclusive flock on FILE while it runs, so no two large jobs share the machine.
+
 Shapes: batch 1, 35 labels + edge map, 2-scale D (3 scales for the local enhancer, as the 1024p
 mode), LSGAN + feature matching (+ VGG19 with random weights on both sides). ``--big`` adds the
 512x1024 training rows (21 GB for p2phd before issue 11, 8 GB for NVIDIA): run it alone.
@@ -29,6 +38,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -37,6 +47,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # render_rows and machine beside this file, also when imported
+import render_rows  # noqa: E402
+from machine import header as machine_header  # noqa: E402  (CPU, ISA flags, cores, date)
+
 # name: (kind, netG, ngf, H, W, vgg, num_D, big)
 WORK = {
     "train-g64-256x512": ("train", "global", 64, 256, 512, 1, 2, False),
@@ -50,6 +64,15 @@ WORK = {
     "train-g64-512x1024": ("train", "global", 64, 512, 1024, 1, 2, True),
     "train-local32-512x1024": ("train", "local", 32, 512, 1024, 1, 3, True),
 }
+
+
+# every row in the order they run: the 512x1024 render row right after its in-process G row
+ROWS = [*WORK]
+ROWS[ROWS.index("infer-g64-512x1024") + 1 : 0] = ["render-g64-512x1024"]
+ROWS.insert(ROWS.index("infer-local32-1024x2048") + 1, "render-1024p-2048x1024")
+SAMPLE = os.environ.get(
+    "P2PHD_SAMPLE", str(HERE.parent.parent / "shared" / "data" / "cityscapes-sample")
+)
 
 
 def measure(step, runs: int) -> dict:
@@ -174,8 +197,9 @@ def onnx_child(path: str, name: str, runs: int, threads: int, arena: bool, engin
     return measure(lambda: sess.run(["image"], feeds), runs)
 
 
-def _run(cmd: list[str], env: dict) -> dict:
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+def _run(cmd: list[str], env: dict, lock: str = "") -> dict:
+    with render_rows.heavy(lock):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
         return {"error": tail[:120]}
@@ -210,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nvidia", default=os.environ.get("NVIDIA", ""))
     ap.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON", "python3"))
     ap.add_argument("--big", action="store_true", help="add the 512x1024 training rows")
-    ap.add_argument("--only", default="", help="comma list of rows: " + ", ".join(WORK))
+    ap.add_argument("--only", default="", help="comma list of rows: " + ", ".join(ROWS))
     ap.add_argument("--runs", type=int, default=3, help="timed steps per process (median)")
     ap.add_argument("--amp", default="O0", help="p2phd's --amp level (O0 = fp32, as NVIDIA's)")
     ap.add_argument("--ort-threads", type=int, default=2, help="onnxruntime intra-op threads")
@@ -221,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         "--ort-fused-norm", action="store_true", help="add rows with ONNX InstanceNormalization"
     )
     ap.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime rows")
+    ap.add_argument("--lock", default=os.environ.get("BENCH_LOCK", ""), help="flock file")
+    ap.add_argument("--sample", default=str(SAMPLE), help="Cityscapes sample (render rows)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--write-onnx", nargs=4, help=argparse.SUPPRESS)
     ap.add_argument("--onnx-child", nargs="+", help=argparse.SUPPRESS)
@@ -241,17 +267,22 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    names = (
-        args.only.split(",") if args.only else [n for n, v in WORK.items() if args.big or not v[7]]
-    )
-    unknown = [n for n in names if n not in WORK]
+    names = args.only.split(",") if args.only else [n for n in ROWS if args.big or not _big(n)]
+    unknown = [n for n in names if n not in ROWS]
     if unknown:
         print(
-            f"bench-vs-nvidia: unknown row {unknown[0]!r} (rows: {', '.join(WORK)})",
+            f"bench-vs-nvidia: unknown row {unknown[0]!r} (rows: {', '.join(ROWS)})",
             file=sys.stderr,
         )
         return 2
+    if (
+        any(n in render_rows.ROWS for n in names)
+        and not (Path(args.sample) / "test_label").is_dir()
+    ):
+        print(f"bench-vs-nvidia: no Cityscapes sample at {args.sample} (--sample)", file=sys.stderr)
+        return 2
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+    print(machine_header(), flush=True)
     print(
         f"# {time.strftime('%Y-%m-%d %H:%M')}, load {os.getloadavg()[0]:.1f}, {args.runs} timed "
         f"steps per process (median), p2phd --amp {args.amp}",
@@ -262,10 +293,37 @@ def main(argv: list[str] | None = None) -> int:
         f"{'NV cpu':>7} {'ratio':>6} {'p2phd GB':>8} {'NV GB':>6} {'ratio':>6}  load"
     )
     print(head, flush=True)
+    tables = []
     with tempfile.TemporaryDirectory(prefix="bench-vs-nvidia-") as tmp:
         for name in names:
-            _row(name, args, env, Path(tmp))
+            if name in render_rows.ROWS:
+                tables.append(_render_row(name, args, Path(tmp)))
+            else:
+                _row(name, args, env, Path(tmp))
+    for t in tables:
+        print(f"\n{machine_header()}\n{t}", flush=True)
     return 0
+
+
+def _big(name: str) -> bool:
+    return name in WORK and WORK[name][7]
+
+
+def _render_row(name: str, args: argparse.Namespace, tmp: Path) -> str:
+    """One render row (bench/render_rows.py); returns its markdown table."""
+    print(f"{name}:", flush=True)
+    ctx = render_rows.Context(
+        args.nvidia, args.torch_python, Path(args.sample), tmp / name, args.runs, args.lock,
+    )  # fmt: skip
+    ctx.work.mkdir(parents=True)
+    try:
+        results = render_rows.measure_row(ctx, name)
+    except RuntimeError as e:
+        print(f"  {name} failed: {e}", flush=True)
+        return f"{name}: failed: {e}"
+    finally:
+        shutil.rmtree(ctx.work, ignore_errors=True)
+    return render_rows.table(name, results, args.runs)
 
 
 def _print(name: str, ours: dict, theirs: dict) -> None:
@@ -311,10 +369,11 @@ def _row(name: str, args: argparse.Namespace, env: dict, tmp: Path) -> None:
             args.amp,
         ],
         env,
+        args.lock,
     )
     theirs_cmd = [args.torch_python, str(HERE / "nvidia_side.py"), args.nvidia, kind, netg]
     theirs_cmd += [str(v) for v in (ngf, h, w, use_vgg, num_d, args.runs)]
-    theirs = _run(theirs_cmd, dict(os.environ))
+    theirs = _run(theirs_cmd, dict(os.environ), args.lock)
     _print(name, ours, theirs)
     if "error" in theirs:
         print(f"  NVIDIA failed: {theirs['error']}", flush=True)
@@ -340,7 +399,7 @@ def _row(name: str, args: argparse.Namespace, env: dict, tmp: Path) -> None:
             continue
         path = made.stdout.strip().splitlines()[-1]
         child = [*me, "--onnx-child", path, name, str(int(arena)), engine]
-        _print(f"  {label}", _run(child, env), theirs)
+        _print(f"  {label}", _run(child, env, args.lock), theirs)
         Path(path).unlink()
 
 
