@@ -13,10 +13,10 @@ Outputs are relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (torchvision slices [0,2
 
 import os
 
-import mindspore as ms
 import numpy as np
 from mindspore import nn
 
+from p2phd.core import checkpoint
 from p2phd.core.cli import UsageError
 
 from .layers import FrozenConv2d, freeze, set_parameter
@@ -92,7 +92,7 @@ def load_vgg19(path: str | os.PathLike) -> VGG19Features:
             "and pass --vgg_pre_trained PATH, or pass --no_vgg_loss"
         )
     try:
-        params = ms.load_checkpoint(path)
+        params = checkpoint.read(path)
     except Exception as exc:  # MindSpore raises ValueError/RuntimeError for non-checkpoints
         raise UsageError(
             f"{path} is not a readable MindSpore checkpoint ({exc})".splitlines()[0]
