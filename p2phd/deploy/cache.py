@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from p2phd.core.cli import UsageError, log
+from p2phd.deploy.sidecar import OPSET
 
 DIR = "engine-cache"
 # version of what onnx_graph/onnx_ops write for the same weights: bump it when they change, so
@@ -28,8 +29,6 @@ WRITER = 1
 
 
 def path_for(run_dir: Path, checkpoint_sha: str) -> Path:
-    from p2phd.deploy.onnx_ops import OPSET
-
     return Path(run_dir) / DIR / f"G-{checkpoint_sha[:16]}-fp32-opset{OPSET}-w{WRITER}.onnx"
 
 

@@ -32,10 +32,11 @@ import onnx
 from mindspore import nn
 from onnx import TensorProto, helper, numpy_helper
 
+from p2phd.deploy import sidecar
 from p2phd.nets.generator import GlobalGenerator, LocalEnhancer
 from p2phd.nets.layers import InstanceNorm, LowMemoryConv2d, ResnetBlock, Stride1Conv2d
 
-OPSET = 17
+OPSET = sidecar.OPSET  # one home: deploy.sidecar
 
 
 class UnsupportedCell(ValueError):

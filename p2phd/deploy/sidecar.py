@@ -21,6 +21,10 @@ from typing import Any
 
 from p2phd.core.cli import UsageError, read_json
 
+# The ONNX opset p2phd writes (sidecars record it). Here, not in onnx_ops, so that what only
+# names or reads an export (deploy.cache, render through a cached export) imports no MindSpore.
+OPSET = 17
+
 SCHEMA = "p2phd.export/1"
 SUFFIX = ".json"
 
