@@ -223,9 +223,8 @@ def json_result(label: str, r: dict, runs: int) -> Result:
 
 
 def _env() -> dict:
-    """p2phd's processes: the checkout, and ckpt_memory/sitecustomize.py (MindSpore's checkpoint
-    size guard against available rather than free memory; see that file)."""
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE / "ckpt_memory")]))
+    """p2phd's processes: this checkout first on the path."""
+    return dict(os.environ, PYTHONPATH=str(ROOT))
 
 
 def sample_maps(sample: Path) -> list[str]:
