@@ -133,13 +133,16 @@ def finish(p: Plan, style_cache: dict[int, list[str]], argv: list[str] | None) -
 def _checkpoint_meta(p: Plan) -> dict[str, int]:
     if p.deployed is not None:  # --mindir/--onnx: the checkpoint it was exported from
         return dict(p.deployed["run"]["checkpoint_meta"])
-    if p.choice.onnx:  # the run's cached export (checked against G.ckpt's hash before use):
-        # its sidecar holds the same meta, and reading G.ckpt again would import MindSpore and
-        # load every weight (730 MB for a 1024p G) at the end of the render, its memory peak
+    if p.choice.onnx:
+        # The run's cached export, named by G.ckpt's hash: its sidecar holds the same meta, and
+        # reading G.ckpt again would import MindSpore and load every weight (730 MB for a 1024p
+        # G) at the end of the render, its memory peak. It may not exist when this run rendered
+        # nothing (a folder finished by --engine mindspore, --merge): then G.ckpt's own.
         from p2phd.deploy import cache, sidecar
 
-        side = sidecar.read(cache.path_for(p.run_dir, p.checkpoint_sha), "ONNX")
-        return dict(side["run"]["checkpoint_meta"])
+        cached = cache.path_for(p.run_dir, p.checkpoint_sha)
+        if cached.is_file():
+            return dict(sidecar.read(cached, "ONNX")["run"]["checkpoint_meta"])
     from p2phd.core import checkpoint  # imports MindSpore: not on the ONNX paths
 
     meta = checkpoint.read_meta(p.checkpoint)
