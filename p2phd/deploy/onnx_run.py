@@ -4,13 +4,13 @@
   ``DirectML``... or full ``XExecutionProvider`` names, comma-separated, in priority order) ->
   onnxruntime provider names; a provider this onnxruntime build lacks is a UsageError naming it
   and what is available (one line, exit 2).
-- ``session_options(threads)``: the settings bench-vs-nvidia measured (README: Deploying):
+- ``session_options(threads)``: the settings bench-vs-nvidia measured (docs/deploying.md):
   all graph optimisations, ``threads`` intra-op threads (0 = onnxruntime's choice, one per
   physical core), one inter-op thread, and the CPU memory arena off (peak RSS; see the doc).
 - ``OnnxGenerator(path, sidecar, providers, threads, engine)``: call(label, index[, feat]) on
   NumPy arrays -> NumPy output, the same arguments render gives a MindSpore generator.
   ``engine`` ``onnxruntime`` (default) or ``openvino`` (OpenVINO's CPU plugin reads the same
-  file; measured faster on this AVX2 CPU: README: Deploying). OpenVINO ignores ``providers``.
+  file; measured faster on this AVX2 CPU: docs/deploying.md). OpenVINO ignores ``providers``.
   ``precision`` ``bf16`` runs OpenVINO in bfloat16 (deploy.engines decides who may ask).
 """
 
