@@ -28,6 +28,7 @@ from typing import Any
 
 from p2phd.core import extras
 from p2phd.core.cli import UsageError, log
+from p2phd.deploy import cache
 from p2phd.deploy import engines as choice_of
 from p2phd.deploy.engines import AUTO, ENGINES, FP32, PRECISIONS  # noqa: F401 (options)
 
@@ -43,6 +44,7 @@ class Engine:
     threads: int = 0
     precision: str = FP32
     cached: Path | None = None  # the run folder whose cached export this is (deploy.cache)
+    checkpoint_sha: str = ""  # its G.ckpt's SHA-256 (names the cached export)
 
     @property
     def stride(self) -> int:
@@ -74,11 +76,10 @@ class Engine:
         from p2phd.deploy.onnx_run import OnnxGenerator, providers
 
         if self.cached is not None:  # exported now if it is not there yet
-            from p2phd.deploy import cache
-
-            sha = manifest_sha(info)
             size = tuple(self.sidecar["size"])
-            self.onnx, self.sidecar = cache.ensure(info.run_dir, sha, size, verb="edit")
+            self.onnx, self.sidecar = cache.ensure(
+                info.run_dir, self.checkpoint_sha, size, verb="edit"
+            )
         names = providers(self.providers) if self.name == "onnxruntime" else []
         return OnnxGenerator(
             self.onnx, self.sidecar, names, self.threads, self.name, self.precision
@@ -119,6 +120,8 @@ def resolve(o: Any, info: Any) -> Engine:
         o.engine, o.precision, o.device_target, info.arch.netG, size, "", o.providers
     )
     path = _export_path(o, info.run_dir)
+    # G.ckpt's hash names the run's cached export: hashed once here (a 1024p G.ckpt is 730 MB)
+    sha = _checkpoint_sha(info) if path is None and choice.onnx and o.onnx == AUTO else ""
     name = choice.engine if choice.onnx else "onnxruntime"  # a file on Ascend/GPU: onnxruntime
     if path is not None:
         extras.require(
@@ -126,13 +129,10 @@ def resolve(o: Any, info: Any) -> Engine:
         )
         side = check_export(path, info)
         engine = Engine(name, path, side, o.providers, o.threads, choice.precision)
-    elif choice.onnx and o.onnx == AUTO and _cache_usable(info):
-        from p2phd.deploy import cache
-
-        sha = manifest_sha(info)
+    elif sha and cache.available(info.run_dir, sha):
         side = {"stride": stride, "size": list(size)}
         engine = Engine(name, cache.path_for(info.run_dir, sha), side, o.providers, o.threads)
-        engine.precision, engine.cached = choice.precision, info.run_dir
+        engine.precision, engine.cached, engine.checkpoint_sha = choice.precision, info.run_dir, sha
     elif o.engine in ("onnxruntime", "openvino") or choice.precision != FP32:
         what = f"--engine {o.engine}" if o.engine != AUTO else "--precision bf16"
         where = "--onnx ''" if o.onnx == "" else f"{info.run_dir} not writable for its export"
@@ -147,16 +147,10 @@ def resolve(o: Any, info: Any) -> Engine:
     return engine
 
 
-def manifest_sha(info: Any) -> str:
+def _checkpoint_sha(info: Any) -> str:
     from p2phd.core import manifest, runs
 
     return manifest.sha256_file(runs.trained_snapshot(info.run_dir))
-
-
-def _cache_usable(info: Any) -> bool:
-    from p2phd.deploy import cache
-
-    return cache.available(info.run_dir, manifest_sha(info))
 
 
 def _export_path(o: Any, run_dir: Path) -> Path | None:
