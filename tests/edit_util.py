@@ -9,7 +9,6 @@ other through the per-image statistics, and "far from the edit" would have no me
 """
 
 import dataclasses
-import json
 import struct
 import zlib
 from pathlib import Path
@@ -90,26 +89,16 @@ def make_run(folder: Path, seed: int = 5, arch: dict | None = None) -> Path:
 
 def make_clusters(path: Path, seed: int = 0) -> Path:
     """A cluster manifest by hand: road 2 centres, car 3 centres (far apart), others none."""
-    from p2phd.core import manifest
+    from train_util import write_clusters
 
     rng = np.random.default_rng(seed)
-    with manifest.create(path, "clusters", "cluster", {}) as f:
-        f.attrs.update(
-            {
-                "feat_num": 3,
-                "label_nc": 35,
-                "n_clusters": 3,
-                "min_area": 0.0,
-                "seed": 0,
-                "n_init": 1,
-                "features": json.dumps({"path": "", "sha256": ""}),
-            }
-        )
-        for c, k in CLUSTERS.items():
-            g = f.create_group(f"classes/{c}")
-            g["centers"] = (np.eye(3, dtype=np.float32)[:k] * 2 - 1) * rng.uniform(0.5, 1, (k, 1))
-            g["counts"] = np.ones(k, np.int64)
-    return path
+    return write_clusters(
+        path,
+        {
+            c: (np.eye(3, dtype=np.float32)[:k] * 2 - 1) * rng.uniform(0.5, 1, (k, 1))
+            for c, k in CLUSTERS.items()
+        },
+    )
 
 
 def receptive_radius(arch: dict) -> int:

@@ -472,13 +472,13 @@ def feature_run(folder: Path, train_manifest: Path) -> Path:
     return folder
 
 
-def hand_clusters(path: Path) -> Path:
-    """A cluster manifest by hand: road (7) 2 centres, car (26) 3 centres, others none."""
+def write_clusters(path: Path, centres: dict[int, np.ndarray]) -> Path:
+    """A cluster manifest by hand: ``centres`` class -> (k, 3) centres as given (feat_num 3,
+    label_nc 35); classes not named have none."""
     import json
 
     from p2phd.core import manifest
 
-    rng = np.random.default_rng(0)
     with manifest.create(path, "clusters", "cluster", {}) as f:
         f.attrs.update(
             {
@@ -491,8 +491,16 @@ def hand_clusters(path: Path) -> Path:
                 "features": json.dumps({"path": "", "sha256": ""}),
             }
         )
-        for c, k in ((7, 2), (26, 3)):
+        for c, centers in centres.items():
             g = f.create_group(f"classes/{c}")
-            g["centers"] = rng.uniform(-1, 1, (k, 3)).astype(np.float32)
-            g["counts"] = np.ones(k, np.int64)
+            g["centers"] = centers
+            g["counts"] = np.ones(len(centers), np.int64)
     return path
+
+
+def hand_clusters(path: Path) -> Path:
+    """A cluster manifest by hand: road (7) 2 centres, car (26) 3 centres, others none."""
+    rng = np.random.default_rng(0)
+    return write_clusters(
+        path, {c: rng.uniform(-1, 1, (k, 3)).astype(np.float32) for c, k in ((7, 2), (26, 3))}
+    )
